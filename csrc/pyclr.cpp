@@ -1,0 +1,42 @@
+// Every pyclr operator is declared here, once, with its schema. Backends register their
+// kernels with TORCH_LIBRARY_IMPL in csrc/<family>/<op>_{cpu.cpp,cuda.cu}; the autograd
+// link and the fake (meta) kernels are registered in Python (pyclr/_ops.py and the losses).
+#include <Python.h>
+
+#include <vector>
+
+#include <torch/library.h>
+
+namespace pyclr {
+#ifdef WITH_CUDA
+std::vector<int64_t> cuda_build_info();  // {CUDART_VERSION, arch, arch, ...}
+#endif
+
+// What the CUDA half of this build was compiled for; empty when it was not compiled.
+std::vector<int64_t> build_info_cuda() {
+#ifdef WITH_CUDA
+  return cuda_build_info();
+#else
+  return {};
+#endif
+}
+}  // namespace pyclr
+
+TORCH_LIBRARY(pyclr, m) {
+  m.def("_cuda_build_info() -> int[]", &pyclr::build_info_cuda);
+
+  // NT-Xent (SPEC.md section 1); the contract is written out in csrc/ntxent/ntxent.h.
+  m.def(
+      "nt_xent_forward(Tensor z, float temperature, int negatives, int anchor_offset, "
+      "int anchor_count) -> (Tensor, Tensor)");
+  m.def(
+      "nt_xent_backward(Tensor grad_loss, Tensor z, Tensor lse, float temperature, "
+      "int negatives, int anchor_offset, int anchor_count) -> Tensor");
+}
+
+// `import pyclr._C` loads this library, which runs the registrations above. The module
+// itself is empty: every entry point is a torch operator (torch.ops.pyclr.*).
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}

@@ -1,0 +1,69 @@
+"""Loads the compiled operators (``pyclr._C``) and says what was built.
+
+Every kernel is a torch operator under ``torch.ops.pyclr``; importing ``pyclr._C`` runs their
+registrations. The package still imports without the extension (a source checkout that was
+not built): then ``has_kernel`` is False everywhere and the losses say how to build it.
+"""
+from __future__ import annotations
+
+import torch
+
+try:
+    from . import _C  # noqa: F401  (registers torch.ops.pyclr.*)
+
+    _LOAD_ERROR: Exception | None = None
+except ImportError as exc:  # pragma: no cover - exercised only on an unbuilt checkout
+    _LOAD_ERROR = exc
+
+EXTENSION_LOADED = _LOAD_ERROR is None
+
+
+def has_kernel(op: str, device_type: str) -> bool:
+    """Whether ``pyclr::<op>`` has a kernel for ``device_type`` ("cpu" or "cuda")."""
+    if not EXTENSION_LOADED:
+        return False
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"pyclr::{op}", key)
+
+
+def require_kernel(op: str, device: torch.device) -> None:
+    """Raises a clear error when no kernel of ``op`` was built for ``device``."""
+    if has_kernel(op, device.type):
+        return
+    if not EXTENSION_LOADED:
+        raise RuntimeError(
+            f"pyclr's compiled operators are not available ({_LOAD_ERROR}); build them with "
+            "`pip install --no-build-isolation .` from the source tree"
+        )
+    if device.type == "cuda":
+        raise RuntimeError(
+            f"pyclr was built without CUDA kernels, so pyclr::{op} cannot run on {device}. "
+            "Reinstall on a machine with nvcc and a CUDA build of torch (PYCLR_WITH_CUDA=1 forces "
+            "it), or use the plain-PyTorch reference in pyclr.losses.reference"
+        )
+    raise RuntimeError(f"pyclr::{op} has no kernel for device {device}")
+
+
+def build_info() -> dict:
+    """What this installation of pyclr was built with and what it can see."""
+    from . import __version__
+
+    cuda = list(torch.ops.pyclr._cuda_build_info()) if EXTENSION_LOADED else []
+    gpu = torch.cuda.is_available()
+    return {
+        "pyclr": __version__,
+        "torch": torch.__version__,
+        "extension_loaded": EXTENSION_LOADED,
+        "cpu_ops": has_kernel("nt_xent_forward", "cpu"),
+        "cuda_ops": has_kernel("nt_xent_forward", "cuda"),
+        "cuda_compiled_with": f"{cuda[0] // 1000}.{cuda[0] % 1000 // 10}" if cuda else None,
+        "cuda_archs": [f"sm_{a // 10}" for a in cuda[1:]],
+        "gpu_visible": gpu,
+        "gpu_name": torch.cuda.get_device_name() if gpu else None,
+    }
+
+
+def format_build_info(info: dict | None = None) -> str:
+    info = build_info() if info is None else info
+    width = max(map(len, info))
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in info.items())

@@ -1,0 +1,55 @@
+"""Validation of user-facing loss arguments: a bad input raises before any kernel runs."""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+
+
+def check_positive(name: str, value) -> float:
+    """A finite real number > 0 (not a bool, not a tensor), returned as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a positive number, got {type(value).__name__}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected a finite number > 0, got {value}")
+    return value
+
+
+def check_views(z1, z2, kernel: bool) -> None:
+    """Two (N, d) views of the same batch. ``kernel``: restrict dtypes to what kernels take."""
+    for name, z in (("z1", z1), ("z2", z2)):
+        if not isinstance(z, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(z).__name__}")
+        if z.dim() != 2:
+            raise ValueError(f"{name}: expected a 2-D tensor of shape (batch, dim), got shape {tuple(z.shape)}")
+        if z.shape[0] == 0 or z.shape[1] == 0:
+            raise ValueError(f"{name}: expected a non-empty batch, got shape {tuple(z.shape)}")
+        if kernel:
+            allowed = KERNEL_DTYPES + ((torch.float64,) if z.device.type == "cpu" else ())
+            if z.dtype not in allowed:
+                names = ", ".join(str(t).removeprefix("torch.") for t in KERNEL_DTYPES)
+                raise TypeError(
+                    f"{name}: expected dtype {names} (or float64 on the CPU), got {z.dtype}"
+                )
+        elif not z.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got {z.dtype}")
+    if z1.shape != z2.shape:
+        raise ValueError(f"z1 and z2: expected the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    if z1.dtype != z2.dtype:
+        raise TypeError(f"z1 and z2: expected the same dtype, got {z1.dtype} and {z2.dtype}")
+    if z1.device != z2.device:
+        raise ValueError(f"z1 and z2: expected the same device, got {z1.device} and {z2.device}")

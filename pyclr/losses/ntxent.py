@@ -1,0 +1,121 @@
+"""NT-Xent, the SimCLR loss, on fused C++/CUDA kernels that never build the M x M matrix."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import _ops
+from ._gather import gather_views
+from ._checks import check_views
+from .reference import NEGATIVES, NORM_EPS, REDUCTIONS, check_nt_xent_options
+
+_NEGATIVES_CODE = {"all": 0, "cross": 1}  # csrc/ntxent/ntxent.h: kAll, kCross
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normalize: bool = True,
+            negatives: str = "all", reduction: str = "mean",
+            gather_distributed: bool = False) -> torch.Tensor:
+    r"""The normalised temperature-scaled cross-entropy loss of SimCLR.
+
+    With :math:`Z = [z_1; z_2]` (``M = 2N`` rows), :math:`\tilde z = z / \max(\|z\|, \epsilon)`,
+    :math:`s_{ik} = \tilde z_i \cdot \tilde z_k / \tau` and the positive :math:`p(i) = (i + N) \bmod M`:
+
+    .. math:: \ell_i = -s_{i,p(i)} + \log \sum_{k \ne i} \exp(s_{ik}), \qquad L = \frac{1}{M} \sum_i \ell_i
+
+    Args:
+        z1, z2: the two views' embeddings, ``(N, d)``, float32, bfloat16 or float16 (float64 on
+            the CPU); the loss is computed with fp32 accumulation and returned in float32.
+        temperature: :math:`\tau > 0`.
+        normalize: l2-normalise the rows first (``False``: the paper's "no l2 norm" ablation).
+        negatives: ``"all"`` (every other row of both views) or ``"cross"`` (only the other
+            view's rows, the positive included: the symmetric two-way cross-entropy over
+            :math:`z_1 z_2^T`).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-row losses, ``(2N,)``, rows of
+            ``z1`` first).
+        gather_distributed: take negatives from every rank of the initialised process group
+            (all-gather with a gradient); each rank's loss covers its own rows.
+
+    The M x M similarity matrix is never stored: memory is O(M d), so batches far beyond what
+    :func:`pyclr.losses.reference.nt_xent` fits run.
+    """
+    check_views(z1, z2, kernel=True)
+    temperature = check_nt_xent_options(temperature, normalize, negatives, reduction,
+                                        gather_distributed)
+    _ops.require_kernel("nt_xent_forward", z1.device)
+    n = z1.shape[0]
+    if normalize:
+        z1, z2 = _normalize(z1), _normalize(z2)
+    all1, all2, offset = gather_views(z1, z2) if gather_distributed else (z1, z2, 0)
+    z = torch.cat([all1, all2])
+    loss, _ = torch.ops.pyclr.nt_xent_forward(z, temperature, _NEGATIVES_CODE[negatives], offset, n)
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _normalize(z: torch.Tensor) -> torch.Tensor:
+    # The norm in fp32 and one rounding to the input dtype (the kernels read that dtype).
+    return F.normalize(z.float() if z.dtype != torch.float64 else z, dim=1, eps=NORM_EPS).to(z.dtype)
+
+
+class NTXentLoss(nn.Module):
+    """Module form of :func:`nt_xent`; options are checked here, once."""
+
+    def __init__(self, temperature: float = 0.5, normalize: bool = True, negatives: str = "all",
+                 reduction: str = "mean", gather_distributed: bool = False):
+        super().__init__()
+        self.temperature = check_nt_xent_options(temperature, normalize, negatives, reduction,
+                                                 gather_distributed)
+        self.normalize = normalize
+        self.negatives = negatives
+        self.reduction = reduction
+        self.gather_distributed = gather_distributed
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return nt_xent(z1, z2, self.temperature, self.normalize, self.negatives, self.reduction,
+                       self.gather_distributed)
+
+    def extra_repr(self) -> str:
+        return (f"temperature={self.temperature}, normalize={self.normalize}, "
+                f"negatives={self.negatives!r}, reduction={self.reduction!r}, "
+                f"gather_distributed={self.gather_distributed}")
+
+
+# --- operator registrations: autograd link and fake kernels (for torch.compile / opcheck) ---
+
+def _acc_dtype(z: torch.Tensor) -> torch.dtype:
+    return torch.float64 if z.dtype == torch.float64 else torch.float32
+
+
+def _forward_fake(z, temperature, negatives, anchor_offset, anchor_count):
+    shape = (2 * anchor_count,)
+    return z.new_empty(shape, dtype=_acc_dtype(z)), z.new_empty(shape, dtype=_acc_dtype(z))
+
+
+def _backward_fake(grad_loss, z, lse, temperature, negatives, anchor_offset, anchor_count):
+    return torch.empty_like(z)
+
+
+def _setup_context(ctx, inputs, output):
+    z, temperature, negatives, anchor_offset, anchor_count = inputs
+    _, lse = output
+    ctx.save_for_backward(z, lse)
+    ctx.args = (temperature, negatives, anchor_offset, anchor_count)
+    ctx.mark_non_differentiable(lse)
+
+
+def _backward(ctx, grad_loss, _grad_lse):
+    z, lse = ctx.saved_tensors
+    grad_z = torch.ops.pyclr.nt_xent_backward(grad_loss.contiguous(), z, lse, *ctx.args)
+    return grad_z, None, None, None, None
+
+
+if _ops.EXTENSION_LOADED:
+    torch.library.register_fake("pyclr::nt_xent_forward")(_forward_fake)
+    torch.library.register_fake("pyclr::nt_xent_backward")(_backward_fake)
+    torch.library.register_autograd("pyclr::nt_xent_forward", _backward, setup_context=_setup_context)
+
+__all__ = ["nt_xent", "NTXentLoss", "NEGATIVES", "REDUCTIONS"]

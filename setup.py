@@ -1,0 +1,88 @@
+"""Builds pyclr._C: the C++ operators always, the CUDA ones when torch and nvcc allow.
+
+Environment switches:
+  PYCLR_WITH_CUDA   "auto" (default: a CUDA build of torch and nvcc are present), "1" or "0"
+  PYCLR_CUDA_ARCHS  GPU architectures, e.g. "9.0" or "8.0;9.0+PTX" (default: the visible
+                    GPU's; with none, DEFAULT_ARCHS). TORCH_CUDA_ARCH_LIST is honoured too.
+  PYCLR_CPU_AVX2    "auto" (default: on for x86-64), "1" or "0": vectorised CPU kernels
+  MAX_JOBS          parallel compile jobs (ninja)
+"""
+import glob
+import os
+import platform
+import sys
+
+from setuptools import setup
+from torch.utils import cpp_extension
+
+DEFAULT_ARCHS = "8.0;8.6;8.9;9.0;10.0;12.0+PTX"  # the kernels need sm_80+ (bf16 tensor cores)
+
+
+def want_cuda() -> bool:
+    switch = os.environ.get("PYCLR_WITH_CUDA", "auto").lower()
+    if switch not in ("auto", "1", "0"):
+        raise SystemExit(f"PYCLR_WITH_CUDA: expected auto, 1 or 0, got {switch!r}")
+    available = cpp_extension.CUDA_HOME is not None and __import__("torch").version.cuda is not None
+    if switch == "1" and not available:
+        raise SystemExit("PYCLR_WITH_CUDA=1 but no CUDA toolkit (nvcc) or no CUDA build of torch was found")
+    return available if switch == "auto" else switch == "1"
+
+
+def cuda_archs() -> str:
+    archs = os.environ.get("PYCLR_CUDA_ARCHS") or os.environ.get("TORCH_CUDA_ARCH_LIST")
+    if archs:
+        return archs
+    import torch
+
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        return f"{major}.{minor}"
+    return DEFAULT_ARCHS
+
+
+def cpu_flags() -> list:
+    """ATen's Vectorized<T> is scalar unless the file is compiled for a CPU capability. On x86-64
+    pyclr compiles for AVX2+FMA (every x86 server since 2013); pyclr._ops refuses to run these
+    kernels on a CPU without AVX2 (PYCLR_CPU_AVX2=0 builds a portable, slower extension)."""
+    switch = os.environ.get("PYCLR_CPU_AVX2", "auto").lower()
+    if switch not in ("auto", "1", "0"):
+        raise SystemExit(f"PYCLR_CPU_AVX2: expected auto, 1 or 0, got {switch!r}")
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    if switch == "0" or (switch == "auto" and not x86):
+        return []
+    return ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2",
+            "-DPYCLR_CPU_AVX2"]
+
+
+def openmp_flags() -> list:
+    """at::parallel_for is a header template around `#pragma omp parallel`: without -fopenmp it
+    silently runs on one thread. The symbols resolve to the OpenMP runtime torch loaded."""
+    import torch
+
+    info = torch.__config__.parallel_info()
+    if "backend: OpenMP" in info and "OpenMP not found" not in info and sys.platform != "darwin":
+        return ["-fopenmp", "-DAT_PARALLEL_OPENMP"]
+    return []
+
+
+def extension():
+    cpp = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
+    cxx_flags = ["-O3"] + cpu_flags() + openmp_flags()
+    if not want_cuda():
+        return cpp_extension.CppExtension("pyclr._C", cpp, extra_compile_args={"cxx": cxx_flags})
+    os.environ["TORCH_CUDA_ARCH_LIST"] = cuda_archs()  # read by cpp_extension
+    return cpp_extension.CUDAExtension(
+        "pyclr._C",
+        cpp + sorted(glob.glob("csrc/**/*.cu", recursive=True)),
+        define_macros=[("WITH_CUDA", None)],
+        extra_compile_args={
+            "cxx": cxx_flags,
+            "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr", "-DWITH_CUDA"],
+        },
+    )
+
+
+setup(
+    ext_modules=[extension()],
+    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+)
