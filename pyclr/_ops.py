@@ -18,12 +18,20 @@ except ImportError as exc:  # pragma: no cover - exercised only on an unbuilt ch
 EXTENSION_LOADED = _LOAD_ERROR is None
 
 
+# The operators with kernels (add new ones here). Which backends each has is read once, at
+# import: a plain dict lookup is what torch.compile can trace through.
+OPERATORS = ("nt_xent_forward", "nt_xent_backward")
+_KERNELS = {
+    (op, device_type): EXTENSION_LOADED
+    and torch._C._dispatch_has_kernel_for_dispatch_key(f"pyclr::{op}", key)
+    for op in OPERATORS
+    for device_type, key in (("cpu", "CPU"), ("cuda", "CUDA"))
+}
+
+
 def has_kernel(op: str, device_type: str) -> bool:
     """Whether ``pyclr::<op>`` has a kernel for ``device_type`` ("cpu" or "cuda")."""
-    if not EXTENSION_LOADED:
-        return False
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
-    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"pyclr::{op}", key)
+    return _KERNELS.get((op, device_type), False)
 
 
 def require_kernel(op: str, device: torch.device) -> None:

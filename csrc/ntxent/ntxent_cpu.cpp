@@ -221,7 +221,8 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& z_in, double te
                                                int64_t count) {
   check_args(z_in, temperature, negatives, offset, count);
   TORCH_CHECK(z_in.device().is_cpu(), "z: expected a CPU tensor, got ", z_in.device());
-  const at::Tensor z = z_in.to(acc_dtype(z_in)).contiguous();
+  // detach: the tile GEMMs are internal and must not be seen by autograd
+  const at::Tensor z = z_in.detach().to(acc_dtype(z_in)).contiguous();
   at::Tensor loss = at::empty({2 * count}, z.options());
   at::Tensor lse = at::empty({2 * count}, z.options());
   if (z.scalar_type() == at::kDouble) {
@@ -237,7 +238,8 @@ at::Tensor backward_cpu(const at::Tensor& grad_loss, const at::Tensor& z_in, con
                         double temperature, int64_t negatives, int64_t offset, int64_t count) {
   check_backward_args(grad_loss, z_in, lse, temperature, negatives, offset, count);
   TORCH_CHECK(z_in.device().is_cpu(), "z: expected a CPU tensor, got ", z_in.device());
-  const at::Tensor z = z_in.to(acc_dtype(z_in)).contiguous();
+  // detach: the tile GEMMs are internal and must not be seen by autograd
+  const at::Tensor z = z_in.detach().to(acc_dtype(z_in)).contiguous();
   const int64_t m = z.size(0), n = m / 2;
   at::Tensor w = at::zeros({m}, z.options());
   at::Tensor lse_rows = at::full({m}, std::numeric_limits<double>::infinity(), z.options());

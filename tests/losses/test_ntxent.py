@@ -1,0 +1,246 @@
+"""The fused NT-Xent kernels against the plain-PyTorch reference (SPEC.md section 1)."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pyclr import _ops
+from pyclr.losses import NTXentLoss, nt_xent, reference
+
+from ..conftest import ABS_FLOOR, max_error
+
+
+def views(n, d, dtype, device, seed, scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    z1 = (torch.randn(n, d, generator=gen, dtype=torch.float64) * scale).to(device, dtype)
+    z2 = (torch.randn(n, d, generator=gen, dtype=torch.float64) * scale).to(device, dtype)
+    return z1.requires_grad_(), z2.requires_grad_()
+
+
+def loss_and_grads(fn, z1, z2, grad_seed=0, **options):
+    """The loss and the gradients of <loss, g> for a fixed random g (covers every reduction)."""
+    z1 = z1.detach().requires_grad_()
+    z2 = z2.detach().requires_grad_()
+    loss = fn(z1, z2, **options)
+    g = torch.randn(loss.shape, generator=torch.Generator().manual_seed(grad_seed), dtype=torch.float64)
+    (loss * g.to(loss.device, loss.dtype)).sum().backward()
+    return loss.detach(), z1.grad, z2.grad
+
+
+def check_against_reference(z1, z2, **options):
+    """Kernel error vs float64 at most 2x the reference's own error in the input dtype."""
+    dtype = z1.dtype
+    exact = loss_and_grads(reference.nt_xent, z1.double(), z2.double(), **options)
+    fused = loss_and_grads(nt_xent, z1, z2, **options)
+    ref_same_dtype = loss_and_grads(reference.nt_xent, z1, z2, **options)
+    assert fused[0].dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert fused[1].dtype == dtype and fused[2].dtype == dtype
+    for name, f, r, e in zip(("loss", "grad z1", "grad z2"), fused, ref_same_dtype, exact):
+        assert torch.isfinite(f).all(), name
+        allowed = 2 * max_error(r, e) + ABS_FLOOR[dtype] * (1 + e.abs().max().item())
+        assert max_error(f, e) <= allowed, f"{name}: error {max_error(f, e):.3g} > {allowed:.3g}"
+
+
+SHAPES = [(1, 1), (1, 8), (3, 5), (7, 33), (64, 128), (301, 17), (513, 64), (1000, 512), (2048, 128)]
+
+
+@pytest.mark.parametrize("n,d", SHAPES)
+@pytest.mark.parametrize("negatives", ["all", "cross"])
+def test_matches_reference_shapes(device, n, d, negatives):
+    z1, z2 = views(n, d, torch.float32, device, seed=n * 1000 + d)
+    check_against_reference(z1, z2, negatives=negatives, reduction="none")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("temperature", [0.01, 0.1, 0.5, 2.0, 10.0])
+@pytest.mark.parametrize("negatives", ["all", "cross"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_matches_reference_options(device, dtype, temperature, negatives, reduction):
+    z1, z2 = views(257, 96, dtype, device, seed=7)
+    check_against_reference(z1, z2, temperature=temperature, negatives=negatives, reduction=reduction)
+
+
+@pytest.mark.parametrize("temperature", [10.0, 100.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matches_reference_unnormalized(device, dtype, temperature):
+    # the paper's "no l2 norm" ablation: raw embeddings with a large temperature
+    z1, z2 = views(200, 64, dtype, device, seed=3)
+    check_against_reference(z1, z2, temperature=temperature, normalize=False, reduction="none")
+
+
+@pytest.mark.parametrize("negatives", ["all", "cross"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_gradcheck_float64(negatives, normalize):
+    z1, z2 = views(5, 4, torch.float64, "cpu", seed=11)
+    assert torch.autograd.gradcheck(
+        lambda a, b: nt_xent(a, b, 0.7, normalize=normalize, negatives=negatives, reduction="none"),
+        (z1, z2),
+    )
+
+
+def test_opcheck(device):
+    z = torch.randn(12, 8, device=device, requires_grad=True)
+    torch.library.opcheck(torch.ops.pyclr.nt_xent_forward.default, (z, 0.5, 0, 0, 6))
+    torch.library.opcheck(torch.ops.pyclr.nt_xent_forward.default, (z, 0.2, 1, 2, 3))
+    loss, lse = torch.ops.pyclr.nt_xent_forward(z.detach(), 0.5, 0, 1, 4)
+    g = torch.randn(8, device=device)
+    torch.library.opcheck(torch.ops.pyclr.nt_xent_backward.default, (g, z.detach(), lse, 0.5, 0, 1, 4))
+
+
+def test_torch_compile_model(device):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).to(device)
+    criterion = NTXentLoss(temperature=0.2)
+
+    def step(x1, x2):
+        return criterion(model(x1), model(x2))
+
+    x1, x2 = torch.randn(2, 24, 16, device=device)
+    eager = step(x1, x2)
+    eager.backward()
+    eager_grad = model[0].weight.grad.clone()
+    model.zero_grad()
+    compiled = torch.compile(step, fullgraph=True)(x1, x2)
+    compiled.backward()
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(model[0].weight.grad, eager_grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_zero_vectors_give_no_nan(device, dtype):
+    z1, z2 = views(16, 32, dtype, device, seed=5)
+    with torch.no_grad():
+        z1[3] = 0
+        z2[3] = 0
+        z2[7] = 0
+    loss = nt_xent(z1, z2)
+    loss.backward()
+    assert torch.isfinite(loss)
+    if dtype != torch.float16:  # a zero row's gradient is 1/eps times its upstream one
+        assert torch.isfinite(z1.grad).all() and torch.isfinite(z2.grad).all()
+    else:
+        assert not torch.isnan(z1.grad).any() and not torch.isnan(z2.grad).any()
+
+
+def test_small_temperature_bf16_does_not_overflow(device):
+    z1, z2 = views(300, 64, torch.bfloat16, device, seed=9)
+    check_against_reference(z1, z2, temperature=0.01)
+    loss = nt_xent(z1, z2, temperature=0.01, normalize=False)  # logits up to ~1e4
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z1.grad).all()
+
+
+def test_identical_views_lower_the_loss(device):
+    z1, z2 = views(64, 16, torch.float32, device, seed=1)
+    assert nt_xent(z1, z1.detach().clone()) < nt_xent(z1, z2)
+
+
+def test_module_matches_function(device):
+    z1, z2 = views(33, 12, torch.float32, device, seed=2)
+    module = NTXentLoss(temperature=0.3, negatives="cross", reduction="sum")
+    torch.testing.assert_close(module(z1, z2), nt_xent(z1, z2, 0.3, negatives="cross", reduction="sum"))
+    assert "negatives='cross'" in repr(module)
+
+
+def test_anchor_subset_matches_full_rows():
+    # gather_distributed's kernel path: anchors = one rank's rows of the gathered batch
+    z = torch.nn.functional.normalize(torch.randn(40, 8, dtype=torch.float64), dim=1)
+    full_loss, full_lse = torch.ops.pyclr.nt_xent_forward(z, 0.4, 0, 0, 20)
+    part_loss, part_lse = torch.ops.pyclr.nt_xent_forward(z, 0.4, 0, 5, 10)
+    rows = torch.cat([torch.arange(5, 15), torch.arange(25, 35)])
+    torch.testing.assert_close(part_loss, full_loss[rows])
+    g_full = torch.zeros(40, dtype=torch.float64)
+    g_part = torch.randn(20, dtype=torch.float64)
+    g_full[rows] = g_part
+    torch.testing.assert_close(
+        torch.ops.pyclr.nt_xent_backward(g_part, z, part_lse, 0.4, 0, 5, 10),
+        torch.ops.pyclr.nt_xent_backward(g_full, z, full_lse, 0.4, 0, 0, 20),
+    )
+
+
+# --- bad input: a clear error naming the argument, before any kernel runs ---
+
+def good():
+    return torch.randn(4, 3), torch.randn(4, 3)
+
+
+@pytest.mark.parametrize("fn", [nt_xent, reference.nt_xent])
+@pytest.mark.parametrize(
+    "z1,z2,kwargs,error,match",
+    [
+        (torch.randn(4, 3), torch.randn(5, 3), {}, ValueError, "same shape"),
+        (torch.randn(4, 3, 2), torch.randn(4, 3, 2), {}, ValueError, "z1: expected a 2-D"),
+        (torch.randn(4), torch.randn(4), {}, ValueError, "z1: expected a 2-D"),
+        (torch.randn(0, 3), torch.randn(0, 3), {}, ValueError, "non-empty"),
+        (torch.randn(4, 0), torch.randn(4, 0), {}, ValueError, "non-empty"),
+        (torch.ones(4, 3, dtype=torch.int64), torch.ones(4, 3, dtype=torch.int64), {}, TypeError, "z1: expected"),
+        ([[1.0]], torch.randn(1, 1), {}, TypeError, "z1: expected a torch.Tensor"),
+        (torch.randn(4, 3), torch.randn(4, 3, dtype=torch.float16), {}, TypeError, "same dtype"),
+        (torch.randn(4, 3), torch.randn(4, 3, device="meta"), {}, ValueError, "same device"),
+        (*good(), {"temperature": 0}, ValueError, "temperature"),
+        (*good(), {"temperature": -1.0}, ValueError, "temperature"),
+        (*good(), {"temperature": float("nan")}, ValueError, "temperature"),
+        (*good(), {"temperature": float("inf")}, ValueError, "temperature"),
+        (*good(), {"temperature": "0.5"}, TypeError, "temperature"),
+        (*good(), {"temperature": True}, TypeError, "temperature"),
+        (*good(), {"negatives": "some"}, ValueError, "negatives"),
+        (*good(), {"reduction": "avg"}, ValueError, "reduction"),
+        (*good(), {"normalize": "yes"}, TypeError, "normalize"),
+        (*good(), {"gather_distributed": 1}, TypeError, "gather_distributed"),
+    ],
+)
+def test_bad_input(fn, z1, z2, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fn(z1, z2, **kwargs)
+
+
+def test_bad_module_options():
+    with pytest.raises(ValueError, match="temperature"):
+        NTXentLoss(temperature=0.0)
+    with pytest.raises(ValueError, match="negatives"):
+        NTXentLoss(negatives="other")
+
+
+def test_op_boundary_checks():
+    z = torch.randn(6, 4)
+    with pytest.raises(RuntimeError, match="z: expected an even number of rows"):
+        torch.ops.pyclr.nt_xent_forward(torch.randn(5, 4), 0.5, 0, 0, 2)
+    with pytest.raises(RuntimeError, match="anchor_offset/anchor_count"):
+        torch.ops.pyclr.nt_xent_forward(z, 0.5, 0, 2, 2)
+    with pytest.raises(RuntimeError, match="temperature"):
+        torch.ops.pyclr.nt_xent_forward(z, 0.0, 0, 0, 3)
+    with pytest.raises(RuntimeError, match="negatives"):
+        torch.ops.pyclr.nt_xent_forward(z, 0.5, 2, 0, 3)
+    with pytest.raises(RuntimeError, match="grad_loss: expected shape"):
+        _, lse = torch.ops.pyclr.nt_xent_forward(z, 0.5, 0, 0, 3)
+        torch.ops.pyclr.nt_xent_backward(torch.ones(5), z, lse, 0.5, 0, 0, 3)
+
+
+def test_float64_rejected_on_cuda_kernel_path(monkeypatch):
+    # the CUDA kernels take fp32/bf16/fp16 only; checked in Python before the device is touched
+    z = torch.randn(4, 3, dtype=torch.float64, device="meta")
+    with pytest.raises(TypeError, match="float64 on the CPU"):
+        nt_xent(z, z)
+
+
+def test_cuda_tensor_without_cuda_kernels_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(_ops, "has_kernel", lambda op, device_type: device_type == "cpu")
+    with pytest.raises(RuntimeError, match="built without CUDA kernels"):
+        _ops.require_kernel("nt_xent_forward", torch.device("cuda"))
+
+
+def test_no_quadratic_memory_on_cpu():
+    """M = 32768 rows: the M x M fp32 matrix alone would be 4 GiB; the kernel's peak stays small."""
+    code = (
+        "import resource, torch\n"
+        "from pyclr.losses import nt_xent\n"
+        "z1 = torch.randn(16384, 8, requires_grad=True); z2 = torch.randn(16384, 8, requires_grad=True)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "nt_xent(z1, z2).backward()\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert int(out.stdout.strip()) < 256, f"peak grew by {out.stdout.strip()} MiB"
