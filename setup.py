@@ -10,10 +10,27 @@ Environment switches:
 import glob
 import os
 import platform
+import shutil
 import sys
 
 from setuptools import setup
-from torch.utils import cpp_extension
+
+
+def locate_cuda_home() -> None:
+    """torch takes CUDA_HOME from `which nvcc`; when that is a wrapper script outside the
+    toolkit (as /usr/local/bin/nvcc is on our machines) point it at a real toolkit instead."""
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    nvcc = shutil.which("nvcc")
+    candidates = [os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))] if nvcc else []
+    for home in candidates + ["/usr/local/cuda"]:
+        if os.path.exists(os.path.join(home, "include", "cuda_runtime.h")):
+            os.environ["CUDA_HOME"] = home
+            return
+
+
+locate_cuda_home()
+from torch.utils import cpp_extension  # noqa: E402  (reads CUDA_HOME on import)
 
 DEFAULT_ARCHS = "8.0;8.6;8.9;9.0;10.0;12.0+PTX"  # the kernels need sm_80+ (bf16 tensor cores)
 

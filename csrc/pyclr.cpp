@@ -1,8 +1,6 @@
 // Every pyclr operator is declared here, once, with its schema. Backends register their
 // kernels with TORCH_LIBRARY_IMPL in csrc/<family>/<op>_{cpu.cpp,cuda.cu}; the autograd
 // link and the fake (meta) kernels are registered in Python (pyclr/_ops.py and the losses).
-#include <Python.h>
-
 #include <vector>
 
 #include <torch/library.h>
@@ -35,8 +33,13 @@ TORCH_LIBRARY(pyclr, m) {
 }
 
 // `import pyclr._C` loads this library, which runs the registrations above. The module
-// itself is empty: every entry point is a torch operator (torch.ops.pyclr.*).
+// itself is empty: every entry point is a torch operator (torch.ops.pyclr.*). The CMake
+// build (C++ tests, IDEs) defines PYCLR_NO_PYTHON and links no Python.
+#ifndef PYCLR_NO_PYTHON
+#include <Python.h>
+
 extern "C" PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   return PyModule_Create(&module_def);
 }
+#endif
