@@ -18,10 +18,20 @@ std::vector<int64_t> build_info_cuda() {
   return {};
 #endif
 }
+// Whether the CPU kernels were compiled for AVX2 (setup.py: PYCLR_CPU_AVX2); pyclr._ops
+// does not run them on a CPU without it.
+bool built_for_avx2() {
+#ifdef PYCLR_CPU_AVX2
+  return true;
+#else
+  return false;
+#endif
+}
 }  // namespace pyclr
 
 TORCH_LIBRARY(pyclr, m) {
   m.def("_cuda_build_info() -> int[]", &pyclr::build_info_cuda);
+  m.def("_cpu_avx2() -> bool", &pyclr::built_for_avx2);
 
   // NT-Xent (SPEC.md section 1); the contract is written out in csrc/ntxent/ntxent.h.
   m.def(

@@ -18,11 +18,17 @@ except ImportError as exc:  # pragma: no cover - exercised only on an unbuilt ch
 EXTENSION_LOADED = _LOAD_ERROR is None
 
 
+# CPU kernels compiled for AVX2 would crash on a CPU without it (illegal instruction).
+CPU_KERNELS_USABLE = EXTENSION_LOADED and not (
+    torch.ops.pyclr._cpu_avx2() and torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+)
+
 # The operators with kernels (add new ones here). Which backends each has is read once, at
 # import: a plain dict lookup is what torch.compile can trace through.
 OPERATORS = ("nt_xent_forward", "nt_xent_backward")
 _KERNELS = {
     (op, device_type): EXTENSION_LOADED
+    and (device_type != "cpu" or CPU_KERNELS_USABLE)
     and torch._C._dispatch_has_kernel_for_dispatch_key(f"pyclr::{op}", key)
     for op in OPERATORS
     for device_type, key in (("cpu", "CPU"), ("cuda", "CUDA"))
@@ -49,6 +55,11 @@ def require_kernel(op: str, device: torch.device) -> None:
             "Reinstall on a machine with nvcc and a CUDA build of torch (PYCLR_WITH_CUDA=1 forces "
             "it), or use the plain-PyTorch reference in pyclr.losses.reference"
         )
+    if device.type == "cpu" and not CPU_KERNELS_USABLE:
+        raise RuntimeError(
+            "pyclr's CPU kernels were compiled for AVX2, which this CPU lacks; reinstall with "
+            "PYCLR_CPU_AVX2=0, or use the plain-PyTorch reference in pyclr.losses.reference"
+        )
     raise RuntimeError(f"pyclr::{op} has no kernel for device {device}")
 
 
@@ -63,6 +74,7 @@ def build_info() -> dict:
         "torch": torch.__version__,
         "extension_loaded": EXTENSION_LOADED,
         "cpu_ops": has_kernel("nt_xent_forward", "cpu"),
+        "cpu_avx2": bool(torch.ops.pyclr._cpu_avx2()) if EXTENSION_LOADED else None,
         "cuda_ops": has_kernel("nt_xent_forward", "cuda"),
         "cuda_compiled_with": f"{cuda[0] // 1000}.{cuda[0] % 1000 // 10}" if cuda else None,
         "cuda_archs": [f"sm_{a // 10}" for a in cuda[1:]],

@@ -231,6 +231,13 @@ def test_cuda_tensor_without_cuda_kernels_is_a_clear_error(monkeypatch):
         _ops.require_kernel("nt_xent_forward", torch.device("cuda"))
 
 
+def test_avx2_build_on_cpu_without_avx2_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(_ops, "CPU_KERNELS_USABLE", False)
+    monkeypatch.setattr(_ops, "has_kernel", lambda op, device_type: False)
+    with pytest.raises(RuntimeError, match="PYCLR_CPU_AVX2=0"):
+        _ops.require_kernel("nt_xent_forward", torch.device("cpu"))
+
+
 def test_no_quadratic_memory_on_cpu():
     """M = 32768 rows: the M x M fp32 matrix alone would be 4 GiB; the kernel's peak stays small."""
     code = (

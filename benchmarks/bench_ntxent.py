@@ -1,0 +1,89 @@
+"""NT-Xent forward+backward: the fused kernel vs the eager plain-PyTorch reference, same run.
+
+    pytest benchmarks/bench_ntxent.py --benchmark-json=out.json      (GPU cases run when there is one)
+
+Each case records achieved TFLOP/s (counting 6 M^2 d: the forward's and the backward's two
+matrix products) and the peak memory of one step beyond the inputs.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pyclr.losses import nt_xent, reference
+
+IMPLS = {"fused": nt_xent, "reference": reference.nt_xent}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+GPU = torch.cuda.is_available()
+
+CASES = [("cpu", 4096, 128, "fp32")]
+if GPU:
+    CASES += [("cuda", m, 128, dt) for m in (8192, 65536) for dt in ("bf16", "fp32")]
+    CASES += [("cuda", m, 128, "bf16") for m in (131072, 1048576)]  # beyond the reference
+
+
+def inputs(device, m, d, dtype):
+    gen = torch.Generator(device=device).manual_seed(0)
+    z1 = torch.randn(m // 2, d, device=device, dtype=DTYPES[dtype], generator=gen).requires_grad_()
+    z2 = torch.randn(m // 2, d, device=device, dtype=DTYPES[dtype], generator=gen).requires_grad_()
+    return z1, z2
+
+
+def step(fn, z1, z2):
+    z1.grad = z2.grad = None
+    fn(z1, z2, temperature=0.5).backward()
+
+
+def rss_kib(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def cpu_peak_mib(impl, m, d, dtype) -> float:
+    """Peak resident memory growth of one step, measured in a fresh process."""
+    code = (
+        "import sys\n"
+        "sys.path.insert(0, %r)\n"
+        "from bench_ntxent import IMPLS, inputs, step, rss_kib\n"
+        "z1, z2 = inputs('cpu', %d, %d, %r)\n"
+        "open('/proc/self/clear_refs', 'w').write('5')  # reset the high-water mark\n"
+        "before = rss_kib('VmRSS')\n"
+        "step(IMPLS[%r], z1, z2)\n"
+        "print((rss_kib('VmHWM') - before) / 1024)\n"
+    ) % (os.path.dirname(__file__), m, d, dtype, impl)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("device,m,d,dtype", CASES, ids=lambda v: str(v))
+def test_nt_xent_forward_backward(benchmark, impl, device, m, d, dtype):
+    if impl == "reference" and device == "cuda" and m > 65536:
+        pytest.skip("the eager reference runs out of memory here (M x M logits)")
+    z1, z2 = inputs(device, m, d, dtype)
+    fn = IMPLS[impl]
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    step(fn, z1, z2)  # warm-up
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step(fn, z1, z2)
+        sync()
+        benchmark.extra_info["peak_extra_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        benchmark.extra_info["device_name"] = torch.cuda.get_device_name()
+    else:
+        benchmark.extra_info["peak_extra_mib"] = cpu_peak_mib(impl, m, d, dtype)
+        benchmark.extra_info["device_name"] = f"cpu x{torch.get_num_threads()} threads"
+
+    def run():
+        step(fn, z1, z2)
+        sync()
+
+    benchmark.pedantic(run, rounds=5 if device == "cpu" else 20, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(impl=impl, device=device, m=m, d=d, dtype=dtype,
+                                torch=torch.__version__)
+    benchmark.extra_info["tflops"] = 6 * m * m * d / benchmark.stats.stats.mean / 1e12
