@@ -60,7 +60,14 @@ constexpr size_t kResidentSmemLimit = 100 * 1024;
 
 static_assert(kBM == kBN, "row and column operand tiles share one layout");
 
-// Shared memory of one block, as offsets; every region starts 128-byte aligned.
+// Forward blocks resident per SM as shared memory allows for d <= kDC on H100 (fp32 tiles are
+// twice the size). Declaring it lets ptxas use the registers that leaves: by default it caps
+// the fp32 forward at 96 and spills.
+template <typename T>
+constexpr int kForwardBlocksPerSm = sizeof(T) == 4 ? 2 : 4;
+
+// Dynamic shared memory of one block: q_slots row-operand tiles, one column-operand tile, the
+// four warps' S strips and (backward) the column tile's w and lse. Regions stay 128-byte aligned.
 template <typename T>
 struct Layout {
   // Operand tiles: kBM rows x kDC elements, rows padded by 16 bytes (4 banks) so that the
@@ -110,8 +117,10 @@ __host__ __device__ inline int partner(int row, int n) { return row < n ? row + 
 
 #if PYCLR_NTXENT_HAS_MMA
 
-// How each input dtype meets the tensor cores: 16-bit types as m16n16k16 operands, fp32 as
-// tf32 (m16n16k8) after rounding with __float_to_tf32. Products accumulate in fp32.
+// How each input dtype meets the tensor cores. 16-bit types are m16n16k16 operands as they are.
+// fp32 is staged as is and split when a fragment is loaded (see Operand): tf32 (m16n16k8)
+// alone keeps 11 significant bits, far from the fp32 accuracy callers expect. Products
+// accumulate in fp32.
 template <typename T>
 struct Mma;
 
@@ -119,7 +128,6 @@ template <>
 struct Mma<__half> {
   using Precision = __half;
   static constexpr int kK = 16;
-  __device__ static __half stage(__half x) { return x; }
   __device__ static __half operand(float x) { return __float2half_rn(x); }
   __device__ static __half output(float x) { return __float2half_rn(x); }
   __device__ static float value(__half x) { return __half2float(x); }
@@ -129,7 +137,6 @@ template <>
 struct Mma<__nv_bfloat16> {
   using Precision = __nv_bfloat16;
   static constexpr int kK = 16;
-  __device__ static __nv_bfloat16 stage(__nv_bfloat16 x) { return x; }
   __device__ static __nv_bfloat16 operand(float x) { return __float2bfloat16_rn(x); }
   __device__ static __nv_bfloat16 output(float x) { return __float2bfloat16_rn(x); }
   __device__ static float value(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -139,8 +146,7 @@ template <>
 struct Mma<float> {
   using Precision = wmma::precision::tf32;
   static constexpr int kK = 8;
-  __device__ static float stage(float x) { return wmma::__float_to_tf32(x); }
-  __device__ static float operand(float x) { return wmma::__float_to_tf32(x); }
+  __device__ static float operand(float x) { return x; }
   __device__ static float output(float x) { return x; }
   __device__ static float value(float x) { return x; }
 };
@@ -157,6 +163,35 @@ using FragB = wmma::fragment<wmma::matrix_b, 16, 16, Mma<T>::kK, typename Mma<T>
                              wmma::row_major>;
 template <typename T>
 using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, Mma<T>::kK, float>;
+
+// A loaded MMA operand. For fp32 inputs it is split 3xTF32-style into a tf32 head and the tf32
+// rounding of the remainder, and a product takes three MMAs (head*head + head*tail + tail*head,
+// dropping tail*tail): about 22 significant bits instead of tf32's 11. 16-bit operands are
+// exact and use `head` alone.
+template <typename T, typename Frag>
+struct Operand {
+  Frag head, tail;
+
+  __device__ void load(const T* p, int ldm) {
+    wmma::load_matrix_sync(head, p, ldm);
+    if constexpr (std::is_same_v<T, float>) {
+      for (int i = 0; i < head.num_elements; ++i) {
+        const float x = head.x[i];
+        head.x[i] = wmma::__float_to_tf32(x);
+        tail.x[i] = wmma::__float_to_tf32(x - head.x[i]);
+      }
+    }
+  }
+};
+
+template <typename T, typename FragA, typename FragB>
+__device__ void mma(FragAcc<T>& acc, const Operand<T, FragA>& a, const Operand<T, FragB>& b) {
+  if constexpr (std::is_same_v<T, float>) {
+    wmma::mma_sync(acc, a.tail, b.head, acc);  // the small terms first
+    wmma::mma_sync(acc, a.head, b.tail, acc);
+  }
+  wmma::mma_sync(acc, a.head, b.head, acc);
+}
 
 template <typename T>
 struct Smem {
@@ -207,22 +242,10 @@ __device__ Span column_span(const Problem<T>& p, int view) {
   return {begin, begin + p.n};
 }
 
-// Writes 16 bytes of raw input to shared memory as MMA operands.
-template <typename T>
-__device__ void store_staged(T* dst, uint4 raw) {
-  if constexpr (std::is_same_v<T, float>) {
-    *reinterpret_cast<float4*>(dst) =
-        make_float4(Mma<T>::stage(__uint_as_float(raw.x)), Mma<T>::stage(__uint_as_float(raw.y)),
-                    Mma<T>::stage(__uint_as_float(raw.z)), Mma<T>::stage(__uint_as_float(raw.w)));
-  } else {
-    *reinterpret_cast<uint4*>(dst) = raw;
-  }
-}
-
 // The common case of stage_tile: a whole kDC-wide chunk inside d, aligned. Every thread
 // issues kBatch 16-byte loads before it stores any, to keep loads in flight.
 template <typename T>
-__device__ void stage_full_chunk(T* tile, const T* z, int d, int row0, int row_end, int col0) {
+__device__ void stage_full_chunk(T* tile, const T* z, int d, int row0, int row_end, int d0) {
   constexpr int kVec = 16 / int(sizeof(T));
   constexpr int kPerRow = kDC / kVec;
   constexpr int kIters = kBM * kPerRow / kThreads;
@@ -236,25 +259,25 @@ __device__ void stage_full_chunk(T* tile, const T* z, int d, int row0, int row_e
     for (int i = 0; i < kBatch; ++i) {
       const int row = row0 + (threadIdx.x + (b + i) * kThreads) / kPerRow;
       raw[i] = row < row_end
-                   ? __ldg(reinterpret_cast<const uint4*>(z + int64_t(row) * d + col0 + c))
+                   ? __ldg(reinterpret_cast<const uint4*>(z + int64_t(row) * d + d0 + c))
                    : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int i = 0; i < kBatch; ++i) {
       const int r = (threadIdx.x + (b + i) * kThreads) / kPerRow;
-      store_staged(tile + r * Layout<T>::kLdt + c, raw[i]);
+      *reinterpret_cast<uint4*>(tile + r * Layout<T>::kLdt + c) = raw[i];
     }
   }
 }
 
-// Stages rows [row0, row0 + kBM) x columns [col0, col0 + width) of z into a shared tile.
-// Rows >= row_end and columns >= d are staged as zero: zero padding changes no dot product.
+// Stages rows [row0, row0 + kBM) x features [d0, d0 + width) of z into a shared tile.
+// Rows >= row_end and features >= d are staged as zero: zero padding changes no dot product.
 // Callers synchronise.
 template <typename T>
-__device__ void stage_tile(T* tile, const Problem<T>& p, int row0, int row_end, int col0,
+__device__ void stage_tile(T* tile, const Problem<T>& p, int row0, int row_end, int d0,
                            int width) {
-  if (p.vec_ok && col0 + kDC <= p.d) {
-    stage_full_chunk(tile, p.z, p.d, row0, row_end, col0);
+  if (p.vec_ok && d0 + kDC <= p.d) {
+    stage_full_chunk(tile, p.z, p.d, row0, row_end, d0);
     return;
   }
   constexpr int kVec = 16 / int(sizeof(T));
@@ -264,14 +287,14 @@ __device__ void stage_tile(T* tile, const Problem<T>& p, int row0, int row_end, 
     const int c = (i - r * per_row) * kVec;
     const int row = row0 + r;
     T* dst = tile + r * Layout<T>::kLdt + c;
-    if (row < row_end && p.vec_ok && col0 + c < p.d) {  // d % kVec == 0: whole vector inside
-      store_staged(dst, __ldg(reinterpret_cast<const uint4*>(p.z + int64_t(row) * p.d + col0 + c)));
+    const T* src = p.z + int64_t(row) * p.d + d0 + c;
+    if (row < row_end && p.vec_ok && d0 + c < p.d) {  // d % kVec == 0: whole vector inside
+      *reinterpret_cast<uint4*>(dst) = __ldg(reinterpret_cast<const uint4*>(src));
       continue;
     }
     for (int e = 0; e < kVec; ++e) {
-      const bool inside = row < row_end && col0 + c + e < p.d;
-      dst[e] = inside ? Mma<T>::stage(p.z[int64_t(row) * p.d + col0 + c + e])
-                      : Mma<T>::operand(0.f);
+      const bool inside = row < row_end && d0 + c + e < p.d;
+      dst[e] = inside ? src[e] : Mma<T>::operand(0.f);
     }
   }
 }
@@ -288,13 +311,13 @@ __device__ void stage_resident_q(const Smem<T>& sm, const Problem<T>& p, int row
 template <typename T>
 __device__ void mma_scores(FragAcc<T> (&acc)[kBN / 16], const T* q_w, const T* k, int width) {
   for (int kk = 0; kk < width; kk += Mma<T>::kK) {
-    FragA<T> a;
-    wmma::load_matrix_sync(a, q_w + kk, Layout<T>::kLdt);
+    Operand<T, FragA<T>> a;
+    a.load(q_w + kk, Layout<T>::kLdt);
 #pragma unroll
     for (int t = 0; t < kBN / 16; ++t) {
-      FragBt<T> b;
-      wmma::load_matrix_sync(b, k + t * 16 * Layout<T>::kLdt + kk, Layout<T>::kLdt);
-      wmma::mma_sync(acc[t], a, b, acc[t]);
+      Operand<T, FragBt<T>> b;
+      b.load(k + t * 16 * Layout<T>::kLdt + kk, Layout<T>::kLdt);
+      mma(acc[t], a, b);
     }
   }
 }
@@ -436,14 +459,14 @@ __device__ void mma_gradient(FragAcc<T> (&g)[kDC / 16], const T* c_w, const T* z
                              int width) {
 #pragma unroll
   for (int kk = 0; kk < kBN; kk += Mma<T>::kK) {
-    FragA<T> a;
-    wmma::load_matrix_sync(a, c_w + kk, Layout<T>::kLdc);
+    Operand<T, FragA<T>> a;
+    a.load(c_w + kk, Layout<T>::kLdc);
 #pragma unroll
     for (int f = 0; f < kDC / 16; ++f) {
       if (f * 16 < width) {
-        FragB<T> b;
-        wmma::load_matrix_sync(b, z_tile + kk * Layout<T>::kLdt + f * 16, Layout<T>::kLdt);
-        wmma::mma_sync(g[f], a, b, g[f]);
+        Operand<T, FragB<T>> b;
+        b.load(z_tile + kk * Layout<T>::kLdt + f * 16, Layout<T>::kLdt);
+        mma(g[f], a, b);
       }
     }
   }
@@ -479,7 +502,8 @@ __device__ void write_gradient(const FragAcc<T> (&g)[kDC / 16], float* strip,
 
 // One block per anchor row tile; writes loss and lse of its anchors.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) forward_kernel(Problem<T> p, float* loss, float* lse) {
+__global__ void __launch_bounds__(kThreads, kForwardBlocksPerSm<T>)
+    forward_kernel(Problem<T> p, float* loss, float* lse) {
 #if PYCLR_NTXENT_HAS_MMA
   extern __shared__ __align__(128) unsigned char smem[];
   const Smem<T> sm(smem, p.q_slots());
