@@ -40,6 +40,11 @@ TORCH_LIBRARY(pyclr, m) {
   m.def(
       "nt_xent_backward(Tensor grad_loss, Tensor z, Tensor lse, float temperature, "
       "int negatives, int anchor_offset, int anchor_count) -> Tensor");
+
+  // Squared sliced 2-Wasserstein distance (SPEC.md section 2); contract in csrc/swd/swd.h.
+  // Returns (loss, residual): loss is the fp32 scalar, residual the (M, L) fp32 matrix
+  // R[i, l] = x_il - y_(rank of x_il in column l), l, so that dloss/dh = 2 R W^T / (M L).
+  m.def("swd_forward(Tensor h, Tensor prior_samples, Tensor projections) -> (Tensor, Tensor)");
 }
 
 // `import pyclr._C` loads this library, which runs the registrations above. The module

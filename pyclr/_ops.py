@@ -25,9 +25,11 @@ CPU_KERNELS_USABLE = EXTENSION_LOADED and not (
 
 # The operators with kernels (add new ones here). Which backends each has is read once, at
 # import: a plain dict lookup is what torch.compile can trace through.
-OPERATORS = ("nt_xent_forward", "nt_xent_backward")
+OPERATORS = ("nt_xent_forward", "nt_xent_backward", "swd_forward")
+# An operator missing from the library (a stale build of an older checkout) has no kernels.
+_DECLARED = {op for op in OPERATORS if EXTENSION_LOADED and hasattr(torch.ops.pyclr, op)}
 _KERNELS = {
-    (op, device_type): EXTENSION_LOADED
+    (op, device_type): op in _DECLARED
     and (device_type != "cpu" or CPU_KERNELS_USABLE)
     and torch._C._dispatch_has_kernel_for_dispatch_key(f"pyclr::{op}", key)
     for op in OPERATORS

@@ -29,6 +29,16 @@ def check_positive(name: str, value) -> float:
     return value
 
 
+def check_nonnegative(name: str, value) -> float:
+    """A finite real number >= 0 (not a bool, not a tensor), returned as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number >= 0, got {type(value).__name__}")
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value}")
+    return value
+
+
 def check_views(z1, z2, kernel: bool) -> None:
     """Two (N, d) views of the same batch. ``kernel``: restrict dtypes to what kernels take."""
     for name, z in (("z1", z1), ("z2", z2)):

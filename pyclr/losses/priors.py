@@ -1,0 +1,90 @@
+"""Samples of the generalized contrastive loss's priors and random projection directions.
+
+Both draw from a ``torch.Generator`` when one is given, on the generator's device, and move
+the result to ``device``: the same seed gives the same numbers whatever device the loss runs
+on (SPEC.md section 2).
+"""
+from __future__ import annotations
+
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+PRIORS = ("hypersphere", "gaussian", "hypercube")
+NORM_EPS = 1e-12  # z / max(||z||, eps), as torch.nn.functional.normalize
+
+
+def check_count(name: str, value, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name}: expected an int >= {low}, got {value}")
+    return int(value)
+
+
+def check_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
+
+
+def _draw(kind: str, shape, generator, device, dtype) -> torch.Tensor:
+    check_generator(generator)
+    where = generator.device if generator is not None else device
+    draw = torch.randn if kind == "normal" else torch.rand
+    x = draw(shape, generator=generator, device=where, dtype=torch.float32)
+    return x.to(device=device, dtype=dtype)
+
+
+def sample_prior(name: str, m: int, d: int, generator: torch.Generator | None = None, *,
+                 device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``m`` samples in ``d`` dimensions of a prior of Chen et al.'s Table 1, shape ``(m, d)``.
+
+    - ``"hypersphere"``: uniform on the unit sphere, ``normalize(N(0, I))``;
+    - ``"gaussian"``: ``N(0, I)``;
+    - ``"hypercube"``: uniform on ``[-1, 1]^d``.
+    """
+    if name not in PRIORS:
+        raise ValueError(f"prior: expected one of {', '.join(map(repr, PRIORS))}, got {name!r}")
+    m, d = check_count("M", m), check_count("d", d)
+    if name == "hypercube":
+        return _draw("uniform", (m, d), generator, device, torch.float32).mul_(2).sub_(1).to(dtype)
+    x = _draw("normal", (m, d), generator, device, torch.float32)
+    if name == "hypersphere":
+        x = F.normalize(x, dim=1, eps=NORM_EPS)
+    return x.to(dtype)
+
+
+def random_projections(d: int, num_projections: int | None = None,
+                       generator: torch.Generator | None = None, *, device=None,
+                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A ``(d, L)`` matrix with orthonormal columns, uniformly (Haar) distributed; ``L = d`` by
+    default, a random orthogonal matrix. The QR factor of a Gaussian matrix, with the signs of
+    R's diagonal moved into Q so that the distribution is exactly uniform."""
+    d = check_count("d", d)
+    num = d if num_projections is None else check_count("num_projections", num_projections)
+    if num > d:
+        raise ValueError(f"num_projections: expected at most d = {d} (orthonormal columns), got {num}")
+    g = _draw("normal", (d, num), generator, "cpu" if generator is None else None, torch.float64)
+    q, r = torch.linalg.qr(g)
+    signs = torch.sign(torch.diagonal(r))
+    signs[signs == 0] = 1
+    return (q * signs).to(device=device, dtype=dtype)
+
+
+def check_projections(projections: torch.Tensor, d: int) -> None:
+    """``(d, L)`` with ``L <= d`` and orthonormal columns: ``|W^T W - I| <= 1e-4`` (``1e-2`` for
+    16-bit dtypes, whose rounding alone leaves about ``2^-8``)."""
+    if not isinstance(projections, torch.Tensor):
+        raise TypeError(f"projections: expected a torch.Tensor, got {type(projections).__name__}")
+    if projections.dim() != 2 or projections.shape[0] != d or not 1 <= projections.shape[1] <= d:
+        raise ValueError(
+            f"projections: expected shape (d, L) with d = {d} and 1 <= L <= d, got {tuple(projections.shape)}"
+        )
+    if not projections.is_floating_point():
+        raise TypeError(f"projections: expected a floating-point tensor, got {projections.dtype}")
+    tol = 1e-2 if projections.element_size() == 2 else 1e-4
+    w = projections.detach().double()
+    error = (w.T @ w - torch.eye(w.shape[1], dtype=w.dtype, device=w.device)).abs().max().item()
+    if not error <= tol:  # also catches NaN
+        raise ValueError(f"projections: expected orthonormal columns (|W^T W - I| <= {tol}), got an error of {error:.3g}")
