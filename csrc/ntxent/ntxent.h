@@ -5,6 +5,8 @@
 // s_ik = (z_i . z_k) / tau, accumulated in fp32; the positive of row i is p(i) = (i + N) mod M.
 // mask(i): negatives == kAll   -> every k != i          (the diagonal excluded by index)
 //          negatives == kCross -> every k in the other view (view(i) = i >= N), p(i) included
+//          negatives == kSelf  -> every k, i included, and no positive term: the logsumexp
+//                                 uniformity of the generalized loss (SPEC.md section 2)
 //
 // Anchors (the rows whose loss is computed) are the two ranges
 //     [offset, offset + count)  and  [N + offset, N + offset + count);
@@ -16,10 +18,11 @@
 // gradcheck). "acc" below is float32, or float64 for float64 inputs.
 // forward  -> (loss, lse), each (2*count,) in acc:
 //     lse_a  = log sum_{k in mask(r(a))} exp(s_{r(a),k})
-//     loss_a = lse_a - s_{r(a), p(r(a))}
+//     loss_a = lse_a - s_{r(a), p(r(a))}          (kSelf: loss_a = lse_a)
 // backward(grad_loss (2*count,) in acc, z, lse) -> grad_z (M, d) in z's dtype:
 //     w_i = grad_loss[a] if i = r(a) else 0;   P_ik = exp(s_ik - lse_i) (i an anchor, k in mask(i))
 //     grad_z_j = (1/tau) [ sum_{k in mask(j)} (w_j P_jk + w_k P_kj) z_k  -  (w_j + w_p(j)) z_p(j) ]
+//     (kSelf: without the last term; its k = j term is 2 w_j P_jj z_j, as d s_jj / d z_j = 2 z_j / tau)
 // The coefficient matrix C_jk = w_j P_jk + w_k P_kj is symmetric, so a row tile of the
 // gradient needs only the forward's per-row lse: no M x M matrix is ever stored.
 #pragma once
@@ -33,7 +36,10 @@
 
 namespace pyclr::ntxent {
 
-enum Negatives : int64_t { kAll = 0, kCross = 1 };
+enum Negatives : int64_t { kAll = 0, kCross = 1, kSelf = 2 };
+
+// Whether loss_a subtracts the positive's score (every mode but kSelf).
+inline bool has_positive(int64_t negatives) { return negatives != kSelf; }
 
 inline void check_args(const at::Tensor& z, double temperature, int64_t negatives,
                        int64_t offset, int64_t count) {
@@ -42,8 +48,8 @@ inline void check_args(const at::Tensor& z, double temperature, int64_t negative
               z.size(0));
   TORCH_CHECK(std::isfinite(temperature) && temperature > 0,
               "temperature: expected a finite positive number, got ", temperature);
-  TORCH_CHECK(negatives == kAll || negatives == kCross,
-              "negatives: expected 0 (all) or 1 (cross), got ", negatives);
+  TORCH_CHECK(negatives == kAll || negatives == kCross || negatives == kSelf,
+              "negatives: expected 0 (all), 1 (cross) or 2 (self), got ", negatives);
   const int64_t n = z.size(0) / 2;
   TORCH_CHECK(count >= 1 && offset >= 0 && offset + count <= n,
               "anchor_offset/anchor_count: expected 0 <= offset and 1 <= count with offset + "

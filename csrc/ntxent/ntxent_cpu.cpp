@@ -160,7 +160,8 @@ void forward_impl(const at::Tensor& z, acc_t inv_tau, int64_t negatives, int64_t
         const int64_t row = rows.begin + i, pos = (row + n) % m;
         const int64_t a = view * count + (row - view * n - offset);
         lse_p[a] = row_max[i] + std::log(row_sum[i]);
-        loss_p[a] = lse_p[a] - dot(zp + row * d, zp + pos * d, d) * inv_tau;
+        loss_p[a] = has_positive(negatives) ? lse_p[a] - dot(zp + row * d, zp + pos * d, d) * inv_tau
+                                            : lse_p[a];
       }
     }
   });
@@ -205,7 +206,7 @@ void backward_impl(const at::Tensor& z, const at::Tensor& w, const at::Tensor& l
       }
       for (int64_t row = rows.begin; row < rows.end; ++row) {
         const int64_t pos = (row + n) % m;
-        const acc_t wpos = wp[row] + wp[pos];
+        const acc_t wpos = has_positive(negatives) ? wp[row] + wp[pos] : acc_t(0);
         acc_t* g = gp + row * d;
         const acc_t* zpos = zp + pos * d;
         for (int64_t c = 0; c < d; ++c) g[c] = (g[c] - wpos * zpos[c]) * inv_tau;

@@ -96,6 +96,8 @@ struct Problem {
   int d;
   int offset, count;   // anchors: [offset, offset + count) in each view
   bool cross;          // negatives == kCross
+  bool exclude_self;   // negatives == kAll: the diagonal is masked
+  bool positive;       // loss subtracts the positive's score (all modes but kSelf)
   float scale_log2;    // log2(e) / tau: a raw dot product times this is a base-2 logit
   float inv_tau;
   int tiles_per_view;  // row tiles per view (gridDim.x = 2 * tiles_per_view)
@@ -472,15 +474,15 @@ __device__ void mma_gradient(FragAcc<T> (&g)[kDC / 16], const T* c_w, const T* z
   }
 }
 
-// grad_j = (G_j / sigma - (w_j + w_p(j)) z_p(j)) / tau for the strip's rows and the chunk's
-// columns, staging each 16 x 16 accumulator through the warp's strip.
+// grad_j = (G_j / sigma - (w_j + w_p(j)) z_p(j)) / tau (kSelf: no z_p(j) term) for the
+// strip's rows and the chunk's columns, staging each 16 x 16 accumulator through the strip.
 template <typename T>
 __device__ void write_gradient(const FragAcc<T> (&g)[kDC / 16], float* strip,
                                const StripLane& me, bool row_ok, const Problem<T>& p,
                                const float* w, float w_row, T* grad, int chunk, int width,
                                float inv_sigma) {
   const int pr = partner(me.row, p.n);
-  const float positive_coef = row_ok ? w_row + w[pr] : 0.f;
+  const float positive_coef = row_ok && p.positive ? w_row + w[pr] : 0.f;
 #pragma unroll
   for (int f = 0; f < kDC / 16; ++f) {
     if (f * 16 >= width) break;
@@ -521,11 +523,11 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocksPerSm<T>)
     FragAcc<T> acc[kBN / 16];
     compute_scores(acc, sm, p, row0, row_end, col0, cols.end, p.chunks - 1, [] {});
     store_strip<T>(strip, acc);
-    fold_strip(state, strip, me, col0, cols.end, !p.cross, p.scale_log2);
+    fold_strip(state, strip, me, col0, cols.end, p.exclude_self, p.scale_log2);
     // The next column tile stores into the strip only after compute_scores' __syncthreads.
   }
   const float row_lse = finish_lse(state);
-  const float positive = positive_dot(p, me, row_end);
+  const float positive = p.positive ? positive_dot(p, me, row_end) : 0.f;  // block-uniform
   if (me.h == 0 && me.row < row_end) {
     const int a = view * p.count + first + me.warp * 16 + me.r;
     lse[a] = row_lse;
@@ -569,7 +571,7 @@ __global__ void __launch_bounds__(kThreads)
                    [&] { stage_column_terms(sm, w, lse, col0, cols.end); });
     store_strip<T>(strip, acc);
     scores_to_coefficients<T>(strip, me, sm.col_w, sm.col_lse, w_row, lse_row, col0, cols.end,
-                              !p.cross, p.scale_log2, sigma);
+                              p.exclude_self, p.scale_log2, sigma);
     // sm.k still holds this column tile's chunk `chunk`: exactly the rows z_k to multiply.
     mma_gradient(g, reinterpret_cast<const T*>(strip), sm.k, width);
   }
@@ -625,6 +627,8 @@ Problem<T> make_problem(const at::Tensor& z, double temperature, int64_t negativ
   p.offset = static_cast<int>(offset);
   p.count = static_cast<int>(count);
   p.cross = negatives == kCross;
+  p.exclude_self = negatives == kAll;
+  p.positive = has_positive(negatives);
   p.scale_log2 = static_cast<float>(1.4426950408889634 / temperature);
   p.inv_tau = static_cast<float>(1.0 / temperature);
   p.tiles_per_view = static_cast<int>((rows_per_view + kBM - 1) / kBM);

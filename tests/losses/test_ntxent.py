@@ -212,7 +212,7 @@ def test_op_boundary_checks():
     with pytest.raises(RuntimeError, match="temperature"):
         torch.ops.pyclr.nt_xent_forward(z, 0.0, 0, 0, 3)
     with pytest.raises(RuntimeError, match="negatives"):
-        torch.ops.pyclr.nt_xent_forward(z, 0.5, 2, 0, 3)
+        torch.ops.pyclr.nt_xent_forward(z, 0.5, 3, 0, 3)
     with pytest.raises(RuntimeError, match="grad_loss: expected shape"):
         _, lse = torch.ops.pyclr.nt_xent_forward(z, 0.5, 0, 0, 3)
         torch.ops.pyclr.nt_xent_backward(torch.ones(5), z, lse, 0.5, 0, 0, 3)
