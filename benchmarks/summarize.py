@@ -1,18 +1,57 @@
-"""Prints a pytest-benchmark JSON as a table: time, TFLOP/s, peak memory, speed-up over the reference."""
+"""Prints pytest-benchmark JSON as a table: median time, speed-up over the plain-PyTorch
+reference of the same case, peak memory and, given the device's measured ceilings
+(device_ceilings.py), the floor and the fraction of it reached.
+
+    python benchmarks/summarize.py bench.json [--ceilings ceilings.json]
+
+A benchmark's extra_info names its case (device, m, d, dtype, ...), its ``impl`` and
+optionally ``flops`` (arithmetic it must do) and ``bytes`` (device memory it must move). fp32
+cases on a GPU are floored at a third of the tf32 rate: the kernels run fp32 as 3xTF32.
+"""
+import argparse
 import json
-import sys
+
+META = {"impl", "device_name", "torch", "peak_extra_mib", "tflops", "flops", "bytes"}
 
 
-def main(path: str) -> None:
-    rows = [b["extra_info"] | {"ms": b["stats"]["mean"] * 1e3} for b in json.load(open(path))["benchmarks"]]
-    ref = {(r["device"], r["m"], r["d"], r["dtype"]): r["ms"] for r in rows if r["impl"] == "reference"}
-    print(f"{'device':28} {'M':>8} {'d':>4} {'dtype':5} {'impl':10} {'ms':>9} {'TFLOP/s':>8} {'peak MiB':>9} {'speed-up':>8}")
-    for r in rows:
-        base = ref.get((r["device"], r["m"], r["d"], r["dtype"]))
-        speedup = f"{base / r['ms']:.2f}x" if base else "-"
-        print(f"{r['device_name'][:28]:28} {r['m']:>8} {r['d']:>4} {r['dtype']:5} {r['impl']:10} "
-              f"{r['ms']:>9.2f} {r['tflops']:>8.3f} {r['peak_extra_mib']:>9.1f} {speedup:>8}")
+def floor_ms(info: dict, ceilings: dict):
+    ceilings = ceilings.get(info.get("device"))
+    if not ceilings:
+        return None
+    if info["device"] == "cuda":
+        rate = {"bf16": ceilings["tflops_bf16"], "fp16": ceilings["tflops_fp16"],
+                "fp32": ceilings["tflops_tf32"] / 3}.get(info.get("dtype"))
+    else:
+        rate = ceilings["tflops_fp32"] if info.get("dtype") == "fp32" else None
+    times = []
+    if info.get("flops") and rate:
+        times.append(info["flops"] / (rate * 1e12) * 1e3)
+    if info.get("bytes"):
+        times.append(info["bytes"] / (ceilings["copy_gbps"] * 1e9) * 1e3)
+    return max(times) if times else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench")
+    parser.add_argument("--ceilings")
+    args = parser.parse_args()
+    ceilings = json.load(open(args.ceilings)) if args.ceilings else {}
+    rows = []
+    for b in json.load(open(args.bench))["benchmarks"]:
+        info = b["extra_info"]
+        case = (b["name"].split("[")[0],) + tuple(sorted((k, v) for k, v in info.items() if k not in META))
+        rows.append((case, info, b["stats"]["median"] * 1e3))
+    ref = {case: ms for case, info, ms in rows if info.get("impl") == "reference"}
+    print(f"{'benchmark':34} {'case':34} {'impl':10} {'ms':>9} {'vs ref':>7} {'peak MiB':>9} {'floor ms':>9} {'of floor':>8}")
+    for case, info, ms in rows:
+        label = " ".join(f"{v}" for k, v in case[1:] if k not in ("device",))
+        speed = f"{ref[case] / ms:.2f}x" if case in ref else "-"
+        floor = floor_ms(info, ceilings)
+        print(f"{case[0][:34]:34} {(info.get('device', '') + ' ' + label)[:34]:34} {info.get('impl', ''):10} "
+              f"{ms:>9.2f} {speed:>7} {info.get('peak_extra_mib', float('nan')):>9.1f} "
+              f"{floor if floor else float('nan'):>9.3f} {f'{floor / ms:.0%}' if floor else '-':>8}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()
