@@ -36,7 +36,7 @@ for stage in "$@"; do
       done ;;
     bench)
       python3 benchmarks/device_ceilings.py >"$OUT/ceilings.json" && cat "$OUT/ceilings.json"
-      python3 -m pytest benchmarks -q -p no:cacheprovider --benchmark-json="$OUT/bench.json" \
+      python3 -m pytest benchmarks/bench_*.py -q -p no:cacheprovider --benchmark-json="$OUT/bench.json" \
         >"$OUT/bench.log" 2>&1 || status=1
       tail -3 "$OUT/bench.log"
       python3 benchmarks/summarize.py "$OUT/bench.json" --ceilings "$OUT/ceilings.json" ;;
