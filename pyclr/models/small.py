@@ -1,0 +1,76 @@
+"""The small encoders of the seed papers' controlled experiments."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .encoder import Encoder
+
+
+def _check_channels(in_channels) -> int:
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels: expected an int >= 1, got {in_channels!r}")
+    return in_channels
+
+
+def _check_size(input_size, smallest: int) -> int:
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < smallest:
+        raise ValueError(f"input_size: expected an int >= {smallest}, got {input_size!r}")
+    return input_size
+
+
+def _flatten(x: torch.Tensor, size: int, input_size: int) -> torch.Tensor:
+    """The dense part fixes the spatial size: say so rather than fail in a matmul."""
+    if x[0].numel() != size:
+        raise ValueError(f"x: this encoder was built for {input_size}x{input_size} inputs "
+                         f"(input_size={input_size}); its last map has {x[0].numel()} values, not {size}")
+    return torch.flatten(x, 1)
+
+
+class LeNet(Encoder):
+    """The LeNet-style encoder of Hermann et al. (hierarchy experiment): 5x5 convolutions of
+    6 and 16 filters (stride 1), each followed by ReLU and a 2x2 max-pool of stride 1. The
+    representation is the flattened last map (16 x 18 x 18 = 5184 for 28x28 inputs); the
+    paper's 120-84-84 head is ``ProjectionHead(5184, (120, 84), 84, num_layers=3)``.
+    Taps: ``conv1``, ``conv2``."""
+
+    def __init__(self, in_channels: int = 4, input_size: int = 28):
+        super().__init__()
+        self.in_channels = _check_channels(in_channels)
+        size = _check_size(input_size, 10)
+        self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 6, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=1))
+        self.conv2 = nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=1))
+        side = size - 10
+        self.input_size = size
+        self.feature_dim = 16 * side * side
+
+    def stages(self):
+        return [("conv1", self.conv1), ("conv2", self.conv2)]
+
+    def pool(self, x):
+        return _flatten(x, self.feature_dim, self.input_size)
+
+
+class SmallConvNet(Encoder):
+    """The ConvNet of the random-bits experiment (Chen et al.): three 3x3 stride-2
+    convolutions of 32, 64 and 64 channels with ReLU, then a 128-unit dense layer with ReLU,
+    the representation. Taps: ``conv1``, ``conv2``, ``conv3``."""
+
+    def __init__(self, in_channels: int = 1, input_size: int = 28, feature_dim: int = 128):
+        super().__init__()
+        self.in_channels = _check_channels(in_channels)
+        size = _check_size(input_size, 1)
+        self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+        self.conv3 = nn.Sequential(nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+        self.input_size = size
+        for _ in range(3):
+            size = (size + 1) // 2  # 3x3, stride 2, padding 1
+        self.dense = nn.Sequential(nn.Linear(64 * size * size, feature_dim), nn.ReLU(inplace=True))
+        self.feature_dim = feature_dim
+
+    def stages(self):
+        return [("conv1", self.conv1), ("conv2", self.conv2), ("conv3", self.conv3)]
+
+    def pool(self, x):
+        return self.dense(_flatten(x, self.dense[0].in_features, self.input_size))
