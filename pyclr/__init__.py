@@ -6,7 +6,7 @@ try:
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-from . import losses, models
+from . import evaluate, losses, models
 from ._ops import build_info
 
-__all__ = ["__version__", "build_info", "losses", "models"]
+__all__ = ["__version__", "build_info", "evaluate", "losses", "models"]

@@ -1,0 +1,44 @@
+"""Decodability (Hermann et al., Fig. 3): how well a linear probe reads each label from each
+layer of the projection head."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .features import extract_features, pick_label
+from .probe import linear_probe
+
+
+def decodability(encoder: nn.Module, head: nn.Module, dataset, label_names: Sequence[str], *,
+                 splits: Mapping[str, tuple] | None = None, test_fraction: float = 0.2,
+                 batch_size: int = 256, device=None, seed: int = 0, **probe_options) -> dict:
+    """``{layer: {label: accuracy}}`` for layer 0 (the head's input, the representation) to
+    the head's output, and each label in ``label_names``.
+
+    ``splits`` may give a label its own ``(train_indices, test_indices)`` (the sprites
+    experiment holds out scales for colour, colours for scale and position); other labels
+    use a seeded random ``test_fraction`` split. ``probe_options`` go to
+    :func:`linear_probe` (``weight_decay``, ``max_iter``).
+    """
+    if isinstance(label_names, str) or not label_names:
+        raise ValueError(f"label_names: expected a non-empty list of label names, got {label_names!r}")
+    layers, labels = extract_features(encoder, dataset, head=head, all_layers=True,
+                                      batch_size=batch_size, device=device)
+    splits = dict(splits or {})
+    unknown = set(splits) - set(label_names)
+    if unknown:
+        raise ValueError(f"splits: names labels not in label_names: {sorted(unknown)}")
+    result = {}
+    for index, x in enumerate(layers):
+        result[index] = {}
+        for name in label_names:
+            y = pick_label(labels, name, name="label_names").to(x.device)
+            if name in splits:
+                train, test = (torch.as_tensor(i, dtype=torch.long, device=x.device) for i in splits[name])
+                probe = linear_probe(x[train], y[train], x[test], y[test], seed=seed, **probe_options)
+            else:
+                probe = linear_probe(x, y, test_fraction=test_fraction, seed=seed, **probe_options)
+            result[index][name] = probe.accuracy
+    return result

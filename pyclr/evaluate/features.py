@@ -1,0 +1,82 @@
+"""Frozen features of a dataset, read through an encoder (and optionally its head)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+
+@torch.no_grad()
+def extract_features(encoder: nn.Module, dataset, *, head: nn.Module | None = None,
+                     all_layers: bool = False, batch_size: int = 256, device=None,
+                     num_workers: int = 0):
+    """Runs ``dataset`` through ``encoder`` (eval mode, no gradients) in order.
+
+    Items are ``(image, labels)`` with labels an int/tensor or a dict of them. Returns
+    ``(features, labels)``: features ``(n, d)`` on ``device`` — the encoder's output, the head's
+    output when a head is given, or with ``all_layers`` the list ``[input, layer 1, ...]`` of
+    every head layer (``ProjectionHead.forward(..., return_all=True)``); labels a tensor or a
+    dict of tensors, as the items carry them.
+    """
+    if all_layers and head is None:
+        raise ValueError("all_layers: needs a head (the layers are the projection head's)")
+    device = torch.device(device) if device is not None else next(encoder.parameters()).device
+    modules = [m for m in (encoder, head) if m is not None]
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        chunks, labels = [], []
+        for images, item_labels in DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                              num_workers=num_workers):
+            h = encoder(images.to(device, non_blocking=True))
+            out = h if head is None else head(h, return_all=True) if all_layers else head(h)
+            chunks.append(out)
+            labels.append(item_labels)
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+    if not chunks:
+        raise ValueError("dataset: expected at least one item, got an empty dataset")
+    feats = [torch.cat(parts) for parts in zip(*chunks)] if all_layers else torch.cat(chunks)
+    if isinstance(labels[0], dict):
+        return feats, {k: torch.cat([torch.as_tensor(l[k]) for l in labels]) for k in labels[0]}
+    return feats, torch.cat([torch.as_tensor(l) for l in labels])
+
+
+def pick_label(labels, label: str | None, name: str = "label") -> torch.Tensor:
+    """One label tensor out of what ``extract_features`` returned."""
+    if not isinstance(labels, dict):
+        return labels
+    if label is None:
+        if len(labels) != 1:
+            raise ValueError(f"{name}: the items carry several labels ({', '.join(labels)}); name one")
+        return next(iter(labels.values()))
+    if label not in labels:
+        raise ValueError(f"{name}: expected one of {', '.join(labels)}, got {label!r}")
+    return labels[label]
+
+
+def as_features(features, labels, *, label, batch_size, device, name):
+    """``(x, y)`` from a features tensor and labels, or from an ``(encoder, dataset)`` pair."""
+    if isinstance(features, tuple):
+        if len(features) != 2 or labels is not None:
+            raise ValueError(f"{name}: expected a tensor with labels, or an (encoder, dataset) pair without")
+        x, all_labels = extract_features(features[0], features[1], batch_size=batch_size, device=device)
+        labels = pick_label(all_labels, label)
+    else:
+        x = features
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
+        raise ValueError(f"{name}: expected a float tensor of shape (n, d), got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    y = torch.as_tensor(labels) if labels is not None else None
+    if y is None or y.dim() != 1 or len(y) != len(x) or y.is_floating_point() or y.dtype == torch.bool:
+        raise ValueError(f"{name}: expected integer labels of shape ({len(x)},), got "
+                         f"{None if y is None else (tuple(y.shape), y.dtype)}")
+    if len(y) < 2:
+        raise ValueError(f"{name}: expected at least 2 rows, got {len(y)}")
+    if y.min() < 0:
+        raise ValueError(f"{name}: expected class labels >= 0, got {y.min().item()}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return x, y.long().to(x.device)

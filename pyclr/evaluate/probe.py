@@ -1,0 +1,123 @@
+"""Linear evaluation: multinomial logistic regression on frozen features, full batch."""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .features import as_features
+
+
+@dataclass
+class ProbeResult:
+    """A fitted probe: held-out and training top-1 accuracy, the chosen weight decay, and
+    the classifier on the original (unstandardised) features: ``logits = x @ weight.T + bias``."""
+
+    accuracy: float
+    train_accuracy: float
+    weight_decay: float
+    weight: torch.Tensor
+    bias: torch.Tensor
+    n_train: int
+    n_test: int
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.to(self.weight) @ self.weight.T + self.bias).argmax(1)
+
+
+def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
+                 label: str | None = None, test_fraction: float = 0.2,
+                 weight_decay: float | Sequence[float] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2),
+                 max_iter: int = 200, seed: int = 0, device=None, batch_size: int = 256) -> ProbeResult:
+    """Top-1 accuracy of a logistic-regression probe on frozen features.
+
+    Args:
+        features: ``(n, d)`` features, or an ``(encoder, dataset)`` pair whose encoder
+            output is probed (``label`` names the dataset's label; see
+            :func:`pyclr.evaluate.extract_features`).
+        labels: ``(n,)`` integer classes (not with an ``(encoder, dataset)`` pair).
+        test_features, test_labels: a held-out set; without one, a seeded ``test_fraction``
+            of the rows is held out.
+        weight_decay: the L2 penalty (on the mean loss), or several: then each is fitted on
+            a seeded 20% validation split of the training rows, and the best refitted on them all.
+        max_iter: L-BFGS iterations.
+        device: where to fit (default: the features' device; a GPU fits in seconds).
+
+    Features are standardised with the training rows' mean and standard deviation; the fit
+    is full-batch L-BFGS in float32, deterministic for a given input.
+    """
+    x, y = as_features(features, labels, label=label, batch_size=batch_size, device=device, name="features")
+    if (test_features is None) != (test_labels is None) and not isinstance(test_features, tuple):
+        raise ValueError("test_features and test_labels: expected both or neither")
+    if test_features is not None:
+        tx, ty = as_features(test_features, test_labels, label=label, batch_size=batch_size,
+                             device=device, name="test_features")
+        if tx.shape[1] != x.shape[1]:
+            raise ValueError(f"test_features: expected {x.shape[1]} columns like features, got {tx.shape[1]}")
+    else:
+        (x, y), (tx, ty) = split(x, y, _check_fraction(test_fraction), seed)
+    device = torch.device(device) if device is not None else x.device
+    x, y, tx, ty = (t.to(device) for t in (x, y, tx, ty))
+    num_classes = int(max(y.max().item(), ty.max().item())) + 1
+    decays = _check_decays(weight_decay)
+    chosen = decays[0] if len(decays) == 1 else _select_decay(x, y, num_classes, decays, max_iter, seed)
+    w, b = fit_logistic(x, y, num_classes, chosen, max_iter)
+    return ProbeResult(accuracy=_accuracy(tx, ty, w, b), train_accuracy=_accuracy(x, y, w, b),
+                       weight_decay=chosen, weight=w, bias=b, n_train=len(y), n_test=len(ty))
+
+
+def split(x, y, fraction: float, seed: int):
+    """A seeded random split: ``((x_train, y_train), (x_held, y_held))``, ``fraction`` held out."""
+    n = len(y)
+    held = max(1, min(n - 1, round(n * fraction)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(x.device)
+    return (x[order[held:]], y[order[held:]]), (x[order[:held]], y[order[:held]])
+
+
+def fit_logistic(x, y, num_classes, weight_decay, max_iter):
+    """Multinomial logistic regression, ``mean CE + weight_decay/2 |W|^2``, by L-BFGS on
+    standardised features; returns (weight, bias) for the original features."""
+    x = x.float()
+    mean, std = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
+    xs = (x - mean) / std
+    w = torch.zeros(num_classes, x.shape[1], device=x.device, requires_grad=True)
+    b = torch.zeros(num_classes, device=x.device, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=20,
+                            tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(xs @ w.T + b, y) + 0.5 * weight_decay * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    w, b = w.detach() / std, b.detach()
+    return w, b - w @ mean
+
+
+def _select_decay(x, y, num_classes, decays, max_iter, seed):
+    (fx, fy), (vx, vy) = split(x, y, 0.2, seed + 1)
+    scores = [_accuracy(vx, vy, *fit_logistic(fx, fy, num_classes, wd, max_iter)) for wd in decays]
+    return decays[max(range(len(decays)), key=lambda i: (scores[i], decays[i]))]  # ties: stronger
+
+
+def _accuracy(x, y, w, b) -> float:
+    return (x.float() @ w.T + b).argmax(1).eq(y).float().mean().item()
+
+
+def _check_fraction(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise ValueError(f"test_fraction: expected a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def _check_decays(weight_decay) -> list:
+    values = [weight_decay] if isinstance(weight_decay, numbers.Real) else list(weight_decay)
+    if not values or any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0 for v in values):
+        raise ValueError(f"weight_decay: expected a number >= 0 or a non-empty list of them, got {weight_decay!r}")
+    return [float(v) for v in values]

@@ -1,0 +1,141 @@
+"""Linear probe, k-NN accuracy and decodability on constructed data whose answer is known."""
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from pyclr.evaluate import decodability, extract_features, knn_accuracy, linear_probe
+from pyclr.models import ProjectionHead
+
+
+def blobs(n, d, classes, spread, seed):
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, d, generator=gen) * 3
+    y = torch.randint(0, classes, (n,), generator=gen)
+    return centres[y] + spread * torch.randn(n, d, generator=gen), y
+
+
+def test_probe_separable_and_chance():
+    x, y = blobs(600, 16, 5, 0.3, seed=0)
+    assert linear_probe(x, y).accuracy == 1.0
+    noise = torch.randn(600, 16, generator=torch.Generator().manual_seed(1))
+    result = linear_probe(noise, y)
+    assert result.accuracy < 0.4  # 5 classes: chance is 0.2; nothing to learn from noise
+
+
+def test_probe_matches_sklearn():
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    x, y = blobs(1500, 8, 10, 3.0, seed=2)  # overlapping classes: accuracy well below 1
+    gen = torch.Generator().manual_seed(3)
+    order = torch.randperm(1500, generator=gen)
+    train, test = order[:1200], order[1200:]
+    ours = linear_probe(x[train], y[train], x[test], y[test], weight_decay=1e-3)
+    mean, std = x[train].mean(0), x[train].std(0, unbiased=False)
+    # sklearn's C multiplies the summed loss: C = 1 / (weight_decay * n)
+    clf = sklearn.LogisticRegression(C=1 / (1e-3 * 1200), max_iter=2000, tol=1e-8)
+    clf.fit(((x[train] - mean) / std).numpy(), y[train].numpy())
+    theirs = clf.score(((x[test] - mean) / std).numpy(), y[test].numpy())
+    assert 0.3 < ours.accuracy < 0.99
+    assert abs(ours.accuracy - theirs) <= 0.01, (ours.accuracy, theirs)
+    # the returned classifier acts on raw features
+    assert ours.predict(x[test]).eq(y[test]).float().mean().item() == pytest.approx(ours.accuracy)
+
+
+def test_probe_selects_weight_decay_and_is_deterministic():
+    x, y = blobs(400, 64, 4, 4.0, seed=4)
+    a = linear_probe(x, y, weight_decay=[1e-6, 1e-1, 10.0])
+    b = linear_probe(x, y, weight_decay=[1e-6, 1e-1, 10.0])
+    assert a.weight_decay in (1e-6, 1e-1, 10.0) and a.accuracy == b.accuracy
+    assert torch.equal(a.weight, b.weight)
+    assert a.n_train + a.n_test == 400 and a.n_test == 80
+
+
+def test_knn_matches_brute_force():
+    x, y = blobs(300, 8, 3, 2.0, seed=5)
+    tx, ty = blobs(100, 8, 3, 2.0, seed=6)
+    ours = knn_accuracy(x, y, tx, ty, k=7, temperature=0.5, chunk=13)
+    xn, txn = nn.functional.normalize(x, dim=1), nn.functional.normalize(tx, dim=1)
+    correct = 0
+    for i in range(100):
+        sims = txn[i] @ xn.T
+        top = sims.argsort(descending=True)[:7]
+        votes = torch.zeros(3)
+        for j in top:
+            votes[y[j]] += torch.exp(sims[j] / 0.5)
+        correct += int(votes.argmax() == ty[i])
+    assert ours == correct / 100
+
+
+def test_knn_perfect_on_clusters():
+    x, y = blobs(200, 8, 4, 0.05, seed=7)
+    assert knn_accuracy(x, y, x, y, k=5) == 1.0
+
+
+class Labeled(Dataset):
+    """Images whose pixels encode two labels: 'a' in the mean of channel 0, 'b' random."""
+
+    def __init__(self, n):
+        gen = torch.Generator().manual_seed(8)
+        self.a = torch.randint(0, 3, (n,), generator=gen)
+        self.b = torch.randint(0, 3, (n,), generator=gen)
+        self.x = torch.randn(n, 2, 4, 4, generator=gen) * 0.1
+        self.x[:, 0] += self.a.view(-1, 1, 1).float()
+
+    def __len__(self):
+        return len(self.a)
+
+    def __getitem__(self, i):
+        return self.x[i], {"a": self.a[i], "b": self.b[i]}
+
+
+class MeanEncoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return x.mean((2, 3)) * self.scale
+
+
+def test_decodability_reads_every_layer():
+    data = Labeled(400)
+    head = ProjectionHead(2, 8, 4, num_layers=2, batch_norm=False)
+    result = decodability(MeanEncoder(), head, data, ["a", "b"])
+    assert set(result) == {0, 1, 2}
+    assert result[0]["a"] == 1.0            # the label is linear in the representation
+    assert all(r["b"] < 0.6 for r in result.values())  # a random label is not
+    split = (torch.arange(300), torch.arange(300, 400))
+    only = decodability(MeanEncoder(), head, data, ["a"], splits={"a": split})
+    assert only[0]["a"] == 1.0
+
+
+def test_extract_features_restores_mode_and_orders():
+    enc = MeanEncoder().train()
+    feats, labels = extract_features(enc, Labeled(50), batch_size=7)
+    assert enc.training and feats.shape == (50, 2) and labels["a"].shape == (50,)
+    assert torch.allclose(feats, Labeled(50).x.mean((2, 3)))
+
+
+def test_probe_from_encoder_and_dataset():
+    data = Labeled(300)
+    assert linear_probe((MeanEncoder(), data), label="a").accuracy == 1.0
+    with pytest.raises(ValueError, match="label: the items carry several labels"):
+        linear_probe((MeanEncoder(), data))
+
+
+def test_bad_input():
+    x, y = blobs(20, 4, 2, 1.0, seed=9)
+    with pytest.raises(ValueError, match=r"features: expected integer labels of shape \(20,\)"):
+        linear_probe(x, y[:10])
+    with pytest.raises(ValueError, match="features: contains NaN"):
+        linear_probe(torch.full((20, 4), float("nan")), y)
+    with pytest.raises(ValueError, match="test_fraction: expected a number in"):
+        linear_probe(x, y, test_fraction=1.5)
+    with pytest.raises(ValueError, match="weight_decay: expected a number >= 0"):
+        linear_probe(x, y, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="test_features: expected 4 columns"):
+        linear_probe(x, y, torch.randn(5, 3), y[:5])
+    with pytest.raises(ValueError, match="k: expected an int >= 1"):
+        knn_accuracy(x, y, x, y, k=0)
+    with pytest.raises(ValueError, match="label_names: expected a non-empty list"):
+        decodability(MeanEncoder(), ProjectionHead(2, 4, 2), Labeled(10), "a")
