@@ -45,6 +45,12 @@ TORCH_LIBRARY(pyclr, m) {
   // Returns (loss, residual): loss is the fp32 scalar, residual the (M, L) fp32 matrix
   // R[i, l] = x_il - y_(rank of x_il in column l), l, so that dloss/dh = 2 R W^T / (M L).
   m.def("swd_forward(Tensor h, Tensor prior_samples, Tensor projections) -> (Tensor, Tensor)");
+
+  // One Lloyd iteration of K-Means for B independent problems (SPEC.md section 3); contract
+  // in csrc/kmeans/kmeans.h. x (B, n, C), centroids (B, k, C) -> labels (B, n) int64, the
+  // squared distance of each point to its centroid (B, n), and the new centroid sums
+  // (B, k, C) and counts (B, k), all in one pass: no (n, k) matrix is stored.
+  m.def("kmeans_step(Tensor x, Tensor centroids) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 // `import pyclr._C` loads this library, which runs the registrations above. The module

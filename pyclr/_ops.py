@@ -25,7 +25,7 @@ CPU_KERNELS_USABLE = EXTENSION_LOADED and not (
 
 # The operators with kernels (add new ones here). Which backends each has is read once, at
 # import: a plain dict lookup is what torch.compile can trace through.
-OPERATORS = ("nt_xent_forward", "nt_xent_backward", "swd_forward")
+OPERATORS = ("nt_xent_forward", "nt_xent_backward", "swd_forward", "kmeans_step")
 # An operator missing from the library (a stale build of an older checkout) has no kernels.
 _DECLARED = {op for op in OPERATORS if EXTENSION_LOADED and hasattr(torch.ops.pyclr, op)}
 _KERNELS = {
