@@ -5,7 +5,6 @@ import types
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from pyclr.data import CIFAR10, DigitsOnImages, ImageFolder, NaturalImages, natural_images
 from pyclr.data.real import SKIMAGE_IMAGES, SKLEARN_IMAGES
@@ -13,6 +12,7 @@ from pyclr.data.real import SKIMAGE_IMAGES, SKLEARN_IMAGES
 from .helpers import needs_embedded_digits, no_network, write_fake_cifar  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("no_network")
+Image = pytest.importorskip("PIL.Image")  # ImageFolder reads with Pillow
 has_skimage = importlib.util.find_spec("skimage") is not None
 has_sklearn = importlib.util.find_spec("sklearn") is not None
 
