@@ -12,7 +12,8 @@ from pyclr.data.real import SKIMAGE_IMAGES, SKLEARN_IMAGES
 from .helpers import needs_embedded_digits, no_network, write_fake_cifar  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("no_network")
-Image = pytest.importorskip("PIL.Image")  # ImageFolder reads with Pillow
+needs_pillow = pytest.mark.skipif(importlib.util.find_spec("PIL") is None,
+                                  reason="ImageFolder reads with Pillow")
 has_skimage = importlib.util.find_spec("skimage") is not None
 has_sklearn = importlib.util.find_spec("sklearn") is not None
 
@@ -58,10 +59,13 @@ def test_cifar10_download_through_torchvision(tmp_path, monkeypatch):
 
 # --- ImageFolder
 def _save(path, array):
+    from PIL import Image
+
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
 
 
+@needs_pillow
 def test_image_folder(tmp_path):
     rng = np.random.default_rng(0)
     pictures = {name: rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)
@@ -80,12 +84,14 @@ def test_image_folder(tmp_path):
     assert resized[0][0].shape == (3, 4, 5)
 
 
+@needs_pillow
 def test_image_folder_grey_image_becomes_rgb(tmp_path):
     _save(tmp_path / "g.png", np.full((5, 5), 128, np.uint8))
     image, labels = ImageFolder(tmp_path)[0]
     assert image.shape == (3, 5, 5) and labels == {"label": -1}
 
 
+@needs_pillow
 def test_image_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
         ImageFolder(tmp_path / "missing")
