@@ -1,0 +1,277 @@
+"""Chen, Luo & Li (2021): MultiDigit canvases and the feature-suppression datasets (digit sizes,
+random bits, digits on images). Every item is a pure function of (seed, index)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ._util import (as_labels, check_bool, check_choice, check_index, check_int, check_seed,
+                    item_rng, resize, salt)
+from .mnist import MNIST, load_mnist
+
+DIGIT = 28  # MNIST digits are 28×28
+MAX_DIGITS = 16  # SPEC: 1…16 digits; per-digit labels are padded to this length with -1
+
+
+def _pad(values, fill: int = -1, width: int = MAX_DIGITS) -> torch.Tensor:
+    values = torch.as_tensor(np.asarray(values), dtype=torch.long)
+    out = torch.full((width, *values.shape[1:]), fill, dtype=torch.long)
+    out[: len(values)] = values
+    return out
+
+
+def _check_fits(name: str, side: int, canvas: int) -> None:
+    """A side×side digit must fit on the canvas; ``name`` is the argument to blame."""
+    if side > canvas:
+        raise ValueError(f"{name}: a {side}×{side} digit does not fit on a {canvas}×{canvas} canvas")
+
+
+class _DigitSource(Dataset):
+    """Holds the MNIST digits that canvas datasets draw from."""
+
+    def _load(self, root, train, download) -> None:
+        self.images, self.labels, self.source = load_mnist(root, train, download)
+
+    def _digit(self, k: int, side: int = DIGIT) -> torch.Tensor:
+        """Digit ``k`` of the pool as a (1, side, side) float image in [0, 1]."""
+        return resize(self.images[k][None].float() / 255.0, side, side)
+
+
+class MultiDigit(_DigitSource):
+    """``n_digits`` MNIST digits (28×28) on a black ``canvas``×``canvas`` grey-scale canvas
+    (SPEC §4).
+
+    ``placement="random"``: each digit's top-left corner is uniform over the canvas; overlaps
+    add and are clipped to 1. ``placement="grid"``: digits go to distinct cells of the grid of
+    28×28 cells (4×4 on 112; a grid that does not fill the canvas is centred).
+
+    Items: ``(image (1, canvas, canvas), labels)`` with labels ``digits`` (classes, (16,) padded
+    with -1, in drawing order), ``positions`` ((16, 2) top-left (y, x), -1 padded), ``cells``
+    (grid cell ``row * side + col`` or -1), ``mnist_index`` (the digits' indices in the MNIST
+    split), ``n_digits``, and with one digit ``label`` (its class: the evaluation set of
+    Table 3, see :func:`multidigit_eval`). ``root``, ``train``, ``download``: the digits' source,
+    as :func:`~pyclr.data.mnist.load_mnist` (its ``source`` is kept as an attribute).
+    """
+
+    def __init__(self, n_digits: int = 1, placement: str = "random", canvas: int = 112,
+                 size: int = 10_000, seed: int = 0, root=None, train: bool = True,
+                 download: bool = False):
+        self.n_digits = check_int("n_digits", n_digits, 1, MAX_DIGITS)
+        check_choice("placement", placement, ("random", "grid"))
+        self.placement = placement
+        self.canvas = check_int("canvas", canvas, 1)
+        _check_fits("canvas", DIGIT, self.canvas)
+        self.size = check_int("size", size, 1)
+        self.seed = check_seed(seed)
+        self.side = self.canvas // DIGIT  # grid cells per row
+        self.offset = (self.canvas - self.side * DIGIT) // 2
+        if placement == "grid" and self.n_digits > self.side ** 2:
+            raise ValueError(
+                f"n_digits: {self.n_digits} digits do not fit in the {self.side ** 2} distinct "
+                f"cells of a {self.side}×{self.side} grid of 28×28 cells on a "
+                f"{self.canvas}×{self.canvas} canvas")
+        self._load(root, train, download)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _place(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Top-left corners (n, 2) and grid cells (n,) (-1 for random placement)."""
+        n = self.n_digits
+        if self.placement == "random":
+            return rng.integers(0, self.canvas - DIGIT + 1, (n, 2)), np.full(n, -1)
+        cells = rng.choice(self.side ** 2, n, replace=False)
+        rows, cols = np.divmod(cells, self.side)
+        return self.offset + DIGIT * np.stack([rows, cols], 1), cells
+
+    def __getitem__(self, index):
+        i = check_index(index, self.size)
+        rng = item_rng(self.seed, i, "MultiDigit")
+        picks = rng.integers(0, len(self.labels), self.n_digits)
+        corners, cells = self._place(rng)
+        image = torch.zeros(1, self.canvas, self.canvas)
+        for k, (y, x) in zip(picks, corners):
+            image[:, y:y + DIGIT, x:x + DIGIT] += self._digit(k)
+        classes = self.labels[picks]
+        labels = {"digits": _pad(classes), "positions": _pad(corners), "cells": _pad(cells),
+                  "mnist_index": _pad(picks), "n_digits": self.n_digits}
+        if self.n_digits == 1:
+            labels["label"] = int(classes[0])
+        return image.clamp_(max=1.0), labels
+
+
+def multidigit_eval(placement: str = "random", canvas: int = 112, size: int = 10_000,
+                    seed: int = 0, root=None, train: bool = True,
+                    download: bool = False) -> MultiDigit:
+    """The single-digit canvases on which Table 3's linear probe is fitted and tested: a
+    :class:`MultiDigit` with one digit, labelled ``label`` by its class. Build one with
+    ``train=True`` (probe training) and one with ``train=False`` (probe test)."""
+    return MultiDigit(1, placement, canvas, size, seed, root, train, download)
+
+
+class TwoDigitSizes(_DigitSource):
+    """Feature suppression by size (Table 4): two MNIST digits on a ``canvas``×``canvas``
+    canvas, the first resized to ``first_size``² (20), the second to ``second_size``²
+    (20, 30, …, 80 in the paper; any size up to the canvas).
+
+    Placement: with ``overlap=False`` (default) the pair of top-left corners is uniform over all
+    pairs whose boxes do not intersect, so neither digit hides the other (this needs
+    ``first_size + second_size <= canvas``); with ``overlap=True`` the corners are independent
+    and uniform, overlaps add and are clipped. Labels: ``first_digit``, ``second_digit``,
+    ``digits`` ((2,) classes), ``positions`` ((2, 2) top-left (y, x)), ``sizes`` ((2,)),
+    ``mnist_index`` ((2,)).
+    """
+
+    def __init__(self, second_size: int = 20, first_size: int = 20, canvas: int = 112,
+                 overlap: bool = False, size: int = 10_000, seed: int = 0, root=None,
+                 train: bool = True, download: bool = False):
+        self.canvas = check_int("canvas", canvas, 1)
+        self.first_size = check_int("first_size", first_size, 1)
+        self.second_size = check_int("second_size", second_size, 1)
+        _check_fits("first_size", self.first_size, self.canvas)
+        _check_fits("second_size", self.second_size, self.canvas)
+        check_bool("overlap", overlap)
+        if not overlap and self.first_size + self.second_size > self.canvas:
+            raise ValueError(
+                f"second_size: digits of {self.first_size} and {self.second_size} pixels cannot "
+                f"be placed without overlap on a {self.canvas}-pixel canvas (first_size + "
+                "second_size must be <= canvas); pass overlap=True to let them overlap")
+        self.overlap = overlap
+        self.size = check_int("size", size, 1)
+        self.seed = check_seed(seed)
+        if not overlap:
+            self._second_weights = self._non_overlap_weights()
+        self._load(root, train, download)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _overlap_1d(self, start: int) -> np.ndarray:
+        """Which first-digit starts overlap, along one axis, a second digit starting at ``start``."""
+        y = np.arange(self.canvas - self.first_size + 1)
+        return (y < start + self.second_size) & (y + self.first_size > start)
+
+    def _non_overlap_weights(self) -> np.ndarray:
+        """P(second digit's corner): proportional to the number of first-digit corners that do
+        not overlap it, which makes the pair uniform over non-overlapping pairs."""
+        counts = np.array([self._overlap_1d(s).sum() for s in range(self.canvas - self.second_size + 1)])
+        free = len(self._overlap_1d(0)) ** 2 - np.outer(counts, counts)
+        return (free / free.sum()).ravel()
+
+    def _corners(self, rng: np.random.Generator) -> np.ndarray:
+        span_first = self.canvas - self.first_size + 1
+        span_second = self.canvas - self.second_size + 1
+        if self.overlap:
+            return np.stack([rng.integers(0, span_first, 2), rng.integers(0, span_second, 2)])
+        sy, sx = np.divmod(rng.choice(span_second ** 2, p=self._second_weights), span_second)
+        free = ~(self._overlap_1d(sy)[:, None] & self._overlap_1d(sx)[None, :])
+        fy, fx = np.divmod(rng.choice(np.flatnonzero(free)), span_first)
+        return np.array([[fy, fx], [sy, sx]])
+
+    def __getitem__(self, index):
+        i = check_index(index, self.size)
+        rng = item_rng(self.seed, i, "TwoDigitSizes")
+        picks = rng.integers(0, len(self.labels), 2)
+        corners = self._corners(rng)
+        image = torch.zeros(1, self.canvas, self.canvas)
+        for k, (y, x), side in zip(picks, corners, (self.first_size, self.second_size)):
+            image[:, y:y + side, x:x + side] += self._digit(k, side)
+        classes = self.labels[picks]
+        labels = {"first_digit": int(classes[0]), "second_digit": int(classes[1]),
+                  "digits": classes.clone(), "positions": torch.as_tensor(corners, dtype=torch.long),
+                  "sizes": torch.tensor([self.first_size, self.second_size]),
+                  "mnist_index": torch.as_tensor(picks, dtype=torch.long)}
+        return image.clamp_(max=1.0), labels
+
+
+class RandomBits(Dataset):
+    """Feature suppression by random bits: ``bits`` extra channels, each a constant 0 or 1
+    over the whole image, appended to the images of ``base`` (default: MNIST's train split,
+    as :class:`~pyclr.data.mnist.MNIST`).
+
+    The rule: item ``i``'s bits are ``bits`` fair coin flips drawn from a generator seeded by
+    (``seed``, ``i``); channel ``C + j`` (after the base's ``C`` channels) is bit ``j``, and the
+    label ``bits`` is the integer ``sum_j bit_j · 2**j``. The bits are a function of the item
+    alone, so both augmented views of an image share them. Labels: the base's (a bare class
+    becomes ``label``) plus ``bits``.
+    """
+
+    def __init__(self, bits: int = 0, base: Dataset | None = None, seed: int = 0):
+        # 63 bits keep the ``bits`` label an int64.
+        self.bits = check_int("bits", bits, 0, 63)
+        self.seed = check_seed(seed)
+        self.base = MNIST() if base is None else base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def bit_values(self, index: int) -> np.ndarray:
+        """Item ``index``'s bits (0/1, length ``bits``): the rule above."""
+        return item_rng(self.seed, index, "RandomBits").integers(0, 2, self.bits)
+
+    def __getitem__(self, index):
+        i = check_index(index, len(self))
+        image, base_labels = self.base[i]
+        values = self.bit_values(i)
+        planes = torch.as_tensor(values, dtype=image.dtype)[:, None, None]
+        planes = planes.expand(self.bits, *image.shape[1:])
+        labels = as_labels(base_labels)
+        labels["bits"] = int(sum(int(v) << j for j, v in enumerate(values)))
+        return torch.cat([image, planes]), labels
+
+
+class DigitsOnImages(_DigitSource):
+    """Feature suppression by an overlaid digit: on each image of ``images`` (a dataset of
+    ``(image (C, H, W) float in [0, 1], labels)``), a digit drawn from a pool of
+    ``unique_digits`` MNIST digits is overlaid by pixel-wise max in every channel.
+
+    The pool is ``unique_digits`` distinct MNIST digits chosen by ``seed``; item ``i`` takes
+    pool entry ``digit_id`` drawn from (``seed``, ``i``). ``digit_size=None`` stretches the digit
+    over the whole image (H×W); an int places a ``digit_size``² digit at a random position.
+    Labels: the image's (a bare class becomes ``label``) plus ``digit`` (its class) and
+    ``digit_id`` (its pool entry). ``root``, ``train``, ``download``: the digits' source.
+    """
+
+    def __init__(self, images: Dataset, unique_digits: int = 100, digit_size: int | None = None,
+                 seed: int = 0, root=None, train: bool = True, download: bool = False):
+        if not hasattr(images, "__getitem__") or not hasattr(images, "__len__"):
+            raise TypeError(f"images: expected a dataset of (image, labels), got {type(images).__name__}")
+        self.images_dataset = images
+        self.unique_digits = check_int("unique_digits", unique_digits, 1)
+        self.digit_size = None if digit_size is None else check_int("digit_size", digit_size, 1)
+        self.seed = check_seed(seed)
+        self._load(root, train, download)
+        if self.unique_digits > len(self.labels):
+            raise ValueError(f"unique_digits: expected at most the {len(self.labels)} digits of "
+                             f"the MNIST source ({self.source}), got {self.unique_digits}")
+        pool_rng = np.random.default_rng([self.seed, salt("DigitsOnImages pool")])
+        self.pool = pool_rng.choice(len(self.labels), self.unique_digits, replace=False)
+
+    def __len__(self) -> int:
+        return len(self.images_dataset)
+
+    def _overlay(self, image: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        if self.digit_size is None:
+            return torch.maximum(image, resize(self.images[k][None].float() / 255.0, h, w))
+        if self.digit_size > min(h, w):
+            raise ValueError(f"digit_size: a {self.digit_size}×{self.digit_size} digit does not "
+                             f"fit on a {h}×{w} image")
+        y, x = rng.integers(0, h - self.digit_size + 1), rng.integers(0, w - self.digit_size + 1)
+        out = image.clone()
+        patch = out[:, y:y + self.digit_size, x:x + self.digit_size]
+        torch.maximum(patch, self._digit(k, self.digit_size), out=patch)
+        return out
+
+    def __getitem__(self, index):
+        i = check_index(index, len(self))
+        image, base_labels = self.images_dataset[i]
+        if not (isinstance(image, torch.Tensor) and image.dim() == 3 and image.is_floating_point()):
+            raise TypeError(f"images: item {i} is not a (C, H, W) float tensor")
+        rng = item_rng(self.seed, i, "DigitsOnImages")
+        slot = int(rng.integers(0, self.unique_digits))
+        k = int(self.pool[slot])
+        labels = as_labels(base_labels)
+        labels.update(digit=int(self.labels[k]), digit_id=slot)
+        return self._overlay(image, k, rng), labels

@@ -1,0 +1,247 @@
+"""Real images, offline first: CIFAR-10 from its python-pickle folder, any folder of images,
+and the natural photographs that scikit-image and scikit-learn ship. The network is used only
+with ``download=True``."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ._util import check_bool, check_index, check_int, optional_import, resize
+
+log = logging.getLogger(__name__)
+
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def _as_path(root, name: str = "root") -> Path:
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a path, got {type(root).__name__}")
+    return Path(root).expanduser()
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled batch: images uint8 (n, 3, 32, 32), labels int64 (n,). Pickle runs code
+    from the file, so only read CIFAR-10 folders you trust (as with torchvision)."""
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except Exception as exc:  # unpickling errors come in many types
+        raise ValueError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc})") from exc
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise ValueError(f"{path}: expected data (n, 3072) and n labels, got data "
+                         f"{data.shape} and {len(labels)} labels")
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"{path}: expected labels 0..9, got {labels.min()}..{labels.max()}")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+class CIFAR10(Dataset):
+    """CIFAR-10 from the python-pickle folder ``cifar-10-batches-py`` (``root`` is that folder
+    or its parent): ``(image (3, 32, 32) float in [0, 1], {"label": int})``. The train split is
+    ``data_batch_1..5``, the test split ``test_batch``. ``download=True`` fetches the folder
+    into ``root`` with torchvision when it is missing."""
+
+    def __init__(self, root, train: bool = True, download: bool = False):
+        check_bool("train", train)
+        check_bool("download", download)
+        root = _as_path(root)
+        names = [f"data_batch_{k}" for k in range(1, 6)] if train else ["test_batch"]
+        folder = self._folder(root, names)
+        if folder is None and download:
+            tv = optional_import("torchvision.datasets", "CIFAR10(download=True)", "torchvision")
+            log.info("downloading CIFAR-10 into %s", root)
+            tv.CIFAR10(str(root), train=train, download=True)
+            folder = self._folder(root, names)
+        if folder is None:
+            raise FileNotFoundError(
+                f"root: no CIFAR-10 batches ({', '.join(names)}) in {root} or {root / CIFAR10_FOLDER}; "
+                "pass download=True to fetch them")
+        batches = [_read_cifar_batch(folder / n) for n in names]
+        self.images = torch.from_numpy(np.concatenate([b[0] for b in batches]))
+        self.labels = torch.from_numpy(np.concatenate([b[1] for b in batches]))
+        self.classes = self._classes(folder)
+        self.root = folder
+
+    @staticmethod
+    def _folder(root: Path, names) -> Path | None:
+        for folder in (root, root / CIFAR10_FOLDER):
+            if all((folder / n).is_file() for n in names):
+                return folder
+        return None
+
+    @staticmethod
+    def _classes(folder: Path) -> tuple[str, ...]:
+        # batches.meta names the classes; without it, the standard names.
+        meta = folder / "batches.meta"
+        if not meta.is_file():
+            return CIFAR10_CLASSES
+        try:
+            with open(meta, "rb") as f:
+                names = pickle.load(f, encoding="bytes")[b"label_names"]
+            return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+        except Exception as exc:
+            raise ValueError(f"{meta}: not a CIFAR-10 batches.meta ({type(exc).__name__}: {exc})") from exc
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        i = check_index(index, len(self))
+        return self.images[i].float() / 255.0, {"label": int(self.labels[i])}
+
+
+def _check_size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        return check_int("size", size[0], 1), check_int("size", size[1], 1)
+    side = check_int("size", size, 1)
+    return side, side
+
+
+def _open_image(path: Path) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"{path}: cannot read image ({exc})") from exc
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
+
+
+class ImageFolder(Dataset):
+    """Any folder of images (read with PIL as RGB): ``(image (3, H, W) float in [0, 1],
+    {"label": int})``.
+
+    As torchvision's ``ImageFolder``, each immediate subfolder of ``root`` is a class (sorted
+    names in ``classes``), searched recursively; images lying directly in ``root`` get label
+    -1. ``size`` (an int or (height, width)) resizes every image so that batches stack.
+    Extensions: ``IMAGE_EXTENSIONS`` (any case). ``paths`` lists the files in item order.
+    """
+
+    def __init__(self, root, size=None):
+        root = _as_path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"root: {root} is not a folder")
+        self.size = _check_size(size)
+        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir() and _images_in(d))
+        items = [(p, -1) for p in _images_in(root, recursive=False)]
+        for label, name in enumerate(self.classes):
+            items += [(p, label) for p in _images_in(root / name)]
+        if not items:
+            raise FileNotFoundError(f"root: no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
+        self.paths = [p for p, _ in items]
+        self.labels = torch.tensor([label for _, label in items])
+        self.root = root
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        i = check_index(index, len(self))
+        image = _open_image(self.paths[i])
+        if self.size is not None:
+            image = resize(image, *self.size)
+        return image, {"label": int(self.labels[i])}
+
+
+def _images_in(folder: Path, recursive: bool = True) -> list[Path]:
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in files if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+# The photographs each library ships inside its package (read from disk, never downloaded).
+SKIMAGE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket")
+SKLEARN_IMAGES = ("china", "flower")
+
+
+# Each reader imports its library outside the cache, so a missing library is noticed on every
+# call, and caches the decoded arrays (decoding the JPEGs takes a second).
+def _skimage_images() -> dict[str, np.ndarray]:
+    import skimage.data
+
+    return _skimage_arrays(skimage.data)
+
+
+@functools.lru_cache(maxsize=1)
+def _skimage_arrays(module) -> dict[str, np.ndarray]:
+    return {name: getattr(module, name)() for name in SKIMAGE_IMAGES}
+
+
+def _sklearn_images() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_sample_images
+
+    return _sklearn_arrays(load_sample_images)
+
+
+@functools.lru_cache(maxsize=1)
+def _sklearn_arrays(load_sample_images) -> dict[str, np.ndarray]:
+    found = load_sample_images()
+    return {Path(f).stem: im for f, im in zip(found.filenames, found.images)
+            if Path(f).stem in SKLEARN_IMAGES}
+
+
+def natural_images(names=None) -> dict[str, torch.Tensor]:
+    """The natural photographs shipped by scikit-image (astronaut, chelsea, coffee, rocket)
+    and scikit-learn (china, flower) as ``{name: (3, H, W) float in [0, 1]}``, in that order;
+    ``names`` picks some. A missing library drops its images with a warning; with neither,
+    an ImportError says what to install. Never touches the network."""
+    images, missing = {}, []
+    for library, loader in (("scikit-image", _skimage_images), ("scikit-learn", _sklearn_images)):
+        try:
+            images.update(loader())
+        except ImportError as exc:
+            missing.append(f"{library} ({exc})")
+    if not images:
+        raise ImportError("natural_images: needs scikit-image or scikit-learn (pip install "
+                          f"scikit-image scikit-learn): {'; '.join(missing)}")
+    if missing:
+        warnings.warn(f"natural_images: without {', '.join(missing)}, only "
+                      f"{', '.join(images)} are available", stacklevel=2)
+    if names is not None:
+        if isinstance(names, str) or any(n not in images for n in names):
+            raise ValueError(f"names: expected a list of names from {', '.join(images)}, "
+                             f"got {names!r}")
+        images = {n: images[n] for n in names}
+    return {n: torch.from_numpy(np.array(im[..., :3])).permute(2, 0, 1).float() / 255.0
+            for n, im in images.items()}
+
+
+class NaturalImages(Dataset):
+    """:func:`natural_images` as a dataset: each photograph centre-cropped to a square and
+    resized to ``size``² (None keeps it whole); labels ``{"label": k}`` with ``names[k]``."""
+
+    def __init__(self, size: int | None = 224, names=None):
+        self.size = None if size is None else check_int("size", size, 1)
+        found = natural_images(names)
+        self.names = list(found)
+        self.images = [self._square(im) for im in found.values()]
+
+    def _square(self, image: torch.Tensor) -> torch.Tensor:
+        if self.size is None:
+            return image
+        h, w = image.shape[-2:]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        return resize(image[:, top:top + side, left:left + side], self.size, self.size)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):
+        i = check_index(index, len(self))
+        return self.images[i], {"label": i}
