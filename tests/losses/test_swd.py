@@ -201,6 +201,19 @@ def test_opcheck(device):
         torch.library.opcheck(torch.ops.pyclr.swd_forward.default, (h.detach().double().requires_grad_(), p, w))
 
 
+def test_torch_compile_op(device):
+    # The op and its backward trace into one graph (the fake kernel, strides included).
+    # sliced_wasserstein itself breaks the graph: check_projections reads |W^T W - I| on the host.
+    h, p, w = problem(64, 8, 8, "gaussian", torch.float32, device, seed=5)
+
+    def loss(h):
+        return torch.ops.pyclr.swd_forward(h, p, w)[0] * 3
+
+    eager = loss_and_grad(lambda x, _p, _w: loss(x), h, p, w)
+    compiled = loss_and_grad(lambda x, _p, _w: torch.compile(loss, fullgraph=True)(x), h, p, w)
+    torch.testing.assert_close(compiled, eager)
+
+
 # --- bad input: a clear error naming the argument, before any kernel runs ---
 
 def good():
