@@ -1,0 +1,105 @@
+"""Sliced Wasserstein forward+backward: the fused kernel vs the eager plain-PyTorch reference
+(torch.sort) and POT (``ot.sliced_wasserstein_distance`` on torch tensors, squared), same run.
+
+    pytest benchmarks/bench_swd.py --benchmark-json=out.json      (GPU cases run when there is one)
+
+Each case records the peak memory of one step beyond the inputs and the rate at which
+projected values are sorted (2 M L per step: the data's and the prior's).
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pyclr.losses import reference
+from pyclr.losses.priors import random_projections, sample_prior
+from pyclr.losses.swd import sliced_wasserstein
+
+try:
+    from bench_ntxent import rss_kib
+except ImportError:  # pragma: no cover - bench_ntxent not on the path
+
+    def rss_kib(field: str) -> int:
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def pot_swd(h, prior_samples, projections):
+    import ot
+
+    # POT multiplies in one dtype: the inputs' (h's)
+    dist = ot.sliced_wasserstein_distance(h, prior_samples.to(h.dtype),
+                                          projections=projections.to(h.dtype), p=2)
+    return dist**2
+
+
+IMPLS = {"fused": sliced_wasserstein, "reference": reference.sliced_wasserstein, "pot": pot_swd}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+GPU = torch.cuda.is_available()
+
+CASES = [("cpu", 4096, 128, 128, "fp32")]
+if GPU:
+    CASES += [("cuda", m, 128, 128, dt) for m in (65536, 1048576) for dt in ("fp32", "bf16")]
+
+
+def inputs(device, m, d, num_proj, dtype):
+    gen = torch.Generator(device=device).manual_seed(0)
+    h = torch.randn(m, d, device=device, dtype=DTYPES[dtype], generator=gen).requires_grad_()
+    prior = sample_prior("gaussian", m, d, gen, device=device)
+    projections = random_projections(d, num_proj, gen, device=device)
+    return h, prior, projections
+
+
+def step(fn, h, prior, projections):
+    h.grad = None
+    fn(h, prior, projections).backward()
+
+
+def cpu_peak_mib(impl, m, d, num_proj, dtype) -> float:
+    """Peak resident memory growth of one step, measured in a fresh process."""
+    code = (
+        "import sys\n"
+        "sys.path.insert(0, %r)\n"
+        "from bench_swd import IMPLS, inputs, step, rss_kib\n"
+        "args = inputs('cpu', %d, %d, %d, %r)\n"
+        "open('/proc/self/clear_refs', 'w').write('5')  # reset the high-water mark\n"
+        "before = rss_kib('VmRSS')\n"
+        "step(IMPLS[%r], *args)\n"
+        "print((rss_kib('VmHWM') - before) / 1024)\n"
+    ) % (os.path.dirname(os.path.abspath(__file__)), m, d, num_proj, dtype, impl)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("device,m,d,num_proj,dtype", CASES, ids=lambda v: str(v))
+def test_swd_forward_backward(benchmark, impl, device, m, d, num_proj, dtype):
+    if impl == "pot":
+        pytest.importorskip("ot")
+    args = inputs(device, m, d, num_proj, dtype)
+    fn = IMPLS[impl]
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    step(fn, *args)  # warm-up
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step(fn, *args)
+        sync()
+        benchmark.extra_info["peak_extra_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        benchmark.extra_info["device_name"] = torch.cuda.get_device_name()
+    else:
+        benchmark.extra_info["peak_extra_mib"] = cpu_peak_mib(impl, m, d, num_proj, dtype)
+        benchmark.extra_info["device_name"] = f"cpu x{torch.get_num_threads()} threads"
+
+    def run():
+        step(fn, *args)
+        sync()
+
+    benchmark.pedantic(run, rounds=5 if device == "cpu" else 20, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(impl=impl, device=device, m=m, d=d, num_projections=num_proj,
+                                dtype=dtype, torch=torch.__version__)
+    benchmark.extra_info["msorted_per_s"] = 2 * m * num_proj / benchmark.stats.stats.mean / 1e6
