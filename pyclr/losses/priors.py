@@ -72,9 +72,10 @@ def random_projections(d: int, num_projections: int | None = None,
     return (q * signs).to(device=device, dtype=dtype)
 
 
-def check_projections(projections: torch.Tensor, d: int) -> None:
-    """``(d, L)`` with ``L <= d`` and orthonormal columns: ``|W^T W - I| <= 1e-4`` (``1e-2`` for
-    16-bit dtypes, whose rounding alone leaves about ``2^-8``)."""
+def check_projections(projections: torch.Tensor, d: int, orthonormal: bool = True) -> None:
+    """``(d, L)`` with ``L <= d`` and, when ``orthonormal``, orthonormal columns:
+    ``|W^T W - I| <= 1e-3`` (``1e-2`` for 16-bit dtypes, whose rounding alone leaves about
+    ``2^-8``). That check reads a value back from the device: callers that drew W skip it."""
     if not isinstance(projections, torch.Tensor):
         raise TypeError(f"projections: expected a torch.Tensor, got {type(projections).__name__}")
     if projections.dim() != 2 or projections.shape[0] != d or not 1 <= projections.shape[1] <= d:
@@ -83,7 +84,9 @@ def check_projections(projections: torch.Tensor, d: int) -> None:
         )
     if not projections.is_floating_point():
         raise TypeError(f"projections: expected a floating-point tensor, got {projections.dtype}")
-    tol = 1e-2 if projections.element_size() == 2 else 1e-4
+    if not orthonormal:
+        return
+    tol = 1e-2 if projections.element_size() == 2 else 1e-3
     w = projections.detach().double()
     error = (w.T @ w - torch.eye(w.shape[1], dtype=w.dtype, device=w.device)).abs().max().item()
     if not error <= tol:  # also catches NaN

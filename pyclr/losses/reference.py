@@ -98,10 +98,10 @@ def check_matrix(name: str, x, rows: int | None = None, cols: int | None = None)
         raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
 
 
-def check_swd_inputs(h, prior_samples, projections) -> None:
+def check_swd_inputs(h, prior_samples, projections, check_orthonormal: bool = True) -> None:
     check_matrix("h", h)
     check_matrix("prior_samples", prior_samples, *h.shape)
-    check_projections(projections, h.shape[1])
+    check_projections(projections, h.shape[1], orthonormal=check_orthonormal)
     for name, t in (("prior_samples", prior_samples), ("projections", projections)):
         if t.device != h.device:
             raise ValueError(f"{name}: expected device {h.device} (that of h), got {t.device}")
@@ -130,11 +130,12 @@ def logsumexp_uniformity(z: torch.Tensor, temperature: float = 1.0) -> torch.Ten
 
 
 def sliced_wasserstein(h: torch.Tensor, prior_samples: torch.Tensor,
-                       projections: torch.Tensor) -> torch.Tensor:
+                       projections: torch.Tensor, check_orthonormal: bool = True) -> torch.Tensor:
     """The squared sliced 2-Wasserstein distance between the rows of ``h`` and of
     ``prior_samples`` (both ``(M, d)``) along the columns of ``projections`` (``(d, L)``):
-    ``(1 / (M L)) sum_l sum_r (sort(h W)_rl - sort(P W)_rl)^2``."""
-    check_swd_inputs(h, prior_samples, projections)
+    ``(1 / (M L)) sum_l sum_r (sort(h W)_rl - sort(P W)_rl)^2``. ``check_orthonormal=False``
+    skips the check of W's columns (it reads a value back from the device)."""
+    check_swd_inputs(h, prior_samples, projections, check_orthonormal)
     x = torch.sort(h @ projections.to(h.dtype), dim=0).values
     y = torch.sort(prior_samples.to(h.dtype) @ projections.to(h.dtype), dim=0).values
     return (x - y).pow(2).mean()
@@ -171,13 +172,14 @@ def compose_generalized(z1, z2, prior, distribution, lam, temperature, num_proje
         dist = uniformity(h, temperature)
     else:
         m, d = h.shape
-        if projections is None:
+        drawn = projections is None  # drawn orthonormal: no need to check (a device sync)
+        if drawn:
             projections = random_projections(d, num_projections, generator, device=h.device)
         elif num_projections is not None and projections.shape[-1] != num_projections:
             raise ValueError(f"num_projections: {num_projections} disagrees with the given "
                              f"projections of shape {tuple(projections.shape)}")
         if prior_samples is None:
             prior_samples = sample_prior(prior, m, d, generator, device=h.device)
-        dist = swd(h, prior_samples, projections)
+        dist = swd(h, prior_samples, projections, check_orthonormal=not drawn)
     total = align + lam * dist
     return GeneralizedLossParts(align, dist, total) if return_parts else total

@@ -9,7 +9,7 @@ from .reference import check_swd_inputs
 
 
 def sliced_wasserstein(h: torch.Tensor, prior_samples: torch.Tensor,
-                       projections: torch.Tensor) -> torch.Tensor:
+                       projections: torch.Tensor, check_orthonormal: bool = True) -> torch.Tensor:
     r"""The squared sliced 2-Wasserstein distance between the rows of ``h`` and of
     ``prior_samples`` along the columns of ``projections``.
 
@@ -33,6 +33,8 @@ def sliced_wasserstein(h: torch.Tensor, prior_samples: torch.Tensor,
         projections: ``(d, L)`` with orthonormal columns and ``L <= d``
             (:func:`pyclr.losses.priors.random_projections`), any floating dtype, on ``h``'s
             device, not requiring grad.
+        check_orthonormal: check W's columns (``|W^T W - I| <= 1e-3``); that reads a value
+            back from the device, so a caller that drew W itself may skip it.
 
     Returns:
         A 0-dim float32 tensor (float64 for float64 ``h``).
@@ -41,7 +43,7 @@ def sliced_wasserstein(h: torch.Tensor, prior_samples: torch.Tensor,
     ``h`` or ``prior_samples`` gives a NaN loss. Memory is O(M L): sorting needs the
     projections, and the backward keeps only the ``(M, L)`` residual (no permutation).
     """
-    check_swd_inputs(h, prior_samples, projections)
+    check_swd_inputs(h, prior_samples, projections, check_orthonormal)
     check_kernel_dtype(h)
     if prior_samples.requires_grad:
         raise ValueError("prior_samples: expected a tensor that does not require grad (the fused "
