@@ -8,5 +8,6 @@ except PackageNotFoundError:  # a source tree that was never installed
 
 from . import evaluate, losses, models
 from ._ops import build_info
+from .train import train  # the function; pyclr.train.* submodules stay importable
 
-__all__ = ["__version__", "build_info", "evaluate", "losses", "models"]
+__all__ = ["__version__", "build_info", "evaluate", "losses", "models", "train"]

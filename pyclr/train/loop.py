@@ -1,0 +1,362 @@
+"""``pyclr.train``: the contrastive training loop.
+
+Reproducible by construction: the data order of epoch ``e`` is a permutation drawn from
+``(seed, e)`` and the augmentation of step ``s`` draws from ``(seed, s, rank)``, so a run
+resumed from a checkpoint (saved every epoch and on interruption, mid-epoch included) takes
+exactly the steps the uninterrupted run would have taken.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..losses import GeneralizedContrastiveLoss, NTXentLoss
+from ..models import ProjectionHead
+from . import checkpoint as ckpt
+from .distributed import DistributedContext, all_gather_no_grad
+from .moco import MoCo
+from .optim import OPTIMIZERS, default_lr, make_optimizer, set_lr, warmup_cosine
+
+METHODS = ("simclr", "moco")
+PRECISIONS = ("bf16", "fp16", "fp32")
+# Settings that change which steps a run takes: a checkpoint resumes only under the same ones.
+_RUN_KEYS = ("method", "batch_size", "epochs", "seed", "optimizer", "lr", "weight_decay",
+             "temperature", "warmup_epochs", "world_size")
+
+
+@dataclass
+class TrainResult:
+    encoder: nn.Module
+    head: nn.Module
+    history: list = field(default_factory=list)  # one dict per epoch
+    checkpoint_path: str | None = None
+
+
+class _Net(nn.Module):
+    """Encoder and head as one module, so DistributedDataParallel syncs both."""
+
+    def __init__(self, encoder, head):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, x):
+        return self.head(self.encoder(x))
+
+
+def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", method: str = "simclr",
+          epochs: int = 100, batch_size: int = 256, optimizer: str = "lars", lr: float | None = None,
+          weight_decay: float = 1e-6, temperature: float = 0.5, head: nn.Module | dict | None = None,
+          augment: Callable | None = None, precision: str | None = None, device=None,
+          out_dir: str | None = None, resume: bool = True, seed: int = 0,
+          warmup_epochs: float | None = None, momentum: float = 0.9, moco_momentum: float = 0.99,
+          queue_size: int = 4096, num_workers: int = 0, compile: bool = False,
+          channels_last: bool = False, progress: bool = True,
+          callbacks: Sequence[Callable] = (), on_epoch_end: Callable | None = None) -> TrainResult:
+    """Trains ``encoder`` (and a projection head) contrastively on ``dataset``.
+
+    Args:
+        encoder: a module mapping images to representations (``pyclr.models``; needs
+            ``feature_dim`` when no head is given).
+        dataset: items ``image`` or ``(image, labels)``; labels are not used.
+        loss: ``"nt_xent"`` (fused NT-Xent at ``temperature``; negatives gathered across
+            ranks when distributed), ``"generalized"`` (the hypersphere SWD loss; draws from
+            the run's seed each step) or a module ``loss(z1, z2) -> scalar``.
+        method: ``"simclr"`` (negatives from the batch) or ``"moco"`` (momentum encoder and a
+            queue of ``queue_size`` negatives; ``moco_momentum``; ``temperature``).
+        batch_size: the global batch (split across ranks when distributed).
+        optimizer: ``"lars"``, ``"sgd"`` or ``"adam"``; biases and normalisation parameters
+            get no weight decay (and no LARS adaptation).
+        lr: the base rate; default 0.3 x B/256 for LARS, 0.06 x B/256 for SGD, 1e-3 for Adam.
+            Linear warm-up over ``warmup_epochs`` (default 10% of the run), then cosine decay.
+        head: a module, a dict of :class:`ProjectionHead` arguments, or None for SimCLR's
+            (hidden = out of the encoder, 128 out, 2 layers).
+        augment: ``augment(images, generator) -> images``, called once per view; None
+            trains on the images as they are (both views equal: only the sprites
+            experiment's "none" setting wants that).
+        precision: ``"bf16"`` (default on a GPU), ``"fp16"`` (with loss scaling) or ``"fp32"``
+            (default on the CPU): autocast's dtype.
+        out_dir: where ``checkpoint.pt`` and ``metrics.jsonl`` go; None keeps nothing.
+        resume: continue from ``out_dir/checkpoint.pt`` when there is one.
+        callbacks: ``cb(info)`` after each step, info = dict(step, epoch, loss, lr).
+        on_epoch_end: ``fn(epoch, encoder) -> dict | None``; what it returns joins the history
+            (e.g. a k-NN accuracy).
+    """
+    _check_args(method, optimizer, precision, epochs, batch_size, loss)
+    dist = DistributedContext.from_environment()
+    device = torch.device(device) if device is not None else dist.default_device()
+    precision = precision or ("bf16" if device.type == "cuda" else "fp32")
+    if batch_size % dist.world_size:
+        raise ValueError(f"batch_size: expected a multiple of the world size {dist.world_size}, got {batch_size}")
+    steps_per_epoch = len(dataset) // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size: {batch_size} is larger than the dataset ({len(dataset)} items)")
+    total_steps = epochs * steps_per_epoch
+    warmup_epochs = 0.1 * epochs if warmup_epochs is None else warmup_epochs
+    warmup_steps = max(1, round(warmup_epochs * steps_per_epoch)) if warmup_epochs > 0 else 0
+    lr = default_lr(optimizer, batch_size) if lr is None else lr
+    config = dict(method=method, batch_size=batch_size, epochs=epochs, seed=seed, optimizer=optimizer,
+                  lr=lr, weight_decay=weight_decay, temperature=temperature,
+                  warmup_epochs=warmup_epochs, world_size=dist.world_size, precision=precision)
+
+    torch.manual_seed(seed)  # the head's initialisation
+    head = _make_head(head, encoder)
+    encoder.to(device), head.to(device)
+    if channels_last:
+        encoder.to(memory_format=torch.channels_last)
+    net = dist.wrap(_Net(encoder, head), device)
+    run = torch.compile(net) if compile else net
+    opt = make_optimizer(optimizer, [encoder, head], lr, weight_decay, momentum)
+    moco = MoCo(encoder, head, queue_size, moco_momentum, temperature).to(device) if method == "moco" else None
+    loss_fn = _make_loss(loss, temperature, dist.world_size > 1)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    if out_dir is not None and dist.is_main:
+        _check_writable(out_dir)
+    path = os.path.join(out_dir, ckpt.CHECKPOINT) if out_dir else None
+    step, history = 0, []
+    if path and resume and os.path.exists(path):
+        step, history = _restore(path, config, encoder, head, opt, scaler, moco)
+    log = _MetricsLog(out_dir if dist.is_main else None, reset=step == 0)
+
+    def state():
+        return {"encoder": encoder.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict(), "moco": moco.state_dict() if moco else None,
+                "step": step, "history": history, "config": config}
+
+    autocast = torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32),
+                              enabled=precision != "fp32")
+    net.train()
+    try:
+        with _sigterm_as_interrupt():
+            while step < total_steps:
+                epoch = step // steps_per_epoch
+                started, losses, first = time.perf_counter(), [], step
+                batches = _epoch_batches(len(dataset), batch_size, seed, epoch, step % steps_per_epoch, dist)
+                loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=_images)
+                for images in _progress(loader, progress and dist.is_main, epoch, epochs):
+                    set_lr(opt, lr * warmup_cosine(step, total_steps, warmup_steps))
+                    images = images.to(device, non_blocking=True)
+                    gen = torch.Generator(device=images.device).manual_seed(_step_seed(seed, step, dist.rank))
+                    x1, x2 = (images, images) if augment is None else (augment(images, gen), augment(images, gen))
+                    if channels_last:
+                        x1, x2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
+                    with autocast:
+                        z1, z2 = run(torch.cat([x1, x2])).chunk(2)
+                        if moco is not None:
+                            value = moco.loss(z1, z2, x1, x2, gather=all_gather_no_grad if dist.world_size > 1 else None)
+                        elif isinstance(loss_fn, GeneralizedContrastiveLoss):
+                            value = loss_fn(z1.float(), z2.float(), generator=torch.Generator().manual_seed(_step_seed(seed, step, 0)))
+                        else:
+                            value = loss_fn(z1, z2)
+                    _check_finite(value, step)
+                    opt.zero_grad(set_to_none=True)
+                    scaler.scale(value).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                    if moco is not None:
+                        moco.update(encoder, head)
+                    step += 1
+                    losses.append(value.detach())
+                    info = {"step": step, "epoch": epoch, "loss": value.item(), "lr": opt.param_groups[0]["lr"]}
+                    for cb in callbacks:
+                        cb(info)
+                record = _epoch_record(epoch, step, losses, opt, started, (step - first) * batch_size)
+                if on_epoch_end is not None:
+                    record.update(on_epoch_end(epoch, encoder) or {})
+                history.append(record)
+                log.write(record)
+                if path and dist.is_main:
+                    ckpt.save_atomic(state(), path)
+    except KeyboardInterrupt:
+        if path and dist.is_main:
+            ckpt.save_atomic(state(), path)
+        raise
+    finally:
+        log.close()
+    return TrainResult(encoder, head, history, path)
+
+
+def _check_args(method, optimizer, precision, epochs, batch_size, loss):
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {', '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    if isinstance(loss, str) and loss not in ("nt_xent", "generalized"):
+        raise ValueError(f"loss: expected 'nt_xent', 'generalized' or a loss module, got {loss!r}")
+    if method == "moco" and loss != "nt_xent":
+        raise ValueError("loss: MoCo uses its own InfoNCE with the queue; leave loss='nt_xent'")
+
+
+def _check_writable(out_dir) -> None:
+    """Before any training: a run that cannot save its checkpoint should not start."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, ".pyclr-write-test")
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"out_dir: {out_dir!r} is not writable ({exc.strerror})") from exc
+
+
+def _make_head(head, encoder) -> nn.Module:
+    if isinstance(head, nn.Module):
+        return head
+    dim = getattr(encoder, "feature_dim", None)
+    if not isinstance(dim, int):
+        raise ValueError("head: give a head module, or an encoder with an int feature_dim")
+    options = {"in_dim": dim, "hidden_dim": dim, "out_dim": 128, "num_layers": 2}
+    if head is not None:
+        if not isinstance(head, dict):
+            raise TypeError(f"head: expected a module, a dict of ProjectionHead arguments or None, got {type(head).__name__}")
+        options.update(head)
+    return ProjectionHead(**options)
+
+
+def _make_loss(loss, temperature, distributed):
+    if loss == "nt_xent":
+        return NTXentLoss(temperature=temperature, gather_distributed=distributed)
+    if loss == "generalized":
+        return GeneralizedContrastiveLoss(prior="hypersphere", distribution="swd")
+    if not callable(loss):
+        raise TypeError(f"loss: expected 'nt_xent', 'generalized' or a callable, got {type(loss).__name__}")
+    return loss
+
+
+def _restore(path, config, encoder, head, opt, scaler, moco):
+    saved = ckpt.load(path)
+    before = saved.get("config", {})
+    changed = [f"{k}: {before.get(k)!r} -> {config.get(k)!r}" for k in _RUN_KEYS if before.get(k) != config.get(k)]
+    if changed:
+        raise ValueError(f"resume: {path} was written by a run with other settings ({', '.join(changed)}); "
+                         "use another out_dir or resume=False")
+    for name, module in (("encoder", encoder), ("head", head)):
+        try:
+            module.load_state_dict(saved[name])
+        except RuntimeError as exc:
+            raise ValueError(f"resume: the {name} in {path} does not fit the {name} given "
+                             f"(another model?): {str(exc).splitlines()[0]}") from exc
+    opt.load_state_dict(saved["optimizer"])
+    scaler.load_state_dict(saved["scaler"])
+    if moco is not None:
+        moco.load_state_dict(saved["moco"])
+    return saved["step"], saved["history"]
+
+
+class _EpochBatches:
+    """The global batches of one epoch (a seeded permutation, last partial batch dropped),
+    from batch ``start`` on, each cut to this rank's contiguous share."""
+
+    def __init__(self, n, batch_size, seed, epoch, start, dist):
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)))
+        local = batch_size // dist.world_size
+        self.batches = [order[b * batch_size + dist.rank * local: b * batch_size + (dist.rank + 1) * local].tolist()
+                        for b in range(start, n // batch_size)]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+
+_epoch_batches = _EpochBatches
+
+
+def _images(items):
+    first = items[0]
+    images = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
+    if not isinstance(images[0], torch.Tensor):
+        raise TypeError(f"dataset: expected items that are an image tensor or (image, labels), got {type(first).__name__}")
+    return torch.stack(images)
+
+
+def _epoch_seed(seed, epoch):
+    return (seed * 1_000_003 + epoch) % 2**63
+
+
+def _step_seed(seed, step, rank):
+    return (seed * 1_000_003 ** 2 + step * 1_009 + rank + 1) % 2**63
+
+
+def _check_finite(value, step):
+    if not torch.isfinite(value.detach()).all():
+        raise FloatingPointError(
+            f"loss: not finite at step {step} ({value.item()}); lower the learning rate or use precision='fp32'")
+
+
+def _epoch_record(epoch, step, losses, opt, started, images):
+    elapsed = time.perf_counter() - started
+    return {"epoch": epoch, "step": step, "loss": torch.stack(losses).float().mean().item() if losses else math.nan,
+            "lr": opt.param_groups[0]["lr"], "images_per_s": images / elapsed if elapsed > 0 else math.nan,
+            "time_s": elapsed}
+
+
+def _progress(loader, enabled, epoch, epochs):
+    if not enabled:
+        return loader
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return loader
+    return tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+
+
+class _MetricsLog:
+    """metrics.jsonl (one line per epoch) and TensorBoard scalars when it is installed."""
+
+    def __init__(self, out_dir, reset):
+        self.file = self.writer = None
+        if out_dir is None:
+            return
+        os.makedirs(out_dir, exist_ok=True)
+        self.file = open(os.path.join(out_dir, "metrics.jsonl"), "w" if reset else "a")
+        with contextlib.suppress(Exception):  # tensorboard is optional
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(out_dir)
+
+    def write(self, record):
+        if self.file:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        if self.writer:
+            for k, v in record.items():
+                if k not in ("epoch", "step") and isinstance(v, (int, float)):
+                    self.writer.add_scalar(k, v, record["step"])
+
+    def close(self):
+        for f in (self.file, self.writer):
+            if f is not None:
+                f.close()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's kill) saves a checkpoint like Ctrl-C does."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,204 @@
+"""pyclr.train: the optimiser, the schedule, checkpoints, exact resume, MoCo, torchrun-style
+distributed training on gloo."""
+import json
+import math
+import os
+import tempfile
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import pyclr
+from pyclr.models import ProjectionHead, SmallConvNet
+from pyclr.train import LARS, MoCo, load_checkpoint, param_groups, warmup_cosine
+from pyclr.train.checkpoint import save_atomic
+
+
+def images(n=96, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.rand(1, 12, 12, generator=gen), i % 3) for i in range(n)]
+
+
+def jitter(x, gen):
+    """A random augmentation whose randomness comes from the generator alone."""
+    return (x + 0.1 * torch.randn(x.shape, generator=gen, device=x.device)).clamp(0, 1)
+
+
+def model(seed=0):
+    torch.manual_seed(seed)
+    return SmallConvNet(in_channels=1, input_size=12, feature_dim=16)
+
+
+def small_head(seed=0):
+    torch.manual_seed(seed + 1)
+    return ProjectionHead(16, 16, 8, num_layers=2, batch_norm=False)
+
+
+def weights(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+# --- optimiser and schedule ------------------------------------------------------------------
+
+def test_lars_step_matches_formula():
+    w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))  # |w| = 5
+    b = torch.nn.Parameter(torch.tensor([1.0]))
+    w.grad, b.grad = torch.tensor([[0.6, 0.8]]), torch.tensor([0.5])
+    opt = LARS([{"params": [w], "exclude": False}, {"params": [b], "exclude": True, "weight_decay": 0.0}],
+               lr=0.1, momentum=0.9, weight_decay=0.01, eta=0.001)
+    opt.step()
+    g = torch.tensor([[0.6, 0.8]]) + 0.01 * torch.tensor([[3.0, 4.0]])
+    trust = 0.001 * 5 / g.norm()
+    assert torch.allclose(w.detach(), torch.tensor([[3.0, 4.0]]) - 0.1 * trust * g)
+    assert torch.allclose(b.detach(), torch.tensor([1.0 - 0.1 * 0.5]))  # excluded: plain SGD
+    w.grad, b.grad = torch.tensor([[0.6, 0.8]]), torch.tensor([0.5])
+    before = b.detach().clone()
+    opt.step()  # momentum: v = 0.9 * 0.5 + 0.5
+    assert torch.allclose(b.detach(), before - 0.1 * (0.9 * 0.5 + 0.5))
+
+
+def test_param_groups_exclude_biases_and_norms():
+    head = ProjectionHead(4, 8, 2, num_layers=2)
+    decay, exclude = param_groups([head], 1e-6)
+    assert all(p.ndim == 2 for p in decay["params"]) and all(p.ndim == 1 for p in exclude["params"])
+    assert exclude["weight_decay"] == 0 and exclude["exclude"]
+    assert len(decay["params"]) + len(exclude["params"]) == len(list(head.parameters()))
+
+
+def test_warmup_cosine():
+    values = [warmup_cosine(s, 100, 10) for s in range(101)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert values[10] == pytest.approx(1.0) and values[55] == pytest.approx(0.5) and values[100] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+
+
+# --- checkpoints and resume ------------------------------------------------------------------
+
+def test_save_atomic_keeps_the_old_file(tmp_path):
+    path = str(tmp_path / "checkpoint.pt")
+    save_atomic({"step": 1}, path)
+    with pytest.raises(Exception):
+        save_atomic({"step": 2, "bad": lambda: None}, path)  # lambdas do not pickle
+    assert load_checkpoint(path)["step"] == 1
+    assert os.listdir(tmp_path) == ["checkpoint.pt"]
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, method):
+    options = dict(epochs=3, batch_size=32, augment=jitter, head=small_head(), progress=False, seed=3,
+                   method=method, queue_size=64, lr=0.5)
+    straight = pyclr.train(model(), images(), out_dir=str(tmp_path / "a"), **options)
+
+    def kill_at_step_5(info):
+        if info["step"] == 5:  # mid-epoch (3 steps per epoch)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pyclr.train(model(), images(), out_dir=str(tmp_path / "b"), callbacks=[kill_at_step_5],
+                    **options | {"head": small_head()})
+    saved = load_checkpoint(str(tmp_path / "b" / "checkpoint.pt"))
+    assert saved["step"] == 5
+    if method == "moco":
+        assert saved["moco"]["queue"].shape == (64, 8) and int(saved["moco"]["pointer"]) == (5 * 64) % 64
+    # a fresh process would build fresh modules: resume from the checkpoint alone
+    resumed = pyclr.train(model(seed=99), images(), out_dir=str(tmp_path / "b"), **options | {"head": small_head(99)})
+    for name, value in weights(straight.encoder).items():
+        assert torch.equal(value, resumed.encoder.state_dict()[name]), name
+    for name, value in weights(straight.head).items():
+        assert torch.equal(value, resumed.head.state_dict()[name]), name
+    assert [h["step"] for h in resumed.history] == [3, 6, 9]
+    lines = open(tmp_path / "a" / "metrics.jsonl").read().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
+
+
+def test_training_lowers_the_loss_and_logs(tmp_path):
+    result = pyclr.train(model(), images(192), epochs=6, batch_size=64, augment=jitter, head=small_head(),
+                         progress=False, lr=1.0, warmup_epochs=1, out_dir=str(tmp_path),
+                         on_epoch_end=lambda epoch, enc: {"probe": float(epoch)})
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert all(math.isfinite(h["images_per_s"]) and h["probe"] == h["epoch"] for h in result.history)
+    assert result.checkpoint_path == str(tmp_path / "checkpoint.pt")
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False, out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"resume: .* other settings \(batch_size: 32 -> 16"):
+        pyclr.train(model(), images(), epochs=1, batch_size=16, head=small_head(), progress=False, out_dir=str(tmp_path))
+
+
+def test_resume_refuses_another_model(tmp_path):
+    pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False, out_dir=str(tmp_path))
+    other = SmallConvNet(in_channels=1, input_size=12, feature_dim=16)
+    other.conv2 = torch.nn.Sequential(torch.nn.Conv2d(32, 48, 3, stride=2, padding=1), torch.nn.ReLU())
+    with pytest.raises(ValueError, match="resume: the encoder in .* does not fit the encoder given"):
+        pyclr.train(other, images(), epochs=1, batch_size=32, head=small_head(), progress=False, out_dir=str(tmp_path))
+
+
+def test_unwritable_out_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="out_dir: .* is not writable"):
+        pyclr.train(model(), images(), epochs=1, batch_size=32, progress=False, out_dir=str(blocker / "run"))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"method": "byol"}, "method: expected one of"),
+    ({"optimizer": "adamw"}, "optimizer: expected one of"),
+    ({"precision": "int8"}, "precision: expected one of"),
+    ({"batch_size": 1000}, "batch_size: 1000 is larger than the dataset"),
+    ({"epochs": 0}, "epochs: expected an int >= 1"),
+    ({"loss": "triplet"}, "loss: expected 'nt_xent', 'generalized' or a loss module"),
+    ({"method": "moco", "loss": "generalized"}, "loss: MoCo uses its own InfoNCE"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pyclr.train(model(), images(), **({"epochs": 1, "batch_size": 32, "progress": False} | kwargs))
+
+
+def test_generalized_loss_and_adam():
+    result = pyclr.train(model(), images(), epochs=1, batch_size=32, loss="generalized", optimizer="adam",
+                         head=small_head(), progress=False, augment=jitter)
+    assert math.isfinite(result.history[-1]["loss"])
+
+
+def test_moco_queue_fills_in_order():
+    moco = MoCo(model(), small_head(), queue_size=10)
+    keys = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    moco._enqueue(keys)
+    moco._enqueue(keys[:5])
+    assert torch.equal(moco.queue[1:6], keys[1:]) and torch.equal(moco.queue[6:10], keys[:4])
+    assert torch.equal(moco.queue[0], keys[4]) and int(moco.pointer) == 1
+
+
+# --- distributed: 2 gloo processes equal one process on the combined batch ------------------
+
+WORLD = 2
+
+
+def run_rank(rank, init_file, out_dir, options):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        torch.set_num_threads(1)
+        result = pyclr.train(model(), images(), head=small_head(), **options)
+        if rank == 0:
+            torch.save({"encoder": result.encoder.state_dict(), "head": result.head.state_dict()},
+                       os.path.join(out_dir, "ranked.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_two_processes_equal_one_with_the_combined_batch():
+    options = dict(epochs=2, batch_size=32, progress=False, seed=1, lr=0.5)
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.start_processes(run_rank, args=(os.path.join(tmp, "init"), tmp, options), nprocs=WORLD,
+                           join=True, start_method="spawn")
+        ranked = torch.load(os.path.join(tmp, "ranked.pt"))
+    single = pyclr.train(model(), images(), head=small_head(), **options)
+    for part, module in (("encoder", single.encoder), ("head", single.head)):
+        for name, value in module.state_dict().items():
+            torch.testing.assert_close(ranked[part][name], value, rtol=1e-4, atol=1e-5, msg=f"{part}.{name}")
+    assert not torch.equal(model().state_dict()["conv1.0.weight"], single.encoder.state_dict()["conv1.0.weight"])
