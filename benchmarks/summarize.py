@@ -11,7 +11,8 @@ cases on a GPU are floored at a third of the tf32 rate: the kernels run fp32 as 
 import argparse
 import json
 
-META = {"impl", "device_name", "torch", "peak_extra_mib", "tflops", "flops", "bytes"}
+META = {"impl", "device_name", "torch", "peak_extra_mib", "tflops", "flops", "bytes", "images_per_s"}
+BASELINES = ("reference", "eager", "torchvision")  # what "vs ref" compares with, first found
 
 
 def floor_ms(info: dict, ceilings: dict):
@@ -42,7 +43,9 @@ def main() -> None:
         info = b["extra_info"]
         case = (b["name"].split("[")[0],) + tuple(sorted((k, v) for k, v in info.items() if k not in META))
         rows.append((case, info, b["stats"]["median"] * 1e3))
-    ref = {case: ms for case, info, ms in rows if info.get("impl") == "reference"}
+    ref = {}
+    for baseline in reversed(BASELINES):
+        ref.update({case: ms for case, info, ms in rows if info.get("impl") == baseline})
     print(f"{'benchmark':34} {'case':34} {'impl':10} {'ms':>9} {'vs ref':>7} {'peak MiB':>9} {'floor ms':>9} {'of floor':>8}")
     for case, info, ms in rows:
         label = " ".join(f"{v}" for k, v in case[1:] if k not in ("device",))

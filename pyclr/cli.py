@@ -17,7 +17,7 @@ def _info(args) -> int:
     return 0
 
 
-def _demo(args) -> int:
+def _loss(args) -> int:
     """The fused NT-Xent loss on random embeddings: loss, forward+backward time, peak memory."""
     from . import losses
     from ._ops import format_build_info
@@ -56,6 +56,58 @@ def _demo(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from .train.experiment import run_experiment
+    from .train.presets import resolve_config, set_option
+
+    config = resolve_config(args.config)
+    for name, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed)):
+        if value is not None:
+            config["train"][name] = value
+    for assignment in args.set:
+        set_option(config, assignment)
+    report = run_experiment(config, args.out, device=args.device, resume=not args.no_resume,
+                            progress=not args.quiet, baseline=not args.no_baseline)
+    _print_report(report, args.out)
+    return 0
+
+
+def _eval(args) -> int:
+    from .train.experiment import evaluate_run
+
+    result = evaluate_run(args.run_dir, device=args.device)
+    print(f"step {result['step']}: linear probe accuracy {result['probe_accuracy']:.4f}")
+    return 0
+
+
+def _demo(args) -> int:
+    """The README's main job: SimCLR on embedded MultiDigit data, probed against a random encoder."""
+    from ._ops import format_build_info
+    from .train.experiment import run_experiment
+    from .train.presets import PRESETS
+
+    print(format_build_info())
+    print(f"\npyclr demo: {PRESETS['demo']['description']}\nrun folder: {args.out}\n")
+    config = {"preset": "demo"}
+    if args.epochs is not None:
+        config["train"] = {"epochs": args.epochs}
+    report = run_experiment(config, args.out, device=args.device, resume=False, progress=not args.quiet)
+    _print_report(report, args.out)
+    return 0
+
+
+def _print_report(report: dict, out: str) -> None:
+    last = report["last_epoch"] or {}
+    print(f"trained {report['config']['train'].get('epochs')} epochs in {report['train_time_s']:.1f} s on "
+          f"{report['device']}: final loss {last.get('loss', float('nan')):.4f}, "
+          f"{last.get('images_per_s', float('nan')):.0f} images/s")
+    if "probe_accuracy" in report:
+        print(f"linear probe accuracy   {report['probe_accuracy']:.4f}  (trained encoder)")
+    if "random_encoder_probe_accuracy" in report:
+        print(f"                        {report['random_encoder_probe_accuracy']:.4f}  (random encoder, same probe)")
+    print(f"run folder: {out} (config.json, metrics.jsonl, checkpoint.pt, report.json)")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -74,7 +126,33 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pyclr", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, torch, which kernels were built, visible GPU").set_defaults(run=_info)
-    demo = sub.add_parser("demo", help="run the fused NT-Xent loss on random data and time it")
+    from .train.presets import PRESETS
+
+    train = sub.add_parser("train", help="train from a preset or a JSON/YAML config, then probe",
+                           description="presets: " + "; ".join(f"{k}: {v['description']}" for k, v in PRESETS.items()))
+    train.add_argument("config", help=f"a preset ({', '.join(PRESETS)}) or a JSON/YAML file")
+    train.add_argument("--out", required=True, help="the run folder (checkpoint, metrics, report)")
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override any option, e.g. --set dataset.root=data/ --set train.lr=0.5")
+    train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if visible)")
+    train.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")
+    train.add_argument("--no-baseline", action="store_true", help="skip the random-encoder probe")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
+    evaluate = sub.add_parser("eval", help="linear probe of a run folder's checkpoint")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--device", default=None)
+    evaluate.set_defaults(run=_eval)
+    demo = sub.add_parser("demo", help="the main job: SimCLR on embedded MultiDigit data, a few CPU minutes")
+    demo.add_argument("--out", default="pyclr-demo", help="run folder (default ./pyclr-demo)")
+    demo.add_argument("--epochs", type=_positive_int, default=None)
+    demo.add_argument("--device", default=None)
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(run=_demo)
+    demo = sub.add_parser("loss", help="time the fused NT-Xent loss on random data")
     demo.add_argument("--batch-size", type=_positive_int, default=2048, help="N per view (default 2048)")
     demo.add_argument("--dim", type=_positive_int, default=128, help="embedding size d (default 128)")
     demo.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
@@ -82,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--temperature", type=_positive_float, default=0.5)
     demo.add_argument("--repeats", type=_positive_int, default=5)
     demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=_loss)
     return p
 
 
@@ -90,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (RuntimeError, ValueError, TypeError) as exc:
+    except KeyboardInterrupt:
+        print(f"pyclr {args.command}: interrupted (a checkpoint was saved in the run folder; run again to resume)",
+              file=sys.stderr)
+        return 130
+    except (RuntimeError, ValueError, TypeError, ImportError, OSError, FloatingPointError) as exc:
         print(f"pyclr {args.command}: {exc}", file=sys.stderr)
         return 1

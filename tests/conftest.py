@@ -1,16 +1,11 @@
 import pytest
 import torch
 
-from pyclr import _ops
-
-
-def cuda_ready() -> bool:
-    return torch.cuda.is_available() and _ops.has_kernel("nt_xent_forward", "cuda")
-
-
+# CUDA cases run wherever a GPU is visible: a GPU machine whose build lacks the CUDA kernels
+# should fail the kernel tests, not skip them.
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not cuda_ready(), reason="no GPU or no CUDA kernels")),
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")),
 ]
 
 

@@ -1,0 +1,82 @@
+"""Runs a configuration end to end: train, then a linear probe of the trained encoder beside a
+randomly initialised one; everything lands in the run folder."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import torch
+
+from ..evaluate import extract_features, linear_probe
+from ..evaluate.features import pick_label
+from . import checkpoint as ckpt
+from .loop import train
+from .presets import (build_augment, build_dataset, build_encoder, build_head, check_dataset_fits,
+                      device_of, resolve_config)
+
+CONFIG = "config.json"
+REPORT = "report.json"
+
+
+def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, progress: bool = True,
+                   baseline: bool = True) -> dict:
+    """Trains as ``config`` says (a preset name, a file or a dict; see pyclr.train.presets),
+    probes the result, and returns (and writes to ``out_dir/report.json``) the report:
+    settings, last epoch's metrics, probe accuracy of the trained and of a random encoder."""
+    cfg = resolve_config(config)
+    device = device_of(device)
+    seed = cfg["train"].get("seed", 0)
+    torch.manual_seed(seed)
+    encoder = build_encoder(cfg["encoder"])
+    dataset = build_dataset(cfg["dataset"])
+    check_dataset_fits(dataset, cfg["train"].get("batch_size", 256))
+    augment = build_augment(cfg.get("augment"))
+    head = build_head(cfg.get("head"), encoder)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, CONFIG), "w") as f:
+        json.dump(cfg, f, indent=1)
+    started = time.perf_counter()
+    result = train(encoder, dataset, augment=augment, head=head, out_dir=out_dir, device=device,
+                   resume=resume, progress=progress, **cfg["train"])
+    report = {"config": cfg, "train_time_s": time.perf_counter() - started,
+              "last_epoch": result.history[-1] if result.history else None, "device": str(device)}
+    if cfg.get("eval"):
+        report["probe_accuracy"] = probe(cfg, result.encoder, device)
+        if baseline:
+            torch.manual_seed(seed + 1)
+            report["random_encoder_probe_accuracy"] = probe(cfg, build_encoder(cfg["encoder"]).to(device), device)
+    with open(os.path.join(out_dir, REPORT), "w") as f:
+        json.dump(report, f, indent=1)
+    return report
+
+
+def probe(cfg: dict, encoder, device) -> float:
+    """The configuration's linear evaluation: train split -> held-out split (or 20% of it)."""
+    spec = cfg["eval"]
+    label = spec.get("label")
+    x, labels = extract_features(encoder, build_dataset(spec["train"]), device=device)
+    y = pick_label(labels, label)
+    if spec.get("test"):
+        tx, test_labels = extract_features(encoder, build_dataset(spec["test"]), device=device)
+        return linear_probe(x, y, tx, pick_label(test_labels, label)).accuracy
+    return linear_probe(x, y).accuracy
+
+
+def evaluate_run(run_dir: str, *, device=None) -> dict:
+    """``pyclr eval``: the probe of the encoder in ``run_dir/checkpoint.pt``."""
+    path = os.path.join(run_dir, CONFIG)
+    if not os.path.exists(path):
+        raise ValueError(f"run_dir: {run_dir!r} has no {CONFIG} (was it written by pyclr train?)")
+    with open(path) as f:
+        cfg = json.load(f)
+    if not cfg.get("eval"):
+        raise ValueError(f"run_dir: the configuration in {path} has no eval section")
+    saved = ckpt.load(os.path.join(run_dir, ckpt.CHECKPOINT))
+    device = device_of(device)
+    encoder = build_encoder(cfg["encoder"])
+    try:
+        encoder.load_state_dict(saved["encoder"])
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint: does not fit the encoder of {path}: {str(exc).splitlines()[0]}") from exc
+    return {"step": saved["step"], "probe_accuracy": probe(cfg, encoder.to(device), device)}

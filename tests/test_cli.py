@@ -1,0 +1,67 @@
+"""The pyclr command end to end on a tiny configuration, and its error handling."""
+import json
+import os
+
+import pytest
+
+from pyclr.cli import main
+
+TINY = {
+    "encoder": {"name": "small_convnet", "in_channels": 1, "input_size": 28, "feature_dim": 32},
+    "dataset": {"name": "multidigit", "n_digits": 1, "canvas": 28, "size": 96},
+    "augment": {"policy": "simclr_cifar", "size": 28},
+    "head": {"hidden_dim": 32, "out_dim": 16, "num_layers": 2},
+    "train": {"epochs": 2, "batch_size": 32, "optimizer": "adam", "temperature": 0.5},
+    "eval": {"train": {"name": "multidigit_eval", "canvas": 28, "size": 120, "seed": 1},
+             "test": {"name": "multidigit_eval", "canvas": 28, "size": 60, "seed": 2, "train": False},
+             "label": "label"},
+}
+
+
+def write_config(tmp_path, config=TINY):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def test_train_then_eval(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", write_config(tmp_path), "--out", out, "--quiet", "--set", "train.lr=0.002"]) == 0
+    printed = capsys.readouterr().out
+    assert "linear probe accuracy" in printed and "random encoder" in printed
+    report = json.load(open(os.path.join(out, "report.json")))
+    assert 0 <= report["probe_accuracy"] <= 1 and report["config"]["train"]["lr"] == 0.002
+    assert len(open(os.path.join(out, "metrics.jsonl")).read().splitlines()) == 2
+    assert main(["eval", out]) == 0
+    assert "linear probe accuracy" in capsys.readouterr().out
+    # a second call resumes: nothing left to train, same checkpoint
+    assert main(["train", write_config(tmp_path), "--out", out, "--quiet", "--no-baseline",
+                 "--set", "train.lr=0.002"]) == 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "no-such-preset", "--out", "x"], "neither a preset"),
+    (["train", "demo", "--out", "x", "--set", "model.width=2"], "unknown section 'model'"),
+    (["train", "demo", "--out", "x", "--set", "train.epochs"], "expected section.key=value"),
+    (["eval", "/nonexistent/run"], "has no config.json"),
+])
+def test_errors_are_messages_not_tracebacks(argv, message, capsys):
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_config_errors(tmp_path, capsys):
+    assert main(["train", write_config(tmp_path, {**TINY, "model": {}}), "--out", str(tmp_path / "r")]) == 1
+    assert "unknown keys ['model']" in capsys.readouterr().err
+    big = {**TINY, "train": {**TINY["train"], "batch_size": 512}}
+    assert main(["train", write_config(tmp_path, big), "--out", str(tmp_path / "r")]) == 1
+    assert "batch_size: 512 is larger than the dataset (96 items)" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["train", str(tmp_path / "bad.json"), "--out", str(tmp_path / "r")]) == 1
+    assert "is not valid JSON" in capsys.readouterr().err
+
+
+def test_unknown_option_exits_with_usage(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "demo", "--out", "x", "--epochz", "3"])
+    assert exit_info.value.code == 2
