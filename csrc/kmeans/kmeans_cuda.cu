@@ -1,5 +1,6 @@
 // One fused Lloyd iteration on CUDA (contract: kmeans.h). One launch covers all B problems:
 // the grid is flat over (problem, tile of kTilePoints points), one block of kThreads per tile.
+// A small kernel before it computes ||c||^2 for every centroid.
 //
 // Assignment. A tile is visited in kRounds rounds of 32 points, 4 per warp. For each group of
 // kGroup centroids, the block stages the group one channel chunk (kChunk channels) at a time
@@ -19,7 +20,11 @@
 // consecutive addresses. Counts take one atomicAdd per run.
 //
 // Memory: x is read once for the distances (k / kGroup times through L1/L2 when k > kGroup)
-// and once more for the sums, which L2 serves only in part; no (n, k) matrix exists.
+// and once more for the sums, which L2 serves only in part; no (n, k) matrix exists. Keeping
+// the tile in shared memory between the two (one read, the floor) would need tiles of ~32
+// points at C = 2048 in 16-bit, i.e. 4x the atomics: left for measurements on a GPU to decide.
+// Exact ties: equal centroids are staged and summed by identical instruction sequences, so
+// they get bitwise equal distances and the strict < keeps the lowest j.
 #include <cstdint>
 #include <limits>
 #include <tuple>
@@ -49,6 +54,8 @@ constexpr int kTilePoints = kRoundPoints * kRounds;   // 128 points per block
 constexpr int kGroup = 8;                             // centroids per staged group
 constexpr int kPerLane = 4;                           // channels per lane per chunk
 constexpr int kChunk = 32 * kPerLane;                 // 128 channels per staged chunk
+constexpr int kSumBatch = 16;                         // loads in flight per thread for the sums
+static_assert(kTilePoints % kSumBatch == 0, "batches stay inside the tile's shared arrays");
 
 __device__ inline float to_float(float v) { return v; }
 __device__ inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -63,7 +70,7 @@ template <typename T>
 struct Problem {
   const T* x;                    // (B, n, C)
   const float* centroids;        // (B, k, C)
-  const float* cnorm;            // (B, k): ||c||^2
+  const float* cnorm;            // (B, k): ||c||^2, from centroid_norms_kernel
   int64_t* labels;               // (B, n)
   float* distances;              // (B, n)
   float* sums;                   // (B, k, C), zeroed
@@ -179,7 +186,8 @@ template <typename T>
 __device__ void assign_tile(const Problem<T>& p, const Tile& t, int* tile_label,
                             float (*staged)[kChunk]) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int round = 0; round < kRounds; ++round) {
+  // t.count is the same for the whole block, so every thread runs the same rounds.
+  for (int round = 0; round < kRounds && round * kRoundPoints < t.count; ++round) {
     const int local0 = round * kRoundPoints + warp * kRowsPerWarp;
     const Nearest near = assign_rows(p, t, local0, staged);
     // Every lane holds the same butterfly sums (a + b == b + a exactly); lane 0 writes.
@@ -228,16 +236,42 @@ __device__ void accumulate_tile(const Problem<T>& p, const Tile& t, const int* o
   for (int ch = threadIdx.x; ch < p.c; ch += kThreads) {
     int current = sorted_label[0];
     float run = 0.f;
-    for (int s = 0; s < t.count; ++s) {
-      if (sorted_label[s] != current) {
-        atomicAdd(sums + int64_t(current) * p.c + ch, run);
-        current = sorted_label[s];
-        run = 0.f;
+    for (int s0 = 0; s0 < t.count; s0 += kSumBatch) {
+      // kSumBatch independent loads in flight before any atomic (which the compiler will not
+      // move loads across): one at a time, this loop would wait on memory latency.
+      float v[kSumBatch];
+#pragma unroll
+      for (int u = 0; u < kSumBatch; ++u)
+        v[u] = s0 + u < t.count ? to_float(xb[int64_t(order[s0 + u]) * p.c + ch]) : 0.f;
+#pragma unroll
+      for (int u = 0; u < kSumBatch; ++u) {
+        if (s0 + u < t.count) {
+          if (sorted_label[s0 + u] != current) {
+            atomicAdd(sums + int64_t(current) * p.c + ch, run);
+            current = sorted_label[s0 + u];
+            run = 0.f;
+          }
+          run += v[u];
+        }
       }
-      run += to_float(xb[int64_t(order[s]) * p.c + ch]);
     }
     atomicAdd(sums + int64_t(current) * p.c + ch, run);
   }
+}
+
+// ||c_r||^2 for the rows of centroids (rows = B * k), one warp per row. Every row is summed by
+// the same code in the same order, so equal centroids get bitwise equal norms (and, from
+// step_kernel, equal dot products): the exact tie goes to the lowest j.
+__global__ void __launch_bounds__(kThreads)
+    centroid_norms_kernel(const float* centroids, int64_t rows, int c, float* norms) {
+  const int64_t r = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= rows) return;  // uniform over the warp: the shuffles below see all 32 lanes
+  const float* row = centroids + r * c;
+  float s = 0.f;
+  for (int ch = lane; ch < c; ch += 32) s = fmaf(row[ch], row[ch], s);
+  s = warp_sum(s);
+  if (lane == 0) norms[r] = s;
 }
 
 // ptxas: 128 registers and no spills, so two blocks per SM; asking for three spills acc.
@@ -285,14 +319,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> step_cuda(const at::T
   // int channel and centroid loops (stepping by kChunk / kGroup) and a 1-D grid.
   constexpr int64_t kLoopMax = int64_t{1} << 30;
   const int64_t tiles = (n + kTilePoints - 1) / kTilePoints;
-  TORCH_CHECK(c <= kLoopMax && k <= kLoopMax && batch * tiles <= std::numeric_limits<int>::max(),
+  const int64_t norm_blocks = (batch * k + kWarps - 1) / kWarps;
+  TORCH_CHECK(c <= kLoopMax && k <= kLoopMax && batch * tiles <= std::numeric_limits<int>::max() &&
+                  norm_blocks <= std::numeric_limits<int>::max(),
               "kmeans_step (CUDA): x of shape ", x_in.sizes(), " with ", k,
               " centroids is too large for the CUDA kernel");
   const at::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.detach().contiguous();
   const at::Tensor centroids = centroids_in.detach().contiguous();
-  const at::Tensor cnorm = centroids.square().sum(-1).contiguous();
   const auto options = centroids.options();
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  at::Tensor cnorm = at::empty({batch, k}, options);
+  centroid_norms_kernel<<<static_cast<unsigned>(norm_blocks), kThreads, 0, stream>>>(
+      centroids.const_data_ptr<float>(), batch * k, static_cast<int>(c),
+      cnorm.mutable_data_ptr<float>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   at::Tensor labels = at::empty({batch, n}, options.dtype(at::kLong));
   at::Tensor distances = at::empty({batch, n}, options);
   at::Tensor sums = at::zeros({batch, k, c}, options);
@@ -311,8 +352,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> step_cuda(const at::T
     p.c = static_cast<int>(c);
     p.k = static_cast<int>(k);
     p.tiles_per_problem = tiles;
-    step_kernel<T><<<static_cast<unsigned>(batch * tiles), kThreads, 0,
-                     at::cuda::getCurrentCUDAStream()>>>(p);
+    step_kernel<T><<<static_cast<unsigned>(batch * tiles), kThreads, 0, stream>>>(p);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {labels, distances, sums, counts};
