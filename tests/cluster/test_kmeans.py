@@ -73,6 +73,20 @@ def test_per_image_batch_equals_a_loop_over_images(backend):
         assert int(batched.n_iter[b]) == int(alone.n_iter[0])
 
 
+@pytest.mark.skipif(not (torch.cuda.is_available() and _ops.has_kernel("kmeans_step", "cuda")),
+                    reason="no GPU or no CUDA kernels")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpu_and_cuda_agree(dtype):
+    x, truth = blobs(4 * 400, 5, 64, 0.3, seed=12, dtype=dtype)
+    x = x.reshape(4, 20, 20, 64)
+    cpu = kmeans(x, 5, n_init=3, seed=1)
+    gpu = kmeans(x.cuda(), 5, n_init=3, seed=1)
+    assert gpu.labels.is_cuda and gpu.centroids.is_cuda
+    for b in range(4):  # the same partition (the seeding's rounding may permute the labels)
+        assert is_relabelling(gpu.labels[b].cpu(), cpu.labels[b])
+    assert torch.allclose(cpu.inertia, gpu.inertia.cpu(), rtol=1e-4)
+
+
 def test_per_image_differs_from_cross_image():
     features = pixel_features(torch.randn(3, 16, 6, 6, generator=torch.Generator().manual_seed(5)))
     cross = kmeans(features, 3, mode="cross_image")
