@@ -1,0 +1,96 @@
+"""The other clusterings of the [Re] paper's Experiment 3, via scikit-learn: Ward
+agglomerative clustering and bisecting K-Means, per image (or on one set of points)."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ._external import import_sklearn_cluster, to_numpy
+from .kmeans import ClusterResult, _describe, _is_int
+from .reference import acc_dtype
+
+CONNECTIVITIES = (None, "grid")
+
+
+def ward(x: torch.Tensor, k: int, connectivity: Optional[str] = None) -> ClusterResult:
+    """Ward agglomerative clustering (``sklearn.cluster.AgglomerativeClustering``,
+    ``linkage="ward"``) of each image's pixels, or of ``(n, C)`` points.
+
+    Args:
+        x: ``(B, H, W, C)`` features (each image clustered separately) or ``(n, C)`` points.
+        k: clusters, ``1 <= k <=`` points per problem.
+        connectivity: ``None`` (scikit-learn's default, as in the [Re] paper) or ``"grid"``: only
+            4-neighbouring pixels may merge (``grid_to_graph``), which gives spatially
+            contiguous clusters; needs ``(B, H, W, C)`` features.
+
+    Returns a :class:`ClusterResult` as :func:`kmeans` in per-image mode, with the cluster
+    means as centroids and ``n_iter`` None.
+    """
+    if connectivity not in CONNECTIVITIES:
+        raise ValueError(f"connectivity: expected None or 'grid', got {connectivity!r}")
+    problems = _problems(x, k)
+    if connectivity == "grid" and x.dim() != 4:
+        raise ValueError(f"connectivity='grid' needs (B, H, W, C) features, got shape {tuple(x.shape)}")
+    sklearn_cluster = import_sklearn_cluster()
+    graph = None
+    if connectivity == "grid":
+        from sklearn.feature_extraction.image import grid_to_graph
+
+        graph = grid_to_graph(x.shape[1], x.shape[2])
+
+    def fit(points: np.ndarray, b: int) -> np.ndarray:
+        return sklearn_cluster.AgglomerativeClustering(n_clusters=k, linkage="ward",
+                                                       connectivity=graph).fit_predict(points)
+
+    return _cluster_each(x, problems, k, fit)
+
+
+def bisecting(x: torch.Tensor, k: int, seed: int = 0) -> ClusterResult:
+    """Bisecting K-Means (``sklearn.cluster.BisectingKMeans`` with its defaults, as in the [Re]
+    paper) of each image's pixels, or of ``(n, C)`` points; image ``b`` is seeded with
+    ``seed + b``. Shapes and result as :func:`ward`."""
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+    problems = _problems(x, k)
+    sklearn_cluster = import_sklearn_cluster()
+
+    def fit(points: np.ndarray, b: int) -> np.ndarray:
+        return sklearn_cluster.BisectingKMeans(n_clusters=k, random_state=seed + b).fit_predict(points)
+
+    return _cluster_each(x, problems, k, fit)
+
+
+def _problems(x, k) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.dim() not in (2, 4):
+        raise ValueError(f"x: expected a (B, H, W, C) or (n, C) tensor, got {_describe(x)}")
+    if not x.is_floating_point() or x.numel() == 0:
+        raise ValueError(f"x: expected a non-empty floating-point tensor, got {x.dtype} of shape "
+                         f"{tuple(x.shape)}")
+    points = x.detach().reshape(x.shape[0] if x.dim() == 4 else 1, -1, x.shape[-1])
+    if not _is_int(k) or not 1 <= k <= points.shape[1]:
+        raise ValueError(f"k: expected an integer with 1 <= k <= {points.shape[1]} (the points per "
+                         f"problem), got {k!r}")
+    if not bool(torch.isfinite(points).all()):
+        raise ValueError("x: contains NaN or infinite values")
+    return points
+
+
+def _cluster_each(x: torch.Tensor, problems: torch.Tensor, k: int,
+                  fit: Callable[[np.ndarray, int], np.ndarray]) -> ClusterResult:
+    """Labels from ``fit`` per problem, then each cluster's mean and the inertia around them."""
+    acc = acc_dtype(problems)
+    labels = torch.stack([torch.as_tensor(fit(to_numpy(p, acc), b), dtype=torch.int64)
+                          for b, p in enumerate(problems)]).to(x.device)
+    points = problems.to(acc)
+    sums = torch.zeros(points.shape[0], k, points.shape[2], dtype=acc, device=x.device)
+    sums.scatter_add_(1, labels[..., None].expand_as(points), points)
+    counts = torch.zeros(points.shape[0], k, dtype=acc, device=x.device)
+    counts.scatter_add_(1, labels, torch.ones_like(labels, dtype=acc))
+    centroids = sums / counts.clamp_min(1)[..., None]
+    inertia = (points - centroids.gather(1, labels[..., None].expand_as(points))).square().sum((1, 2))
+    labels = labels.reshape(x.shape[:-1])
+    if x.dim() == 4:
+        return ClusterResult(labels, centroids, inertia)
+    return ClusterResult(labels, centroids[0], inertia[0])

@@ -1,0 +1,236 @@
+"""K-Means on per-pixel features (SPEC.md section 3), on the fused ``kmeans_step`` kernels."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from .. import _ops
+from . import _external, _lloyd, reference
+
+MODES = ("per_image", "cross_image")
+INITS = ("k-means++", "random")
+BACKENDS = ("auto", "pyclr", "torch", "sklearn", "faiss")
+NORM_EPS = 1e-12
+
+
+@dataclass
+class ClusterResult:
+    """What a clustering returns.
+
+    For ``(B, H, W, C)`` features in per-image mode: ``labels`` ``(B, H, W)``, ``centroids``
+    ``(B, k, C)``, ``inertia`` ``(B,)`` and ``n_iter`` ``(B,)``, one entry per image. In
+    cross-image mode, and for ``(n, C)`` points: ``labels`` ``(B, H, W)`` or ``(n,)``, ``centroids``
+    ``(k, C)``, and 0-d ``inertia`` and ``n_iter``. Labels are int64 in ``[0, k)``; centroids and
+    inertia (the sum of squared distances of the points to their centroids) are float32, or
+    float64 for float64 inputs. ``n_iter`` counts Lloyd iterations (None where the algorithm has
+    none, e.g. Ward).
+    """
+
+    labels: torch.Tensor
+    centroids: torch.Tensor
+    inertia: torch.Tensor
+    n_iter: Optional[torch.Tensor] = None
+
+
+def kmeans(x: torch.Tensor, k: int, mode: str = "per_image", n_init: int = 10, max_iter: int = 300,
+           tol: float = 1e-4, init: str = "k-means++", backend: str = "auto",
+           seed: int = 0) -> ClusterResult:
+    r"""K-Means (Lloyd) of per-pixel features, one problem per image or one for the batch.
+
+    Minimises the inertia :math:`\sum_i \min_j \|x_i - c_j\|^2` from ``n_init`` k-means++
+    (greedy, as scikit-learn's) or random seedings and keeps, per problem, the run of lowest
+    inertia. A run stops when its labels no longer change, when its centroids move by at most
+    ``tol`` times the mean per-channel variance of its points (squared Frobenius norm, as
+    scikit-learn's ``tol``), or after ``max_iter`` iterations. A cluster left empty is moved
+    onto the point farthest from its centroid, so centroids are never NaN; constant features
+    give one occupied cluster and zero inertia.
+
+    Args:
+        x: ``(B, H, W, C)`` features (e.g. :func:`pixel_features`) or ``(n, C)`` points; float32,
+            bfloat16, float16 or float64. The features are clustered as given: normalise them
+            first if the analysis calls for it (SPEC.md uses l2-normalised pixels).
+        k: clusters, ``1 <= k <=`` points per problem.
+        mode: ``"per_image"`` (each image's ``H*W`` pixels are a separate problem, all solved
+            together) or ``"cross_image"`` (the ``B*H*W`` pixels share one set of centroids).
+            Irrelevant for ``(n, C)`` points.
+        n_init, max_iter, tol, init: as scikit-learn's ``KMeans`` (``init`` "k-means++" or
+            "random").
+        backend: ``"pyclr"`` (the fused C++/CUDA kernels: one pass over the points per
+            iteration, all images in one launch), ``"torch"`` (the same algorithm on the
+            plain-PyTorch reference step), ``"sklearn"`` (``sklearn.cluster.KMeans`` per
+            problem, on the CPU), ``"faiss"`` (``faiss.Kmeans`` from pyclr's seeding, with no
+            subsampling and exactly ``max_iter`` iterations), or ``"auto"``: pyclr where a kernel
+            was built for x's device, else scikit-learn on the CPU (the reference step when
+            scikit-learn is missing) and the reference step on a GPU.
+        seed: problem ``b`` uses the random stream seeded with ``seed + b`` (per-image mode),
+            so a batch gives image ``b`` exactly what ``kmeans(x[b:b+1], ..., seed=seed + b)``
+            gives it. On the pyclr and torch backends the same seed gives the same seeding on
+            every device.
+    """
+    points, per_problem = _problems(x, k, mode)
+    _check_options(n_init, max_iter, tol, init, backend, seed)
+    solution = _solve(points, k, n_init, max_iter, tol, init, _resolve_backend(backend, x.device), seed)
+    return _result(solution, x, per_problem)
+
+
+def pixel_features(feature_map: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` activations -> ``(B, H, W, C)`` per-pixel features, l2-normalised over
+    the channels (SPEC.md section 3), in the input's dtype (the norm is taken in fp32)."""
+    if not isinstance(feature_map, torch.Tensor) or feature_map.dim() != 4:
+        raise ValueError(f"feature_map: expected a (B, C, H, W) tensor, got "
+                         f"{_describe(feature_map)}")
+    if not feature_map.is_floating_point():
+        raise TypeError(f"feature_map: expected a floating-point tensor, got {feature_map.dtype}")
+    work = feature_map if feature_map.dtype == torch.float64 else feature_map.float()
+    return F.normalize(work, dim=1, eps=NORM_EPS).to(feature_map.dtype).permute(0, 2, 3, 1).contiguous()
+
+
+def raw_pixel_kmeans(image: torch.Tensor, size: Union[int, Tuple[int, int]], k: int, seed: int = 0,
+                     **options) -> ClusterResult:
+    """The raw-pixel baseline of Chen et al. and the [Re] paper: K-Means on the RGB values of
+    the image downsampled (area interpolation) to the feature map's ``size``.
+
+    Args:
+        image: ``(3, H, W)`` or ``(H, W, 3)`` (a ``(3, H, 3)`` image is read as channels
+            first), uint8 (scaled to [0, 1]) or floating point.
+        size: ``(h, w)`` or one int for a square map, at most the image's size.
+        k, seed, options: as :func:`kmeans` (``options``: n_init, max_iter, tol, init, backend).
+
+    Returns ``labels`` ``(h, w)``, ``centroids`` ``(k, 3)`` (colours in the scale of the input
+    after uint8 -> [0, 1]), 0-d ``inertia`` and ``n_iter``.
+    """
+    small = _downsample(_channels_first(image), _size(size))
+    result = kmeans(small.permute(1, 2, 0)[None].contiguous(), k, seed=seed, **options)
+    return ClusterResult(result.labels[0], result.centroids[0], result.inertia[0], result.n_iter[0])
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _problems(x, k, mode) -> Tuple[torch.Tensor, bool]:
+    """x as (problems, points, C) and whether each image is its own problem."""
+    if not isinstance(x, torch.Tensor) or x.dim() not in (2, 4):
+        raise ValueError(f"x: expected a (B, H, W, C) or (n, C) tensor, got {_describe(x)}")
+    if x.dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        raise TypeError(f"x: expected dtype float32, bfloat16, float16 or float64, got {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"x: expected at least one point and one channel, got shape {tuple(x.shape)}")
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    per_problem = x.dim() == 4 and mode == "per_image"
+    points = x.detach().reshape(x.shape[0] if per_problem else 1, -1, x.shape[-1])
+    if not _is_int(k) or not 1 <= k <= points.shape[1]:
+        raise ValueError(f"k: expected an integer with 1 <= k <= {points.shape[1]} (the points per "
+                         f"problem), got {k!r}")
+    # min and max propagate NaN: one pass over x and no (n, C) mask
+    if not all(math.isfinite(v) for v in torch.aminmax(points)):
+        raise ValueError("x: contains NaN or infinite values")
+    return points, per_problem
+
+
+def _check_options(n_init, max_iter, tol, init, backend, seed) -> None:
+    if not _is_int(n_init) or n_init < 1:
+        raise ValueError(f"n_init: expected an integer >= 1, got {n_init!r}")
+    if not _is_int(max_iter) or max_iter < 1:
+        raise ValueError(f"max_iter: expected an integer >= 1, got {max_iter!r}")
+    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
+    if init not in INITS:
+        raise ValueError(f"init: expected one of {INITS}, got {init!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+
+
+def _resolve_backend(backend: str, device: torch.device) -> str:
+    if backend != "auto":
+        return backend
+    if _ops.has_kernel("kmeans_step", device.type):
+        return "pyclr"
+    if device.type == "cpu":
+        try:
+            _external.import_sklearn_cluster()
+            return "sklearn"
+        except ImportError:
+            pass
+    return "torch"
+
+
+# --- solving ---------------------------------------------------------------------------------
+
+def _kernel_step(x: torch.Tensor, centroids: torch.Tensor):
+    return torch.ops.pyclr.kmeans_step(x, centroids)
+
+
+def _solve(points, k, n_init, max_iter, tol, init, backend, seed) -> _lloyd.Solution:
+    if backend == "sklearn":
+        return _external.sklearn_solve(points, k, n_init, max_iter, tol, init, seed)
+    if backend == "faiss":
+        return _external.faiss_solve(points, k, n_init, max_iter, init, seed)
+    step = reference.kmeans_step
+    if backend == "pyclr":
+        _ops.require_kernel("kmeans_step", points.device)
+        step = _kernel_step
+        if points.is_cuda and points.dtype == torch.float64:
+            points = points.float()  # the CUDA kernel takes 32- and 16-bit floats only
+    return _lloyd.solve(points.contiguous(), k, step, n_init, max_iter, tol, init, seed)
+
+
+def _result(solution: _lloyd.Solution, x: torch.Tensor, per_problem: bool) -> ClusterResult:
+    labels = solution.labels.reshape(x.shape[:-1])
+    if per_problem:
+        return ClusterResult(labels, solution.centroids, solution.inertia, solution.n_iter)
+    return ClusterResult(labels, solution.centroids[0], solution.inertia[0], solution.n_iter[0])
+
+
+# --- raw pixels ------------------------------------------------------------------------------
+
+def _channels_first(image) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or 3 not in (image.shape[0], image.shape[-1]):
+        raise ValueError(f"image: expected a (3, H, W) or (H, W, 3) tensor, got {_describe(image)}")
+    if image.dtype == torch.uint8:
+        image = image.float() / 255
+    elif not image.is_floating_point():
+        raise TypeError(f"image: expected uint8 or floating point, got {image.dtype}")
+    return image if image.shape[0] == 3 else image.permute(2, 0, 1)
+
+
+def _size(size) -> Tuple[int, int]:
+    pair = (size, size) if _is_int(size) else tuple(size) if isinstance(size, Sequence) else None
+    if pair is None or len(pair) != 2 or not all(_is_int(s) and s >= 1 for s in pair):
+        raise ValueError(f"size: expected an int or an (h, w) pair of ints >= 1, got {size!r}")
+    return pair
+
+
+def _downsample(image: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    if size[0] > image.shape[1] or size[1] > image.shape[2]:
+        raise ValueError(f"size: expected at most the image's (H, W) = {tuple(image.shape[1:])}, got {size}")
+    work = image if image.dtype == torch.float64 else image.float()
+    return F.interpolate(work[None], size=size, mode="area")[0]
+
+
+# --- operator registration: the fake kernel (for torch.compile / opcheck) ---------------------
+
+def _step_fake(x, centroids):
+    batch, n, c = x.shape
+    k = centroids.shape[1]
+    return (x.new_empty((batch, n), dtype=torch.int64), x.new_empty((batch, n), dtype=centroids.dtype),
+            x.new_empty((batch, k, c), dtype=centroids.dtype), x.new_empty((batch, k), dtype=torch.int64))
+
+
+if _ops.EXTENSION_LOADED and hasattr(torch.ops.pyclr, "kmeans_step"):
+    torch.library.register_fake("pyclr::kmeans_step")(_step_fake)

@@ -1,0 +1,75 @@
+"""Ward and bisecting K-Means (the [Re] paper's Experiment 3) via scikit-learn."""
+import pytest
+import torch
+
+from pyclr.cluster import bisecting, pixel_features, ward
+
+from .test_kmeans import blobs, is_relabelling
+
+pytest.importorskip("sklearn")
+
+
+def features(batch=2, h=8, w=9, c=12, seed=0):
+    return pixel_features(torch.randn(batch, c, h, w, generator=torch.Generator().manual_seed(seed)))
+
+
+@pytest.mark.parametrize("method", [
+    lambda x, k: ward(x, k),
+    lambda x, k: ward(x, k, connectivity="grid"),
+    lambda x, k: bisecting(x, k, seed=3),
+], ids=["ward", "ward-grid", "bisecting"])
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_k_clusters_per_image(method, k):
+    x = features()
+    result = method(x, k)
+    assert result.labels.shape == (2, 8, 9) and result.labels.dtype == torch.int64
+    assert result.centroids.shape == (2, k, 12) and result.inertia.shape == (2,)
+    for b in range(2):
+        assert sorted(result.labels[b].unique().tolist()) == list(range(k))
+        means = torch.stack([x[b][result.labels[b] == j].mean(0) for j in range(k)])
+        assert torch.allclose(result.centroids[b], means, atol=1e-5)
+        inertia = (x[b] - result.centroids[b][result.labels[b]]).square().sum()
+        assert float(result.inertia[b]) == pytest.approx(float(inertia), rel=1e-5)
+
+
+@pytest.mark.parametrize("method", [ward, bisecting])
+def test_planted_clusters_on_points(method):
+    x, truth = blobs(300, 4, 6, 0.2, seed=1)
+    result = method(x, 4)
+    assert result.labels.shape == (300,) and result.centroids.shape == (4, 6)
+    assert result.inertia.dim() == 0
+    assert is_relabelling(result.labels, truth)
+
+
+def test_grid_connectivity_gives_connected_regions():
+    x = features(batch=1, h=10, w=10, seed=2)
+    labels = ward(x, 4, connectivity="grid").labels[0]
+    for j in range(4):
+        region = {tuple(p) for p in (labels == j).nonzero().tolist()}
+        seen, stack = set(), [next(iter(region))]
+        while stack:  # flood fill over 4-neighbours
+            r, c = stack.pop()
+            if (r, c) in seen or (r, c) not in region:
+                continue
+            seen.add((r, c))
+            stack += [(r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)]
+        assert seen == region
+
+
+def test_bisecting_is_seeded():
+    x = features(batch=1, seed=4)
+    assert torch.equal(bisecting(x, 4, seed=7).labels, bisecting(x, 4, seed=7).labels)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: ward(features(), 3, connectivity="knn"), "connectivity: expected None or 'grid'"),
+    (lambda: ward(torch.randn(50, 3), 3, connectivity="grid"), "connectivity='grid' needs"),
+    (lambda: ward(features(), 0), "k: expected an integer with 1 <= k <= 72"),
+    (lambda: bisecting(features(), 73), "k: expected an integer with 1 <= k <= 72"),
+    (lambda: bisecting(features(), 2, seed=-1), "seed: expected an integer >= 0"),
+    (lambda: ward(torch.randn(4, 5, 3), 2), r"x: expected a \(B, H, W, C\) or \(n, C\) tensor"),
+    (lambda: ward(torch.full((6, 2), float("nan")), 2), "x: contains NaN or infinite values"),
+])
+def test_bad_inputs(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
