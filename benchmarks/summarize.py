@@ -12,7 +12,7 @@ import argparse
 import json
 
 META = {"impl", "device_name", "torch", "peak_extra_mib", "tflops", "flops", "bytes", "images_per_s"}
-BASELINES = ("reference", "eager", "torchvision")  # what "vs ref" compares with, first found
+BASELINES = ("reference", "eager", "torchvision", "plain")  # what "vs ref" compares with, first found
 
 
 def floor_ms(info: dict, ceilings: dict):
