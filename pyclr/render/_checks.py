@@ -1,0 +1,52 @@
+"""Argument checks shared by the rendering modules; messages name the argument, what was
+expected and what came (DESIGN.md)."""
+from __future__ import annotations
+
+import numbers
+from typing import Sequence, Tuple
+
+import numpy as np
+import torch
+
+
+def describe(value) -> str:
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return type(value).__name__
+
+
+def is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def check_size(name: str, size) -> Tuple[int, int]:
+    """An int (a square) or an (H, W) pair of ints >= 1."""
+    pair = (size, size) if is_int(size) else tuple(size) if isinstance(size, Sequence) else None
+    if pair is None or len(pair) != 2 or not all(is_int(s) and s >= 1 for s in pair):
+        raise ValueError(f"{name}: expected an int or an (H, W) pair of ints >= 1, got {size!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def int_tensor(name: str, value, dims: Tuple[int, ...]) -> torch.Tensor:
+    """An integer label tensor (torch, numpy or a list) of one of ``dims`` dimensions with no negative
+    entry, as an int64 torch tensor on its device."""
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    elif isinstance(value, (list, tuple)):
+        value = torch.as_tensor(value)
+    if not isinstance(value, torch.Tensor) or value.dim() not in dims:
+        shapes = " or ".join(f"{d}-d" for d in dims)
+        raise ValueError(f"{name}: expected a {shapes} integer tensor, got {describe(value)}")
+    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(f"{name}: expected an integer dtype, got {value.dtype}")
+    if value.numel() == 0:
+        raise ValueError(f"{name}: expected at least one label, got shape {tuple(value.shape)}")
+    if int(value.min()) < 0:
+        raise ValueError(f"{name}: expected labels >= 0, got {int(value.min())}")
+    return value.long()

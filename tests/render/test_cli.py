@@ -1,0 +1,62 @@
+"""pyclr.render.cli: the ``pyclr masks`` subcommand end to end."""
+import argparse
+
+import numpy as np
+import pytest
+
+from pyclr.render.cli import add_parser, run
+
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("sklearn")
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="pyclr")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def write_image(path, seed=0):
+    rng = np.random.default_rng(seed)
+    image = np.zeros((48, 64, 3), dtype=np.uint8)
+    image[:, :32] = rng.integers(0, 255, 3)
+    image[10:30, 30:50] = rng.integers(0, 255, 3)
+    assert cv2.imwrite(str(path), image)
+
+
+def test_masks_on_image_files_with_a_random_encoder(tmp_path, capsys):
+    for name in ("a.png", "b.jpg"):
+        write_image(tmp_path / name, seed=len(name))
+    out = tmp_path / "out"
+    args = parse(["masks", "--image", str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "--taps", "block3,block4",
+                  "--k", "2,3", "--size", "64", "--out", str(out), "--device", "cpu", "--raw-pixels"])
+    assert args.run is run and args.k == [2, 3] and args.taps == ["block3", "block4"]
+    assert run(args) == 0
+    printed = capsys.readouterr()
+    assert "randomly initialised ResNet-50" in printed.err
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["a_kmeans.png", "b_kmeans.png"]
+    assert printed.out.split() == [str(out / f) for f in files]
+    figure = cv2.imread(str(out / "a_kmeans.png"))
+    # three rows (block3, block4, raw pixels) and two columns of 64x64 tiles, plus labels
+    assert figure.shape[0] > 3 * 64 and figure.shape[1] > 2 * 64 and figure.shape[1] < 3 * 64 + 100
+
+
+def test_masks_cross_image_ward_on_the_natural_images(tmp_path):
+    pytest.importorskip("pyclr.data.real", exc_type=ImportError)
+    args = parse(["masks", "--taps", "block4", "--k", "2", "--size", "64", "--method", "ward",
+                  "--cross-image", "--out", str(tmp_path), "--device", "cpu"])
+    assert run(args) == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    assert "chelsea_ward_cross-image.png" in names and "batch-block4_ward_cross-image.png" in names
+
+
+def test_masks_bad_input(tmp_path):
+    with pytest.raises(SystemExit):
+        parse(["masks", "--k", "two"])
+    with pytest.raises(ValueError, match="image: cannot read"):
+        run(parse(["masks", "--image", str(tmp_path / "missing.png"), "--out", str(tmp_path)]))
+    write_image(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="method: expected one of"):
+        run(parse(["masks", "--image", str(tmp_path / "a.png"), "--method", "dbscan", "--size", "64",
+                   "--out", str(tmp_path)]))
