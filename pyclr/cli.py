@@ -93,7 +93,30 @@ def _demo(args) -> int:
         config["train"] = {"epochs": args.epochs}
     report = run_experiment(config, args.out, device=args.device, resume=False, progress=not args.quiet)
     _print_report(report, args.out)
+    _demo_masks(report["config"], args.out, args.device)
     return 0
+
+
+def _demo_masks(cfg: dict, out: str, device) -> None:
+    """Clusters the trained encoder's feature maps of a few held-out canvases (pyclr.render)."""
+    import os
+
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        print("masks: skipped (pip install opencv-python-headless to render them)")
+        return
+    from .render import render_masks
+    from .train.checkpoint import load
+    from .train.presets import build_dataset, build_encoder
+
+    encoder = build_encoder(cfg["encoder"])
+    encoder.load_state_dict(load(os.path.join(out, "checkpoint.pt"))["encoder"])
+    data = build_dataset(cfg["eval"]["test"])
+    images = torch.stack([data[i][0] for i in range(4)]).expand(-1, 3, -1, -1)  # grey as RGB
+    result = render_masks(encoder, images, taps=("conv1", "conv2", "conv3"), ks=(2, 3, 4), normalize=False,
+                          device=device, out_dir=os.path.join(out, "masks"), names=[f"digit{i}" for i in range(4)])
+    print(f"masks: {len(result.paths)} figures (rows conv1-conv3, columns k = 2, 3, 4) in {os.path.join(out, 'masks')}")
 
 
 def _print_report(report: dict, out: str) -> None:
@@ -146,7 +169,10 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--device", default=None)
     evaluate.set_defaults(run=_eval)
-    demo = sub.add_parser("demo", help="the main job: SimCLR on embedded MultiDigit data, a few CPU minutes")
+    from .render.cli import add_parser as add_masks_parser
+
+    add_masks_parser(sub)
+    demo = sub.add_parser("demo", help="the main job: SimCLR on embedded MultiDigit data, probe, masks (under a CPU minute)")
     demo.add_argument("--out", default="pyclr-demo", help="run folder (default ./pyclr-demo)")
     demo.add_argument("--epochs", type=_positive_int, default=None)
     demo.add_argument("--device", default=None)

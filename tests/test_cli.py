@@ -65,3 +65,14 @@ def test_unknown_option_exits_with_usage(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "demo", "--out", "x", "--epochz", "3"])
     assert exit_info.value.code == 2
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    out = str(tmp_path / "demo")
+    assert main(["demo", "--out", out, "--epochs", "1", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "linear probe accuracy" in printed
+    report = json.load(open(os.path.join(out, "report.json")))
+    assert report["probe_accuracy"] > 0.5  # ten digit classes: far above chance after one epoch
+    if "masks: skipped" not in printed:
+        assert sorted(os.listdir(os.path.join(out, "masks"))) == [f"digit{i}_kmeans.png" for i in range(4)]

@@ -27,7 +27,7 @@ SECTIONS = ("encoder", "dataset", "augment", "head", "train", "eval", "descripti
 PRESETS = {
     "demo": {
         "description": "SimCLR with a small ConvNet on MultiDigit canvases of one embedded MNIST "
-                       "digit (28x28): two to three minutes on 2 CPU cores",
+                       "digit (28x28): under a minute on 2 CPU cores",
         "encoder": {"name": "small_convnet", "in_channels": 1, "input_size": 28},
         "dataset": {"name": "multidigit", "n_digits": 1, "canvas": 28, "size": 4096, "seed": 0},
         "augment": {"policy": "simclr_cifar", "size": 28, "crop_scale": [0.5, 1.0], "jitter_strength": 1.0},
