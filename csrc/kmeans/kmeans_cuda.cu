@@ -40,6 +40,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "../common/cuda_dispatch.cuh"
 #include "kmeans.h"
 
 namespace pyclr::kmeans {
@@ -289,24 +290,6 @@ __global__ void __launch_bounds__(kThreads, 2) step_kernel(Problem<T> p) {
   accumulate_tile(p, t, order, sorted_label);
 }
 
-template <typename T>
-struct Tag {
-  using type = T;
-};
-
-template <typename F>
-void dispatch_dtype(at::ScalarType dtype, F&& f) {
-  switch (dtype) {
-    case at::kFloat:
-      return f(Tag<float>{});
-    case at::kBFloat16:
-      return f(Tag<__nv_bfloat16>{});
-    case at::kHalf:
-      return f(Tag<__half>{});
-    default:
-      TORCH_CHECK(false, "kmeans_step (CUDA): unsupported dtype ", dtype);
-  }
-}
 
 }  // namespace
 
@@ -338,7 +321,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> step_cuda(const at::T
   at::Tensor distances = at::empty({batch, n}, options);
   at::Tensor sums = at::zeros({batch, k, c}, options);
   at::Tensor counts = at::zeros({batch, k}, options.dtype(at::kLong));
-  dispatch_dtype(x.scalar_type(), [&](auto tag) {
+  dispatch_float_types(x.scalar_type(), "kmeans_step", [&](auto tag) {
     using T = typename decltype(tag)::type;
     Problem<T> p{};
     p.x = static_cast<const T*>(x.const_data_ptr());

@@ -32,6 +32,7 @@
 #include <cuda_fp16.h>
 #include <mma.h>
 
+#include "../common/cuda_dispatch.cuh"
 #include "ntxent.h"
 
 // bf16 and tf32 wmma need sm_80; older targets get a trapping stub (the host refuses them).
@@ -585,24 +586,6 @@ __global__ void __launch_bounds__(kThreads)
 // ---------------------------------------------------------------------------------------------
 // Host side
 
-template <typename T>
-struct Tag {
-  using type = T;
-};
-
-template <typename F>
-void dispatch_dtype(at::ScalarType dtype, F&& f) {
-  switch (dtype) {
-    case at::kFloat:
-      return f(Tag<float>{});
-    case at::kBFloat16:
-      return f(Tag<__nv_bfloat16>{});
-    case at::kHalf:
-      return f(Tag<__half>{});
-    default:
-      TORCH_CHECK(false, "nt_xent (CUDA): unsupported dtype ", dtype);
-  }
-}
 
 void check_cuda_input(const at::Tensor& z) {
   TORCH_CHECK(z.is_cuda(), "z: expected a CUDA tensor, got device ", z.device());
@@ -669,7 +652,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& z_in, double t
   const auto options = z.options().dtype(at::kFloat);
   at::Tensor loss = at::empty({2 * count}, options);
   at::Tensor lse = at::empty({2 * count}, options);
-  dispatch_dtype(z.scalar_type(), [&](auto tag) {
+  dispatch_float_types(z.scalar_type(), "nt_xent", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const Problem<T> p = make_problem<T>(z, temperature, negatives, offset, count, count);
     launch(forward_kernel<T>, dim3(2 * p.tiles_per_view), Layout<T>::bytes(p.q_slots()), p,
@@ -702,7 +685,7 @@ at::Tensor backward_cuda(const at::Tensor& grad_loss, const at::Tensor& z_in,
 
   at::Tensor grad = at::empty(z.sizes(), z.options());
   const float sigma = coefficient_scale(grad_max);
-  dispatch_dtype(z.scalar_type(), [&](auto tag) {
+  dispatch_float_types(z.scalar_type(), "nt_xent", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const Problem<T> p = make_problem<T>(z, temperature, negatives, offset, count, n);
     launch(backward_kernel<T>, dim3(2 * p.tiles_per_view, p.chunks),

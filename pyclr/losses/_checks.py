@@ -39,6 +39,14 @@ def check_nonnegative(name: str, value) -> float:
     return value
 
 
+def check_kernel_dtype(name: str, x: torch.Tensor) -> None:
+    """The dtypes the kernels take: float32, bfloat16, float16, and float64 on the CPU."""
+    allowed = KERNEL_DTYPES + ((torch.float64,) if x.device.type == "cpu" else ())
+    if x.dtype not in allowed:
+        names = ", ".join(str(t).removeprefix("torch.") for t in KERNEL_DTYPES)
+        raise TypeError(f"{name}: expected dtype {names} (or float64 on the CPU), got {x.dtype}")
+
+
 def check_views(z1, z2, kernel: bool) -> None:
     """Two (N, d) views of the same batch. ``kernel``: restrict dtypes to what kernels take."""
     for name, z in (("z1", z1), ("z2", z2)):
@@ -49,12 +57,7 @@ def check_views(z1, z2, kernel: bool) -> None:
         if z.shape[0] == 0 or z.shape[1] == 0:
             raise ValueError(f"{name}: expected a non-empty batch, got shape {tuple(z.shape)}")
         if kernel:
-            allowed = KERNEL_DTYPES + ((torch.float64,) if z.device.type == "cpu" else ())
-            if z.dtype not in allowed:
-                names = ", ".join(str(t).removeprefix("torch.") for t in KERNEL_DTYPES)
-                raise TypeError(
-                    f"{name}: expected dtype {names} (or float64 on the CPU), got {z.dtype}"
-                )
+            check_kernel_dtype(name, z)
         elif not z.is_floating_point():
             raise TypeError(f"{name}: expected a floating-point tensor, got {z.dtype}")
     if z1.shape != z2.shape:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .. import _ops
-from ._checks import KERNEL_DTYPES, check_positive
+from ._checks import check_kernel_dtype, check_positive
 from .reference import (DISTRIBUTIONS, GeneralizedLossParts, alignment, check_generalized_options,
                         check_matrix, compose_generalized)
 from .priors import PRIORS, random_projections, sample_prior
@@ -30,7 +30,7 @@ def logsumexp_uniformity(z: torch.Tensor, temperature: float = 1.0) -> torch.Ten
     for float64 inputs on the CPU). The generalized loss passes l2-normalised rows.
     """
     check_matrix("z", z)
-    _check_kernel_dtype("z", z)
+    check_kernel_dtype("z", z)
     if z.shape[0] % 2:
         raise ValueError(
             f"z: the fused kernel takes the two views stacked, an even number of rows; got "
@@ -40,13 +40,6 @@ def logsumexp_uniformity(z: torch.Tensor, temperature: float = 1.0) -> torch.Ten
     _ops.require_kernel("nt_xent_forward", z.device)
     loss, _ = torch.ops.pyclr.nt_xent_forward(z, temperature, _SELF, 0, z.shape[0] // 2)
     return loss.mean()
-
-
-def _check_kernel_dtype(name: str, x: torch.Tensor) -> None:
-    allowed = KERNEL_DTYPES + ((torch.float64,) if x.device.type == "cpu" else ())
-    if x.dtype not in allowed:
-        names = ", ".join(str(t).removeprefix("torch.") for t in KERNEL_DTYPES)
-        raise TypeError(f"{name}: expected dtype {names} (or float64 on the CPU), got {x.dtype}")
 
 
 def generalized_contrastive(z1: torch.Tensor, z2: torch.Tensor, prior: str = "hypersphere",

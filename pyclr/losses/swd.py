@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _ops
-from ._checks import KERNEL_DTYPES
+from ._checks import check_kernel_dtype
 from .reference import check_swd_inputs
 
 
@@ -44,7 +44,7 @@ def sliced_wasserstein(h: torch.Tensor, prior_samples: torch.Tensor,
     projections, and the backward keeps only the ``(M, L)`` residual (no permutation).
     """
     check_swd_inputs(h, prior_samples, projections, check_orthonormal)
-    check_kernel_dtype(h)
+    check_kernel_dtype("h", h)
     if prior_samples.requires_grad:
         raise ValueError("prior_samples: expected a tensor that does not require grad (the fused "
                          "loss gives no gradient for the prior samples; use "
@@ -52,14 +52,6 @@ def sliced_wasserstein(h: torch.Tensor, prior_samples: torch.Tensor,
     _ops.require_kernel("swd_forward", h.device)
     loss, _ = torch.ops.pyclr.swd_forward(h, prior_samples, projections)
     return loss
-
-
-def check_kernel_dtype(h: torch.Tensor) -> None:
-    """The dtypes the kernels take: float32, bfloat16, float16, and float64 on the CPU."""
-    allowed = KERNEL_DTYPES + ((torch.float64,) if h.device.type == "cpu" else ())
-    if h.dtype not in allowed:
-        names = ", ".join(str(t).removeprefix("torch.") for t in KERNEL_DTYPES)
-        raise TypeError(f"h: expected dtype {names} (or float64 on the CPU), got {h.dtype}")
 
 
 # --- operator registrations: autograd link and fake kernel (for torch.compile / opcheck) ---

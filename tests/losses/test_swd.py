@@ -5,7 +5,8 @@ import torch
 from pyclr import _ops
 from pyclr.losses import reference
 from pyclr.losses.priors import PRIORS, random_projections, sample_prior
-from pyclr.losses.swd import check_kernel_dtype, sliced_wasserstein
+from pyclr.losses._checks import check_kernel_dtype
+from pyclr.losses.swd import sliced_wasserstein
 
 from ..conftest import ABS_FLOOR, max_error
 
@@ -257,7 +258,7 @@ def test_bad_input_fused_only():
         sliced_wasserstein(H, P.clone().requires_grad_(), W)
     # the CUDA kernel takes no float64 (checked without touching a device)
     with pytest.raises(TypeError, match=r"h: expected dtype .*float64 on the CPU\), got torch.float64"):
-        check_kernel_dtype(torch.empty(4, 3, dtype=torch.float64, device="meta"))
+        check_kernel_dtype("h", torch.empty(4, 3, dtype=torch.float64, device="meta"))
 
 
 @pytest.mark.parametrize(
