@@ -11,6 +11,7 @@ import torch
 from pyclr.losses import generalized_contrastive, reference
 
 from bench_ntxent import DTYPES, GPU  # benchmarks/ is on sys.path (pytest prepends it)
+from memory import record_peak
 
 IMPLS = {"fused": generalized_contrastive, "reference": reference.generalized_contrastive}
 CASES = [("cpu", 4096, 128, "fp32")]
@@ -38,15 +39,7 @@ def test_logsumexp_forward_backward(benchmark, impl, device, m, d, dtype):
     fn = IMPLS[impl]
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     step(fn, z1, z2)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step(fn, z1, z2)
-        sync()
-        benchmark.extra_info["peak_extra_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
-        benchmark.extra_info["device_name"] = torch.cuda.get_device_name()
-    else:
-        benchmark.extra_info["device_name"] = f"cpu x{torch.get_num_threads()} threads"
+    record_peak(benchmark, device == "cuda", lambda: step(fn, z1, z2))
 
     def run():
         step(fn, z1, z2)

@@ -10,14 +10,11 @@ the peak memory of one run beyond the inputs. scikit-learn stops early when the 
 changing; ``iterations`` records how many it ran (it splits the case when it is not 20).
 scikit-learn and faiss always run on the CPU: on GPU cases their rows say device "cpu".
 """
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 
+from memory import cpu_peak_mib, record_peak  # benchmarks/ is on sys.path (pytest prepends it)
 import pyclr.cluster  # noqa: F401  (registers the fake kernel)
 from pyclr import _ops
 
@@ -99,30 +96,6 @@ def run_faiss(x, centroids):
 IMPLS = {"fused": run_fused, "reference": run_reference, "sklearn": run_sklearn, "faiss": run_faiss}
 
 
-def rss_kib(field: str) -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def cpu_peak_mib(impl, case) -> float:
-    """Peak resident memory growth of one run, measured in a fresh process."""
-    code = (
-        "import sys\n"
-        "sys.path.insert(0, %r)\n"
-        "from bench_kmeans import IMPLS, inputs, rss_kib\n"
-        "device, mode, b, n, c, k, dtype = %r\n"
-        "x, centroids = inputs('cpu', b, n, c, k, dtype)\n"
-        "open('/proc/self/clear_refs', 'w').write('5')  # reset the high-water mark\n"
-        "before = rss_kib('VmRSS')\n"
-        "IMPLS[%r](x, centroids)\n"
-        "print((rss_kib('VmHWM') - before) / 1024)\n"
-    ) % (os.path.dirname(__file__), case, impl)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("case", CASES, ids=lambda case: "-".join(map(str, case)))
 def test_lloyd_20_iterations(benchmark, impl, case):
@@ -138,16 +111,10 @@ def test_lloyd_20_iterations(benchmark, impl, case):
         x, centroids = x.float().cpu(), centroids.cpu()
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     fn(x, centroids)  # warm-up
-    if on_gpu:
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn(x, centroids)
-        sync()
-        benchmark.extra_info["peak_extra_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
-        benchmark.extra_info["device_name"] = torch.cuda.get_device_name()
-    else:
-        benchmark.extra_info["peak_extra_mib"] = cpu_peak_mib(impl, ("cpu",) + case[1:])
-        benchmark.extra_info["device_name"] = f"cpu x{torch.get_num_threads()} threads"
+    record_peak(benchmark, on_gpu, lambda: fn(x, centroids), lambda: cpu_peak_mib(
+        f"from bench_kmeans import IMPLS, inputs\ndevice, mode, b, n, c, k, dtype = {('cpu',) + case[1:]!r}\n"
+        "x, centroids = inputs('cpu', b, n, c, k, dtype)",
+        f"IMPLS[{impl!r}](x, centroids)"))
 
     result = {}
 

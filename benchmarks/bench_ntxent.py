@@ -5,13 +5,10 @@
 Each case records achieved TFLOP/s (counting 6 M^2 d: the forward's and the backward's two
 matrix products) and the peak memory of one step beyond the inputs.
 """
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
+from memory import cpu_peak_mib, record_peak  # benchmarks/ is on sys.path (pytest prepends it)
 from pyclr.losses import nt_xent, reference
 
 IMPLS = {"fused": nt_xent, "reference": reference.nt_xent}
@@ -36,29 +33,6 @@ def step(fn, z1, z2):
     fn(z1, z2, temperature=0.5).backward()
 
 
-def rss_kib(field: str) -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def cpu_peak_mib(impl, m, d, dtype) -> float:
-    """Peak resident memory growth of one step, measured in a fresh process."""
-    code = (
-        "import sys\n"
-        "sys.path.insert(0, %r)\n"
-        "from bench_ntxent import IMPLS, inputs, step, rss_kib\n"
-        "z1, z2 = inputs('cpu', %d, %d, %r)\n"
-        "open('/proc/self/clear_refs', 'w').write('5')  # reset the high-water mark\n"
-        "before = rss_kib('VmRSS')\n"
-        "step(IMPLS[%r], z1, z2)\n"
-        "print((rss_kib('VmHWM') - before) / 1024)\n"
-    ) % (os.path.dirname(__file__), m, d, dtype, impl)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip())
-
-
 @pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("device,m,d,dtype", CASES, ids=lambda v: str(v))
 def test_nt_xent_forward_backward(benchmark, impl, device, m, d, dtype):
@@ -68,16 +42,9 @@ def test_nt_xent_forward_backward(benchmark, impl, device, m, d, dtype):
     fn = IMPLS[impl]
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     step(fn, z1, z2)  # warm-up
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step(fn, z1, z2)
-        sync()
-        benchmark.extra_info["peak_extra_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
-        benchmark.extra_info["device_name"] = torch.cuda.get_device_name()
-    else:
-        benchmark.extra_info["peak_extra_mib"] = cpu_peak_mib(impl, m, d, dtype)
-        benchmark.extra_info["device_name"] = f"cpu x{torch.get_num_threads()} threads"
+    record_peak(benchmark, device == "cuda", lambda: step(fn, z1, z2), lambda: cpu_peak_mib(
+        f"from bench_ntxent import IMPLS, inputs, step\nz1, z2 = inputs('cpu', {m}, {d}, {dtype!r})",
+        f"step(IMPLS[{impl!r}], z1, z2)"))
 
     def run():
         step(fn, z1, z2)

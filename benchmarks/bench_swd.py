@@ -6,27 +6,13 @@
 Each case records the peak memory of one step beyond the inputs and the rate at which
 projected values are sorted (2 M L per step: the data's and the prior's).
 """
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
+from memory import cpu_peak_mib, record_peak  # benchmarks/ is on sys.path (pytest prepends it)
 from pyclr.losses import reference
 from pyclr.losses.priors import random_projections, sample_prior
 from pyclr.losses.swd import sliced_wasserstein
-
-try:
-    from bench_ntxent import rss_kib
-except ImportError:  # pragma: no cover - bench_ntxent not on the path
-
-    def rss_kib(field: str) -> int:
-        for line in open("/proc/self/status"):
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        raise RuntimeError(f"no {field} in /proc/self/status")
-
 
 def pot_swd(h, prior_samples, projections):
     import ot
@@ -59,22 +45,6 @@ def step(fn, h, prior, projections):
     fn(h, prior, projections).backward()
 
 
-def cpu_peak_mib(impl, m, d, num_proj, dtype) -> float:
-    """Peak resident memory growth of one step, measured in a fresh process."""
-    code = (
-        "import sys\n"
-        "sys.path.insert(0, %r)\n"
-        "from bench_swd import IMPLS, inputs, step, rss_kib\n"
-        "args = inputs('cpu', %d, %d, %d, %r)\n"
-        "open('/proc/self/clear_refs', 'w').write('5')  # reset the high-water mark\n"
-        "before = rss_kib('VmRSS')\n"
-        "step(IMPLS[%r], *args)\n"
-        "print((rss_kib('VmHWM') - before) / 1024)\n"
-    ) % (os.path.dirname(os.path.abspath(__file__)), m, d, num_proj, dtype, impl)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip())
-
-
 @pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("device,m,d,num_proj,dtype", CASES, ids=lambda v: str(v))
 def test_swd_forward_backward(benchmark, impl, device, m, d, num_proj, dtype):
@@ -84,16 +54,9 @@ def test_swd_forward_backward(benchmark, impl, device, m, d, num_proj, dtype):
     fn = IMPLS[impl]
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     step(fn, *args)  # warm-up
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step(fn, *args)
-        sync()
-        benchmark.extra_info["peak_extra_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
-        benchmark.extra_info["device_name"] = torch.cuda.get_device_name()
-    else:
-        benchmark.extra_info["peak_extra_mib"] = cpu_peak_mib(impl, m, d, num_proj, dtype)
-        benchmark.extra_info["device_name"] = f"cpu x{torch.get_num_threads()} threads"
+    record_peak(benchmark, device == "cuda", lambda: step(fn, *args), lambda: cpu_peak_mib(
+        f"from bench_swd import IMPLS, inputs, step\nargs = inputs('cpu', {m}, {d}, {num_proj}, {dtype!r})",
+        f"step(IMPLS[{impl!r}], *args)"))
 
     def run():
         step(fn, *args)
