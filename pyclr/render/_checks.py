@@ -27,6 +27,17 @@ def check_size(name: str, size) -> Tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def cluster_count(name: str, labels: torch.Tensor, k) -> int:
+    """The number of clusters of a label map: ``k`` when given (at least labels.max() + 1),
+    else labels.max() + 1."""
+    top = int(labels.max()) + 1
+    if k is None:
+        return top
+    if not is_int(k) or k < top:
+        raise ValueError(f"{name}: expected an int >= labels.max() + 1 = {top}, got {k!r}")
+    return int(k)
+
+
 def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")

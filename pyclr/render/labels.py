@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_size, int_tensor, is_int
+from ._checks import check_choice, check_size, cluster_count, int_tensor
 
 UPSAMPLE_MODES = ("nearest", "bilinear")
 
@@ -33,17 +33,8 @@ def upsample_labels(labels, size, mode: str = "nearest", k: Optional[int] = None
     if mode == "nearest":
         out = _nearest(batch, height, width)
     else:
-        out = _bilinear(batch, height, width, _clusters(batch, k))
+        out = _bilinear(batch, height, width, cluster_count("k", batch, k))
     return out[0] if single else out
-
-
-def _clusters(labels: torch.Tensor, k) -> int:
-    top = int(labels.max()) + 1
-    if k is None:
-        return top
-    if not is_int(k) or k < top:
-        raise ValueError(f"k: expected an int >= labels.max() + 1 = {top}, got {k!r}")
-    return int(k)
 
 
 def _nearest(labels: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ._checks import int_tensor, is_int
+from ._checks import cluster_count, int_tensor, is_int
 
 # Kelly's colours of maximum contrast, the most distinct first, without white, black, grey and
 # olive green (which vanish in an overlay on a grey-scale image), then indigo and cyan: 20.
@@ -97,7 +97,7 @@ def consistent_colours(label_maps: Union[Sequence, Mapping], ks: Optional[Sequen
     if len(ks) != len(maps):
         raise ValueError(f"ks: expected one value per label map ({len(maps)}), got {len(ks)}")
     first = int_tensor("label_maps[0]", maps[0], (1, 2, 3, 4))
-    sizes = torch.bincount(first.flatten().cpu(), minlength=_count(first, ks[0], "ks[0]"))
+    sizes = torch.bincount(first.flatten().cpu(), minlength=cluster_count("ks[0]", first, ks[0]))
     colours = [_fill_unassigned(torch.full((len(sizes),), -1, dtype=torch.int64), sizes, set())]
     for i in range(1, len(maps)):
         colours.append(match_colours(maps[i - 1], maps[i], colours[-1], ks[i]))
@@ -111,15 +111,6 @@ def _colour_indices(name: str, colours) -> torch.Tensor:
     return colours
 
 
-def _count(labels: torch.Tensor, k, name: str) -> int:
-    top = int(labels.max()) + 1
-    if k is None:
-        return top
-    if not is_int(k) or k < top:
-        raise ValueError(f"{name}: expected an int >= labels.max() + 1 = {top}, got {k!r}")
-    return int(k)
-
-
 def _overlap(prev_labels, labels, k_prev: int, k) -> torch.Tensor:
     """``(k_prev, k)`` pixel counts of each (previous cluster, cluster) pair."""
     prev_labels = int_tensor("prev_labels", prev_labels, (1, 2, 3, 4)).cpu().flatten()
@@ -130,7 +121,7 @@ def _overlap(prev_labels, labels, k_prev: int, k) -> torch.Tensor:
     if int(prev_labels.max()) >= k_prev:
         raise ValueError(f"prev_colours: expected one colour per cluster of prev_labels "
                          f"({int(prev_labels.max()) + 1}), got {k_prev}")
-    k = _count(labels, k, "k")
+    k = cluster_count("k", labels, k)
     return torch.bincount(prev_labels * k + labels, minlength=k_prev * k).reshape(k_prev, k)
 
 
