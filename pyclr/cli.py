@@ -107,11 +107,10 @@ def _demo_masks(cfg: dict, out: str, device) -> None:
         print("masks: skipped (pip install opencv-python-headless to render them)")
         return
     from .render import render_masks
-    from .train.checkpoint import load
-    from .train.presets import build_dataset, build_encoder
+    from .train.experiment import load_run_encoder
+    from .train.presets import build_dataset
 
-    encoder = build_encoder(cfg["encoder"])
-    encoder.load_state_dict(load(os.path.join(out, "checkpoint.pt"))["encoder"])
+    encoder, _, _ = load_run_encoder(out)
     data = build_dataset(cfg["eval"]["test"])
     images = torch.stack([data[i][0] for i in range(4)]).expand(-1, 3, -1, -1)  # grey as RGB
     result = render_masks(encoder, images, taps=("conv1", "conv2", "conv3"), ks=(2, 3, 4), normalize=False,

@@ -3,7 +3,6 @@ Experiments 2-4): one forward pass, per-pixel clustering per layer and k, colour
 consistent across k, overlays, and one figure per image (rows: layers, columns: k)."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -16,6 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from ..cluster import bisecting, kmeans, pixel_features, raw_pixel_kmeans, ward
+from ..train.checkpoint import CHECKPOINT as RUN_CHECKPOINT
+from ..train.checkpoint import load as read_checkpoint
+from ..train.experiment import CONFIG as RUN_CONFIG
+from ..train.experiment import load_run_encoder
 from ._checks import check_choice, check_size, describe, int_tensor, is_int
 from .figure import figure_grid
 from .labels import UPSAMPLE_MODES, upsample_labels
@@ -27,7 +30,6 @@ RAW_PIXELS = "raw pixels"
 # torchvision's ImageNet statistics: what torchvision-layout checkpoints were trained on.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RUN_CONFIG, RUN_CHECKPOINT = "config.json", "checkpoint.pt"
 
 
 @dataclass
@@ -219,8 +221,8 @@ def default_encoder(checkpoint: Optional[str] = None, seed: int = 0):
         raise ValueError(f"checkpoint: {checkpoint!r} does not exist")
     folder = find_run_folder(checkpoint)
     if folder is not None:
-        return _encoder_from_run(folder)
-    return _encoder_from_state_dict(_read_checkpoint(checkpoint), checkpoint)
+        return load_run_encoder(folder)[0]
+    return _encoder_from_state_dict(read_checkpoint(checkpoint), checkpoint)
 
 
 def find_run_folder(path: str) -> Optional[str]:
@@ -367,34 +369,6 @@ def _write(figures: Dict[str, np.ndarray], out_dir: str, suffix: str) -> Dict[st
 
 
 # --- checkpoints -------------------------------------------------------------------------------
-
-def _read_checkpoint(path: str):
-    try:
-        from ..train.checkpoint import load
-    except ImportError as exc:  # a checkout without pyclr.train
-        raise ImportError(f"checkpoint: reading {path!r} needs pyclr.train ({exc})") from exc
-    return load(path)
-
-
-def _encoder_from_run(folder: str):
-    from ..models import make_encoder
-
-    config_path = os.path.join(folder, RUN_CONFIG)
-    with open(config_path) as f:
-        spec = dict(json.load(f).get("encoder") or {})
-    if "name" not in spec:
-        raise ValueError(f"checkpoint: {config_path} names no encoder (no encoder.name)")
-    encoder = make_encoder(spec.pop("name"), **spec)
-    saved = _read_checkpoint(os.path.join(folder, RUN_CHECKPOINT))
-    if not isinstance(saved, Mapping) or "encoder" not in saved:
-        raise ValueError(f"checkpoint: {os.path.join(folder, RUN_CHECKPOINT)} holds no encoder weights")
-    try:
-        encoder.load_state_dict(saved["encoder"])
-    except RuntimeError as exc:
-        raise ValueError(f"checkpoint: the weights do not fit the encoder of {config_path}: "
-                         f"{str(exc).splitlines()[0]}") from exc
-    return encoder
-
 
 def _encoder_from_state_dict(state, path: str):
     """A ResNet shaped after a torchvision-layout state dict, loaded with it."""

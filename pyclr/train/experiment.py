@@ -63,20 +63,33 @@ def probe(cfg: dict, encoder, device) -> float:
     return linear_probe(x, y).accuracy
 
 
-def evaluate_run(run_dir: str, *, device=None) -> dict:
-    """``pyclr eval``: the probe of the encoder in ``run_dir/checkpoint.pt``."""
+def load_run_encoder(run_dir: str):
+    """``(encoder, config, checkpoint)`` of a run folder: the encoder its ``config.json`` names,
+    with the weights of its ``checkpoint.pt``."""
     path = os.path.join(run_dir, CONFIG)
     if not os.path.exists(path):
         raise ValueError(f"run_dir: {run_dir!r} has no {CONFIG} (was it written by pyclr train?)")
     with open(path) as f:
         cfg = json.load(f)
-    if not cfg.get("eval"):
-        raise ValueError(f"run_dir: the configuration in {path} has no eval section")
-    saved = ckpt.load(os.path.join(run_dir, ckpt.CHECKPOINT))
-    device = device_of(device)
+    if "name" not in (cfg.get("encoder") or {}):
+        raise ValueError(f"checkpoint: {path} names no encoder (no encoder.name)")
+    weights = os.path.join(run_dir, ckpt.CHECKPOINT)
+    saved = ckpt.load(weights)
+    if not isinstance(saved, dict) or "encoder" not in saved:
+        raise ValueError(f"checkpoint: {weights} holds no encoder weights")
     encoder = build_encoder(cfg["encoder"])
     try:
         encoder.load_state_dict(saved["encoder"])
     except RuntimeError as exc:
-        raise ValueError(f"checkpoint: does not fit the encoder of {path}: {str(exc).splitlines()[0]}") from exc
+        raise ValueError(f"checkpoint: the weights do not fit the encoder of {path}: "
+                         f"{str(exc).splitlines()[0]}") from exc
+    return encoder, cfg, saved
+
+
+def evaluate_run(run_dir: str, *, device=None) -> dict:
+    """``pyclr eval``: the probe of the encoder in ``run_dir/checkpoint.pt``."""
+    encoder, cfg, saved = load_run_encoder(run_dir)
+    if not cfg.get("eval"):
+        raise ValueError(f"run_dir: the configuration in {os.path.join(run_dir, CONFIG)} has no eval section")
+    device = device_of(device)
     return {"step": saved["step"], "probe_accuracy": probe(cfg, encoder.to(device), device)}
