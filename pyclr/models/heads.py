@@ -6,6 +6,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .encoder import check_int
+
 
 class ProjectionHead(nn.Module):
     """An MLP of ``num_layers`` linear layers between the encoder and the loss.
@@ -31,7 +33,7 @@ class ProjectionHead(nn.Module):
                  num_layers: int = 2, batch_norm: bool = True):
         super().__init__()
         for name, value in (("in_dim", in_dim), ("out_dim", out_dim)):
-            _check_dim(name, value)
+            check_int(name, value)
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 0 <= num_layers <= 4:
             raise ValueError(f"num_layers: expected an int in 0..4, got {num_layers!r}")
         if not isinstance(batch_norm, bool):
@@ -60,19 +62,14 @@ class ProjectionHead(nn.Module):
         return outputs if return_all else outputs[-1]
 
 
-def _check_dim(name, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-
-
 def _hidden_sizes(hidden_dim, num_layers) -> list:
     count = max(num_layers - 1, 0)
     if isinstance(hidden_dim, int) and not isinstance(hidden_dim, bool):
-        _check_dim("hidden_dim", hidden_dim)
+        check_int("hidden_dim", hidden_dim)
         return [hidden_dim] * count
     sizes = list(hidden_dim)
     if len(sizes) != count:
         raise ValueError(f"hidden_dim: expected an int or {count} sizes (num_layers - 1), got {sizes}")
     for value in sizes:
-        _check_dim("hidden_dim", value)
+        check_int("hidden_dim", value)
     return sizes

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from .encoder import Encoder
+from .encoder import Encoder, check_int
 
 # name: (block, blocks per stage)
 ARCHS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
@@ -84,8 +84,7 @@ class ResNet(Encoder):
             raise ValueError(f"width: expected one of {WIDTHS}, got {width!r}")
         if not isinstance(cifar_stem, bool):
             raise TypeError(f"cifar_stem: expected a bool, got {type(cifar_stem).__name__}")
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"in_channels: expected an int >= 1, got {in_channels!r}")
+        check_int("in_channels", in_channels)
         self.arch, self.width, self.cifar_stem, self.in_channels = arch, width, cifar_stem, in_channels
         kind, counts = ARCHS[arch]
         block = BasicBlock if kind == "basic" else Bottleneck

@@ -4,19 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .encoder import Encoder
-
-
-def _check_channels(in_channels) -> int:
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels: expected an int >= 1, got {in_channels!r}")
-    return in_channels
-
-
-def _check_size(input_size, smallest: int) -> int:
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < smallest:
-        raise ValueError(f"input_size: expected an int >= {smallest}, got {input_size!r}")
-    return input_size
+from .encoder import Encoder, check_int
 
 
 def _flatten(x: torch.Tensor, size: int, input_size: int) -> torch.Tensor:
@@ -36,8 +24,8 @@ class LeNet(Encoder):
 
     def __init__(self, in_channels: int = 4, input_size: int = 28):
         super().__init__()
-        self.in_channels = _check_channels(in_channels)
-        size = _check_size(input_size, 10)
+        self.in_channels = check_int("in_channels", in_channels)
+        size = check_int("input_size", input_size, 10)
         self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 6, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=1))
         self.conv2 = nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=1))
         side = size - 10
@@ -58,8 +46,8 @@ class SmallConvNet(Encoder):
 
     def __init__(self, in_channels: int = 1, input_size: int = 28, feature_dim: int = 128):
         super().__init__()
-        self.in_channels = _check_channels(in_channels)
-        size = _check_size(input_size, 1)
+        self.in_channels = check_int("in_channels", in_channels)
+        size = check_int("input_size", input_size)
         self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True))
         self.conv2 = nn.Sequential(nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(inplace=True))
         self.conv3 = nn.Sequential(nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU(inplace=True))

@@ -8,6 +8,8 @@ from typing import Sequence, Tuple
 import numpy as np
 import torch
 
+from ..losses._checks import check_choice  # noqa: F401  (one message for every module)
+
 
 def describe(value) -> str:
     if isinstance(value, (torch.Tensor, np.ndarray)):
@@ -36,12 +38,6 @@ def cluster_count(name: str, labels: torch.Tensor, k) -> int:
     if not is_int(k) or k < top:
         raise ValueError(f"{name}: expected an int >= labels.max() + 1 = {top}, got {k!r}")
     return int(k)
-
-
-def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
 
 
 def int_tensor(name: str, value, dims: Tuple[int, ...]) -> torch.Tensor:
