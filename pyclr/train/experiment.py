@@ -12,8 +12,7 @@ from ..evaluate import extract_features, linear_probe
 from ..evaluate.features import pick_label
 from . import checkpoint as ckpt
 from .loop import train
-from .presets import (build_augment, build_dataset, build_encoder, build_head, check_dataset_fits,
-                      device_of, resolve_config)
+from .presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
 
 CONFIG = "config.json"
 REPORT = "report.json"
@@ -30,7 +29,6 @@ def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, pr
     torch.manual_seed(seed)
     encoder = build_encoder(cfg["encoder"])
     dataset = build_dataset(cfg["dataset"])
-    check_dataset_fits(dataset, cfg["train"].get("batch_size", 256))
     augment = build_augment(cfg.get("augment"))
     head = build_head(cfg.get("head"), encoder)
     os.makedirs(out_dir, exist_ok=True)

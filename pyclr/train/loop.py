@@ -141,7 +141,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
             while step < total_steps:
                 epoch = step // steps_per_epoch
                 started, losses, first = time.perf_counter(), [], step
-                batches = _epoch_batches(len(dataset), batch_size, seed, epoch, step % steps_per_epoch, dist)
+                batches = _EpochBatches(len(dataset), batch_size, seed, epoch, step % steps_per_epoch, dist)
                 loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=_images)
                 for images in _progress(loader, progress and dist.is_main, epoch, epochs):
                     set_lr(opt, lr * warmup_cosine(step, total_steps, warmup_steps))
@@ -273,9 +273,6 @@ class _EpochBatches:
 
     def __len__(self):
         return len(self.batches)
-
-
-_epoch_batches = _EpochBatches
 
 
 def _images(items):

@@ -194,11 +194,6 @@ def build_head(spec: dict | None, encoder: nn.Module):
     return ProjectionHead(spec.pop("in_dim", encoder.feature_dim), **spec)
 
 
-def check_dataset_fits(dataset, batch_size: int) -> None:
-    if len(dataset) < batch_size:
-        raise ValueError(f"train.batch_size: {batch_size} is larger than the dataset ({len(dataset)} items)")
-
-
 def device_of(name: str | None) -> torch.device:
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
