@@ -158,7 +158,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                             value = loss_fn(z1.float(), z2.float(), generator=torch.Generator().manual_seed(_step_seed(seed, step, 0)))
                         else:
                             value = loss_fn(z1, z2)
-                    _check_finite(value, step)
+                    loss_value = _finite_value(value, step)
                     opt.zero_grad(set_to_none=True)
                     scaler.scale(value).backward()
                     scaler.step(opt)
@@ -166,8 +166,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                     if moco is not None:
                         moco.update(encoder, head)
                     step += 1
-                    losses.append(value.detach())
-                    info = {"step": step, "epoch": epoch, "loss": value.item(), "lr": opt.param_groups[0]["lr"]}
+                    losses.append(loss_value)
+                    info = {"step": step, "epoch": epoch, "loss": loss_value, "lr": opt.param_groups[0]["lr"]}
                     for cb in callbacks:
                         cb(info)
                 record = _epoch_record(epoch, step, losses, opt, started, (step - first) * batch_size)
@@ -291,15 +291,19 @@ def _step_seed(seed, step, rank):
     return (seed * 1_000_003 ** 2 + step * 1_009 + rank + 1) % 2**63
 
 
-def _check_finite(value, step):
-    if not torch.isfinite(value.detach()).all():
+def _finite_value(value, step) -> float:
+    """The loss as a float, read once per step (the one device sync of a step): the NaN check,
+    the callbacks and the epoch's mean share it."""
+    loss = value.item()
+    if not math.isfinite(loss):
         raise FloatingPointError(
-            f"loss: not finite at step {step} ({value.item()}); lower the learning rate or use precision='fp32'")
+            f"loss: not finite at step {step} ({loss}); lower the learning rate or use precision='fp32'")
+    return loss
 
 
 def _epoch_record(epoch, step, losses, opt, started, images):
     elapsed = time.perf_counter() - started
-    return {"epoch": epoch, "step": step, "loss": torch.stack(losses).float().mean().item() if losses else math.nan,
+    return {"epoch": epoch, "step": step, "loss": torch.tensor(losses).mean().item() if losses else math.nan,
             "lr": opt.param_groups[0]["lr"], "images_per_s": images / elapsed if elapsed > 0 else math.nan,
             "time_s": elapsed}
 
