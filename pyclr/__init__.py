@@ -6,8 +6,8 @@ try:
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-from . import cluster, evaluate, losses, models, render
+from . import analysis, cluster, evaluate, losses, models, render
 from ._ops import build_info
 from .train import train  # the function; pyclr.train.* submodules stay importable
 
-__all__ = ["__version__", "build_info", "cluster", "evaluate", "losses", "models", "render", "train"]
+__all__ = ["__version__", "analysis", "build_info", "cluster", "evaluate", "losses", "models", "render", "train"]

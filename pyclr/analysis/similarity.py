@@ -1,0 +1,137 @@
+"""Hermann et al. (2020)'s similarity analyses of the hierarchy data: channel preference
+(Fig. 2, B.1) and hierarchically constrained similarity (Fig. B.2, B.3)."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from ..data._util import check_int, check_seed
+from ..data.hierarchy import Hierarchy
+from ..losses._checks import check_choice
+from ._checks import check_activations, check_class_labels
+
+COSINE_EPS = 1e-12
+
+
+class ChannelProbes(NamedTuple):
+    references: torch.Tensor  # (n, C, S, S) the reference items
+    probes: torch.Tensor      # (n, C + 1, C, S, S) probe c matches its reference in channel c only;
+    #                           probe C (the baseline) in no channel
+
+
+class ChannelPreference(NamedTuple):
+    mean: torch.Tensor        # (P,) mean cosine similarity of the references to each kind of probe
+    sem: torch.Tensor         # (P,) its standard error over the references
+    similarity: torch.Tensor  # (n, P) every reference's similarity to each of its probes
+
+
+class HierarchicalSimilarity(NamedTuple):
+    within: torch.Tensor        # (L,) mean similarity of distinct items in the same class at each level
+    across: torch.Tensor        # (L,) ... in different classes at that level with the same parent
+    across_view: float          # mean similarity of two views of the same item
+    within_pairs: torch.Tensor  # (L,) how many (view, view) pairs each mean is over; 0 means NaN
+    across_pairs: torch.Tensor  # (L,)
+
+
+def channel_probes(dataset: Hierarchy, num_references: int = 200, *, source: str = "train",
+                   seed: int = 0) -> ChannelProbes:
+    """Reference items and, for each, probes that match it in exactly one channel (one per
+    level of the hierarchy) plus a baseline probe that matches it in none.
+
+    ``source="train"``: references are items of ``dataset`` and the other channels of a probe
+    are masks of the dataset (another node at that level than the reference's), so every
+    channel is one the model saw in training. ``source="random"``: references and the other
+    channels are fresh uniform-noise masks (Fig. B.1).
+    """
+    if not isinstance(dataset, Hierarchy):
+        raise TypeError(f"dataset: expected a pyclr.data.Hierarchy, got {type(dataset).__name__}")
+    n = check_int("num_references", num_references, 1)
+    check_choice("source", source, ("train", "random"))
+    generator = torch.Generator().manual_seed(check_seed(seed))
+    levels, size = dataset.levels, dataset.mask_size
+    if source == "random":
+        def fresh():
+            return torch.rand(size, size, generator=generator)
+        references = torch.rand(n, levels, size, size, generator=generator)
+        probes = torch.stack([torch.stack([torch.stack([ref[c] if c == match else fresh() for c in range(levels)])
+                                           for match in range(levels + 1)]) for ref in references])
+        return ChannelProbes(references, probes)
+    if any(nodes < 2 for nodes in dataset.nodes):
+        raise ValueError("dataset: every level needs at least 2 nodes, so a probe can differ from its reference")
+    items = torch.randint(len(dataset), (n,), generator=generator).tolist()
+    references, probes = [], []
+    for item in items:
+        own = dataset.ancestors(item)
+        references.append(dataset.compose(own))
+        kinds = []
+        for match in range(levels + 1):
+            nodes = [own[c] if c == match else _other_node(own[c], dataset.nodes[c], generator)
+                     for c in range(levels)]
+            kinds.append(dataset.compose(nodes))
+        probes.append(torch.stack(kinds))
+    return ChannelProbes(torch.stack(references), torch.stack(probes))
+
+
+def _other_node(node: int, count: int, generator: torch.Generator) -> int:
+    """A node drawn uniformly from the ``count`` nodes of a level, other than ``node``."""
+    other = int(torch.randint(count - 1, (1,), generator=generator))
+    return other + (other >= node)
+
+
+@torch.no_grad()
+def channel_preference(references: torch.Tensor, probes: torch.Tensor) -> ChannelPreference:
+    """Cosine similarity of each reference's activations (n, D) to those of its P probes
+    (n, P, D), averaged over the references: the higher, the more the layer weighs the
+    channel the probe shares (Hermann et al., Fig. 2)."""
+    ref = check_activations("references", references, 2, "(n, D)")
+    pro = check_activations("probes", probes, 3, "(n, P, D)")
+    if pro.shape[0] != ref.shape[0] or pro.shape[2] != ref.shape[1]:
+        raise ValueError(f"probes: expected shape ({ref.shape[0]}, P, {ref.shape[1]}) to match references "
+                         f"{tuple(ref.shape)}, got {tuple(pro.shape)}")
+    sim = F.cosine_similarity(ref.unsqueeze(1).double(), pro.double(), dim=2, eps=COSINE_EPS)
+    n = sim.shape[0]
+    sem = sim.std(0) / n ** 0.5 if n > 1 else torch.zeros(sim.shape[1], dtype=sim.dtype, device=sim.device)
+    return ChannelPreference(sim.mean(0).float(), sem.float(), sim.float())
+
+
+@torch.no_grad()
+def hierarchical_similarity(views: torch.Tensor, ancestors) -> HierarchicalSimilarity:
+    """Within- and across-class cosine similarity at each level of a hierarchy (Hermann et
+    al., Fig. B.2): ``views`` (n, V, D) are the activations of V views of n items and
+    ``ancestors`` (n, L) the class (node id) of each item at each level, top level first
+    (``Hierarchy`` items carry it as ``labels["ancestors"]``).
+
+    At level l, *within* averages the similarity of every pair of views of two distinct items
+    that share their level-l class; *across* (hierarchically constrained) of distinct items
+    whose level-l classes differ but whose level-(l-1) classes agree (any two classes at the
+    top level). *across_view* averages pairs of distinct views of one item. A level with no
+    such pair (the leaf level, when every item is its own class) reports NaN with a pair
+    count of 0.
+    """
+    x = check_activations("views", views, 3, "(n, V, D)")
+    n, v, _ = x.shape
+    labels = torch.as_tensor(ancestors)
+    if labels.dim() != 2 or labels.shape[0] != n:
+        raise ValueError(f"ancestors: expected shape ({n}, L), got {tuple(labels.shape)}")
+    labels = check_class_labels("ancestors", labels, tuple(labels.shape), x.device)
+    z = F.normalize(x.reshape(n * v, -1).double(), dim=1, eps=COSINE_EPS)
+    sim = z @ z.T
+    item = torch.arange(n, device=x.device).repeat_interleave(v)
+    same_item = item.view(-1, 1) == item.view(1, -1)
+    distinct_view = ~torch.eye(n * v, dtype=torch.bool, device=x.device)
+    within, across, within_pairs, across_pairs = [], [], [], []
+    parent_same = torch.ones_like(same_item)
+    for level in range(labels.shape[1]):
+        cls = labels[item, level]
+        same = cls.view(-1, 1) == cls.view(1, -1)
+        for mask, means, counts in ((same & ~same_item, within, within_pairs),
+                                    (~same & parent_same, across, across_pairs)):
+            counts.append(int(mask.sum()))
+            means.append(sim[mask].mean().item() if counts[-1] else float("nan"))
+        parent_same = same
+    view_mask = same_item & distinct_view
+    across_view = sim[view_mask].mean().item() if view_mask.any() else float("nan")
+    return HierarchicalSimilarity(torch.tensor(within), torch.tensor(across), across_view,
+                                  torch.tensor(within_pairs), torch.tensor(across_pairs))
