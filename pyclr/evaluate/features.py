@@ -45,8 +45,12 @@ def extract_features(encoder: nn.Module, dataset, *, head: nn.Module | None = No
 
 
 def pick_label(labels, label: str | None, name: str = "label") -> torch.Tensor:
-    """One label tensor out of what ``extract_features`` returned."""
+    """One label tensor out of what ``extract_features`` returned (a bare label answers to
+    ``None`` or ``"label"``, the name ``pyclr.data`` gives it)."""
     if not isinstance(labels, dict):
+        if label not in (None, "label"):
+            raise ValueError(f"{name}: the items carry one bare label, not named ones; got {label!r} "
+                             f"(use None or 'label')")
         return labels
     if label is None:
         if len(labels) != 1:

@@ -42,10 +42,17 @@ class LeNet(Encoder):
 class SmallConvNet(Encoder):
     """The ConvNet of the random-bits experiment (Chen et al.): three 3x3 stride-2
     convolutions of 32, 64 and 64 channels with ReLU, then a 128-unit dense layer with ReLU,
-    the representation. Taps: ``conv1``, ``conv2``, ``conv3``."""
+    the representation. Taps: ``conv1``, ``conv2``, ``conv3``.
 
-    def __init__(self, in_channels: int = 1, input_size: int = 28, feature_dim: int = 128):
+    ``global_pool=True`` averages the last map over space before the dense layer: the
+    representation no longer depends on where in the image a pattern is (and any input size
+    works), which objects placed at random on a larger canvas (MultiDigit) need."""
+
+    def __init__(self, in_channels: int = 1, input_size: int = 28, feature_dim: int = 128,
+                 global_pool: bool = False):
         super().__init__()
+        if not isinstance(global_pool, bool):
+            raise TypeError(f"global_pool: expected a bool, got {type(global_pool).__name__}")
         self.in_channels = check_int("in_channels", in_channels)
         size = check_int("input_size", input_size)
         self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True))
@@ -54,11 +61,15 @@ class SmallConvNet(Encoder):
         self.input_size = size
         for _ in range(3):
             size = (size + 1) // 2  # 3x3, stride 2, padding 1
-        self.dense = nn.Sequential(nn.Linear(64 * size * size, feature_dim), nn.ReLU(inplace=True))
+        self.global_pool = global_pool
+        in_features = 64 if global_pool else 64 * size * size
+        self.dense = nn.Sequential(nn.Linear(in_features, check_int("feature_dim", feature_dim)), nn.ReLU(inplace=True))
         self.feature_dim = feature_dim
 
     def stages(self):
         return [("conv1", self.conv1), ("conv2", self.conv2), ("conv3", self.conv3)]
 
     def pool(self, x):
+        if self.global_pool:
+            return self.dense(x.mean((2, 3)))
         return self.dense(_flatten(x, self.dense[0].in_features, self.input_size))

@@ -139,3 +139,16 @@ def test_bad_input():
         knn_accuracy(x, y, x, y, k=0)
     with pytest.raises(ValueError, match="label_names: expected a non-empty list"):
         decodability(MeanEncoder(), ProjectionHead(2, 4, 2), Labeled(10), "a")
+
+
+def test_pick_label_names_what_bare_labels_answer_to():
+    from pyclr.evaluate.features import pick_label
+
+    bare = torch.tensor([0, 1, 2])
+    assert pick_label(bare, None) is bare and pick_label(bare, "label") is bare
+    with pytest.raises(ValueError, match="label: the items carry one bare label, not named ones; got 'colour'"):
+        pick_label(bare, "colour")
+    named = {"colour": bare, "scale": bare + 1}
+    assert pick_label(named, "scale") is named["scale"]
+    with pytest.raises(ValueError, match="label: the items carry several labels"):
+        pick_label(named, None)

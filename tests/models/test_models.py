@@ -95,6 +95,20 @@ def test_lenet_and_small_convnet():
         small(batch(11, 40))  # 5x5 last map; 32x32 inputs would end 4x4 like 28x28 ones
 
 
+def test_small_convnet_global_pool_ignores_where_the_pattern_is():
+    torch.manual_seed(0)
+    pooled = SmallConvNet(in_channels=1, input_size=56, global_pool=True)
+    assert pooled.dense[0].in_features == 64 and pooled(batch(1, 40)).shape == (2, 128)  # any size
+    image = torch.zeros(1, 1, 56, 56)
+    image[..., 8:22, 8:22] = torch.rand(14, 14)
+    moved = torch.roll(image, shifts=(24, 16), dims=(2, 3))  # a multiple of the total stride 8
+    assert torch.allclose(pooled(image), pooled(moved), atol=1e-5)
+    flat = SmallConvNet(in_channels=1, input_size=56)
+    assert not torch.allclose(flat(image), flat(moved), atol=1e-3)
+    with pytest.raises(TypeError, match="global_pool: expected a bool"):
+        SmallConvNet(global_pool=1)
+
+
 def test_make_encoder_and_bad_input():
     assert isinstance(make_encoder("resnet18", cifar_stem=True), ResNet)
     with pytest.raises(ValueError, match="encoder: expected one of 'resnet18'"):

@@ -1,0 +1,43 @@
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from pyclr.data import InMemory
+
+
+class Counting(Dataset):
+    """Items built on every read, counting the reads."""
+
+    def __init__(self, n, named):
+        self.n, self.named, self.reads = n, named, 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.reads += 1
+        image = torch.full((1, 3, 3), float(i))
+        return image, ({"label": i % 3, "digits": torch.tensor([i, -1])} if self.named else i % 3)
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_items_equal_the_base_and_are_read_once(named):
+    base = Counting(10, named)
+    held = InMemory(base, batch_size=4)
+    assert base.reads == 10 and len(held) == 10
+    for i in range(10):
+        image, labels = held[i]
+        want_image, want_labels = base[i]
+        assert torch.equal(image, want_image)
+        if named:
+            assert labels["label"].item() == want_labels["label"] and torch.equal(labels["digits"], want_labels["digits"])
+        else:
+            assert labels.item() == want_labels
+    assert base.reads == 20  # the checks above, not the held dataset
+
+
+def test_empty_and_bad_arguments():
+    with pytest.raises(ValueError, match="dataset: expected at least one item"):
+        InMemory(Counting(0, False))
+    with pytest.raises(ValueError, match="batch_size"):
+        InMemory(Counting(3, False), batch_size=0)
