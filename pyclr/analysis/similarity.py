@@ -36,7 +36,7 @@ class HierarchicalSimilarity(NamedTuple):
 
 
 def channel_probes(dataset: Hierarchy, num_references: int = 200, *, source: str = "train",
-                   seed: int = 0) -> ChannelProbes:
+                   items=None, seed: int = 0) -> ChannelProbes:
     """Reference items and, for each, probes that match it in exactly one channel (one per
     level of the hierarchy) plus a baseline probe that matches it in none.
 
@@ -52,6 +52,9 @@ def channel_probes(dataset: Hierarchy, num_references: int = 200, *, source: str
     generator = torch.Generator().manual_seed(check_seed(seed))
     levels, size = dataset.levels, dataset.mask_size
     if source == "random":
+        if items is not None:
+            raise ValueError("items: only train references come from the dataset's items (source='train')")
+
         def fresh():
             return torch.rand(size, size, generator=generator)
         references = torch.rand(n, levels, size, size, generator=generator)
@@ -60,9 +63,9 @@ def channel_probes(dataset: Hierarchy, num_references: int = 200, *, source: str
         return ChannelProbes(references, probes)
     if any(nodes < 2 for nodes in dataset.nodes):
         raise ValueError("dataset: every level needs at least 2 nodes, so a probe can differ from its reference")
-    items = torch.randint(len(dataset), (n,), generator=generator).tolist()
+    pool = torch.arange(len(dataset)) if items is None else _check_items(items, len(dataset))
     references, probes = [], []
-    for item in items:
+    for item in pool[torch.randint(len(pool), (n,), generator=generator)].tolist():
         own = dataset.ancestors(item)
         references.append(dataset.compose(own))
         kinds = []
@@ -72,6 +75,16 @@ def channel_probes(dataset: Hierarchy, num_references: int = 200, *, source: str
             kinds.append(dataset.compose(nodes))
         probes.append(torch.stack(kinds))
     return ChannelProbes(torch.stack(references), torch.stack(probes))
+
+
+def _check_items(items, length: int) -> torch.Tensor:
+    pool = torch.as_tensor(items)
+    if pool.dim() != 1 or len(pool) == 0 or pool.is_floating_point() or pool.dtype == torch.bool:
+        raise ValueError(f"items: expected a non-empty 1-D sequence of item indices, got {pool.dtype} "
+                         f"of shape {tuple(pool.shape)}")
+    if pool.min() < 0 or pool.max() >= length:
+        raise ValueError(f"items: expected indices in 0..{length - 1}, got {pool.min().item()}..{pool.max().item()}")
+    return pool.long()
 
 
 def _other_node(node: int, count: int, generator: torch.Generator) -> int:

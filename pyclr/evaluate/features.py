@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 
 @torch.no_grad()
@@ -42,6 +42,25 @@ def extract_features(encoder: nn.Module, dataset, *, head: nn.Module | None = No
     if isinstance(labels[0], dict):
         return feats, {k: torch.cat([torch.as_tensor(l[k]) for l in labels]) for k in labels[0]}
     return feats, torch.cat([torch.as_tensor(l) for l in labels])
+
+
+@torch.no_grad()
+def layer_activations(encoder: nn.Module, images: torch.Tensor, *, head: nn.Module | None = None,
+                      batch_size: int = 1024, device=None) -> list:
+    """Activations of a tensor of images ``(..., C, H, W)`` (any leading dimensions: probes
+    per reference, views per item) in eval mode: ``[h]`` the encoder's output, or with a head
+    ``[h, layer 1, ..., output]`` (``ProjectionHead.forward(..., return_all=True)``), each of
+    shape ``(..., D)`` on the CPU."""
+    if not isinstance(images, torch.Tensor) or images.dim() < 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images: expected a tensor of shape (..., C, H, W) with a batch dimension, got {shape}")
+    flat = images.reshape(-1, *images.shape[-3:])
+    if len(flat) == 0:
+        raise ValueError(f"images: expected at least one image, got shape {tuple(images.shape)}")
+    layers, _ = extract_features(encoder, TensorDataset(flat, torch.zeros(len(flat))), head=head,
+                                 all_layers=head is not None, batch_size=batch_size, device=device)
+    layers = layers if head is not None else [layers]
+    return [layer.cpu().reshape(*images.shape[:-3], -1) for layer in layers]
 
 
 def pick_label(labels, label: str | None, name: str = "label") -> torch.Tensor:

@@ -35,6 +35,19 @@ def test_train_probes_use_the_datasets_masks(small_hierarchy):
         assert (channel == masks[level].unsqueeze(0)).flatten(2).all(2).any(1).all()
 
 
+def test_train_references_come_from_the_given_items(small_hierarchy):
+    allowed = [5, 17, 40]
+    refs, _ = channel_probes(small_hierarchy, 12, items=allowed, seed=0)
+    candidates = torch.stack([small_hierarchy[i][0] for i in allowed])
+    assert (refs.unsqueeze(1) == candidates).flatten(2).all(2).any(1).all()
+    with pytest.raises(ValueError, match="items: expected indices in 0..63, got 5..64"):
+        channel_probes(small_hierarchy, 2, items=[5, 64])
+    with pytest.raises(ValueError, match="items: expected a non-empty 1-D sequence"):
+        channel_probes(small_hierarchy, 2, items=[])
+    with pytest.raises(ValueError, match="items: only train references"):
+        channel_probes(small_hierarchy, 2, source="random", items=[1])
+
+
 def test_random_probes_are_not_the_datasets(small_hierarchy):
     refs, _ = channel_probes(small_hierarchy, 3, source="random", seed=0)
     top_masks = torch.stack([small_hierarchy.mask(0, node) for node in range(4)])

@@ -152,3 +152,24 @@ def test_pick_label_names_what_bare_labels_answer_to():
     assert pick_label(named, "scale") is named["scale"]
     with pytest.raises(ValueError, match="label: the items carry several labels"):
         pick_label(named, None)
+
+
+def test_layer_activations_keep_the_leading_dimensions():
+    from pyclr.evaluate import layer_activations
+
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(12, 6))
+    encoder.feature_dim = 6
+    head = ProjectionHead(6, 5, 4, num_layers=2)
+    images = torch.randn(3, 2, 3, 2, 2)  # 3 items x 2 views of (3, 2, 2) images
+    layers = layer_activations(encoder, images, head=head)
+    assert [tuple(layer.shape) for layer in layers] == [(3, 2, 6), (3, 2, 5), (3, 2, 4)]
+    head.eval()
+    with torch.no_grad():
+        direct = head(encoder(images.reshape(6, 3, 2, 2)), return_all=True)
+    for got, want in zip(layers, direct):
+        assert torch.allclose(got.reshape(6, -1), want)
+    (only,) = layer_activations(encoder, images)
+    assert only.shape == (3, 2, 6)
+    with pytest.raises(ValueError, match="images: expected a tensor of shape \\(..., C, H, W\\)"):
+        layer_activations(encoder, torch.randn(3, 2, 2))
