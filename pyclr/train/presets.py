@@ -71,20 +71,25 @@ PRESETS = {
         "eval": {"train": {"name": "random_bits", "bits": 10}, "label": "label"},
     },
     "hierarchy": {
-        "description": "Hermann et al.: the hierarchy data, LeNet encoder, 120-84-84 head, 28x28 crops",
+        "description": "Hermann et al.: the hierarchy data, LeNet encoder, 120-84-84 head (a plain MLP, as the "
+                       "paper's), 28x28 crops, Adam 1e-3, tau 0.1, 100 epochs",
         "encoder": {"name": "lenet", "in_channels": 4, "input_size": 28},
         "dataset": {"name": "hierarchy"},
         "augment": {"policy": "crop_without_resize", "size": 28},
-        "head": {"hidden_dim": [120, 84], "out_dim": 84, "num_layers": 3},
-        "train": {"epochs": 50, "batch_size": 256, "optimizer": "adam", "temperature": 0.5},
+        "head": {"hidden_dim": [120, 84], "out_dim": 84, "num_layers": 3, "batch_norm": False},
+        "train": {"epochs": 100, "batch_size": 256, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
+                  "warmup_epochs": 0, "temperature": 0.1},
         "eval": None,
     },
     "sprites": {
-        "description": "Hermann et al.: sprites with crop and colour jitter, ResNet-18",
+        "description": "Hermann et al.: sprites with crop and colour jitter, ResNet-18 (CIFAR stem), "
+                       "512-512-128 head, Adam 1e-3, batch 128, tau 0.5, 200 epochs",
         "encoder": {"name": "resnet18", "cifar_stem": True},
         "dataset": {"name": "sprites"},
         "augment": {"policy": "sprites_crop+jitter", "size": 64},
-        "train": {"epochs": 100, "batch_size": 256, "optimizer": "lars", "temperature": 0.5},
+        "head": {"hidden_dim": 512, "out_dim": 128, "num_layers": 3, "batch_norm": False},
+        "train": {"epochs": 200, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
+                  "warmup_epochs": 0, "temperature": 0.5},
         "eval": {"train": {"name": "sprites"}, "label": "colour"},
     },
 }
