@@ -1,0 +1,187 @@
+"""Intriguing Properties of Contrastive Losses, Table 4: the presence of a dominant object
+suppresses the learning of features of smaller objects. Two MNIST digits on a 112x112
+canvas, the first 20x20, the second s x s with s in {20, 30, ..., 80}; after training, two
+linear probes read the first and the second digit's class off the frozen representation.
+The paper's claim: as the second digit grows, SimCLR's probe on the small first digit
+collapses (tau 0.2: 98.7% at s = 20, 87.5% at 50, 24.9% at 60, 20.3% at 80; tau 0.05 later and
+less: 39.9% at 80) while the second digit stays near 98-99%; a supervised network keeps both
+near 99%, and a random network gets 16-29%.
+
+    python examples/feature_suppression_sizes.py --quick    # 2-core CPU, minutes
+    python examples/feature_suppression_sizes.py            # GPU: ResNet-18, 112x112, s = 20..80
+
+For each size: SimCLR (NT-Xent) at tau 0.05 and 0.2, a supervised baseline
+(pyclr.train.train_supervised with one linear classifier per digit, their cross-entropies
+summed: the paper's supervised row is near 99% on both digits, which a network trained on
+one digit's label alone would not give; the paper's text does not say more), and a randomly
+initialised encoder; each probed on both digits (pyclr.evaluate.linear_probe on held-out
+canvases). Supervised training uses no augmentation (a crop could drop a labelled digit).
+
+Writes results/feature_suppression_sizes.json and feature_suppression_sizes.png (example
+canvases; probe accuracy against the second digit's size beside the paper's). Full mode:
+the paper's canvas and sizes with the "multidigit" preset's training (ResNet-18, 20,000
+canvases, SimCLR augmentation, LARS, batch 256), shortened to 20 epochs per run so that the
+21 runs should fit in about an hour on one H100 (an estimate: not yet run on a GPU); MNIST's
+IDX files with --data-root, else the embedded 4,000-digit subset. Quick mode is a
+scaled-down stand-in: every length halved (a 56x56 canvas, first digit 14x14, second 14 or
+42: ratios 1 and 3 to the first, the paper's s = 20 and 60, where its tau 0.2 probe on the
+first digit falls from 98.7% to 24.9%), pyclr's small ConvNet with global average pooling,
+2,048 training canvases, 8 epochs at batch 64 with Adam, crops of area 0.5-1, the embedded
+digits.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+import pyclr  # noqa: E402
+from pyclr.data import InMemory, TwoDigitSizes  # noqa: E402
+from pyclr.evaluate import extract_features, linear_probe  # noqa: E402
+from pyclr.train import train_supervised  # noqa: E402
+from pyclr.train.presets import build_augment, build_encoder, build_head, resolve_config  # noqa: E402
+
+# Table 4 of Intriguing Properties (ResNet-18, first digit 20x20), top-1 % for the
+# (first, second) digit at second-digit sizes 20, 30, ..., 80.
+PAPER_SIZES = [20, 30, 40, 50, 60, 70, 80]
+PAPER = {
+    "supervised": {"first": [99.1, 99.2, 99.2, 99.2, 99.1, 99.1, 99.0],
+                   "second": [99.1, 99.5, 99.5, 99.6, 99.5, 99.5, 99.6]},
+    "simclr_tau0.05": {"first": [97.8, 97.6, 96.2, 96.5, 88.5, 74.5, 39.9],
+                       "second": [97.8, 97.9, 97.8, 98.3, 98.2, 97.7, 98.2]},
+    "simclr_tau0.2": {"first": [98.7, 98.8, 98.3, 87.5, 24.9, 19.8, 20.3],
+                      "second": [98.7, 99.2, 99.2, 99.0, 99.1, 98.9, 99.4]},
+    "random_encoder": {"first": [16.5, 16.7, 16.6, 16.6, 16.6, 16.9, 16.5],
+                       "second": [16.5, 19.1, 21.9, 24.1, 26.5, 28.1, 29.0]},
+}
+TEMPERATURES = (0.05, 0.2)
+DIGITS = {"first": "first_digit", "second": "second_digit"}
+
+
+def training_config(overrides: dict) -> dict:
+    """The "multidigit" preset's encoder, augmentation, head and training, with ``overrides``;
+    its dataset and eval sections are dropped (this script builds its own)."""
+    cfg = resolve_config({"preset": "multidigit", **overrides})
+    return {key: cfg[key] for key in ("encoder", "augment", "head", "train") if cfg.get(key) is not None}
+
+
+def settings(quick: bool) -> dict:
+    """Everything a run depends on; quick mode scales each axis down (see the docstring)."""
+    if quick:
+        return {"canvas": 56, "first_size": 14, "second_sizes": [14, 42], "train_size": 2048,
+                "probe_train": 2000, "probe_test": 1000,
+                "config": training_config({
+                    "encoder": {"name": "small_convnet", "in_channels": 1, "input_size": 56, "global_pool": True},
+                    "augment": {"policy": "simclr_cifar", "size": 56, "crop_scale": [0.5, 1.0], "jitter_strength": 1.0},
+                    "head": {"hidden_dim": 128, "out_dim": 64, "num_layers": 2},
+                    "train": {"epochs": 8, "batch_size": 64, "optimizer": "adam", "lr": 3e-3, "weight_decay": 1e-5,
+                              "warmup_epochs": 0.5}}),
+                "supervised": {"epochs": 8, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-5}}
+    return {"canvas": 112, "first_size": 20, "second_sizes": PAPER_SIZES, "train_size": 20000,
+            "probe_train": 5000, "probe_test": 2000,
+            "config": training_config({"train": {"epochs": 20}}),
+            "supervised": {"epochs": 20, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-5}}
+
+
+def probe_both_digits(encoder, probe_sets, device) -> dict:
+    """One linear probe per digit, on the same frozen features of held-out canvases."""
+    x, labels = extract_features(encoder, probe_sets[0], device=device)
+    tx, test_labels = extract_features(encoder, probe_sets[1], device=device)
+    return {digit: linear_probe(x, labels[key], tx, test_labels[key]).accuracy for digit, key in DIGITS.items()}
+
+
+def train_encoder(method: str, grid: dict, data, device):
+    cfg = grid["config"]
+    torch.manual_seed(0)
+    encoder = build_encoder(cfg["encoder"])
+    if method == "random_encoder":
+        return encoder.to(device)
+    if method == "supervised":
+        return train_supervised(encoder, data, label=list(DIGITS.values()), num_classes=10, device=device,
+                                **grid["supervised"]).encoder
+    options = {**cfg["train"], "temperature": float(method.removeprefix("simclr_tau"))}
+    return pyclr.train(encoder, data, augment=build_augment(cfg["augment"]), head=build_head(cfg.get("head"), encoder),
+                       device=device, progress=False, **options).encoder
+
+
+def run_size(second: int, grid: dict, root, device, workers) -> list:
+    def canvases(size, seed, train):
+        return InMemory(TwoDigitSizes(second, grid["first_size"], grid["canvas"], size=size, seed=seed, root=root,
+                                      train=train), num_workers=workers)
+
+    data = canvases(grid["train_size"], 0, True)
+    probe_sets = canvases(grid["probe_train"], 1, True), canvases(grid["probe_test"], 2, False)
+    rows = []
+    for method in ("random_encoder", "supervised", *(f"simclr_tau{t}" for t in TEMPERATURES)):
+        started = time.perf_counter()
+        accuracy = probe_both_digits(train_encoder(method, grid, data, device), probe_sets, device)
+        rows.append({"second_size": second, "method": method, "probe_accuracy": accuracy,
+                     "time_s": time.perf_counter() - started})
+        print(f"second digit {second:3}: {method:16} probe first {accuracy['first']:.4f}, "
+              f"second {accuracy['second']:.4f} ({rows[-1]['time_s']:.0f} s)", flush=True)
+    return rows
+
+
+def plot(rows, grid, root, path) -> None:
+    """Example canvases (top) and each digit's probe accuracy against the second digit's size,
+    as a ratio to the first's so that quick mode's halved lengths line up with the paper's."""
+    sizes, first = grid["second_sizes"], grid["first_size"]
+    fig = plt.figure(figsize=(9, 6.5))
+    layout = fig.add_gridspec(2, 4, height_ratios=[1, 2])
+    for i, second in enumerate(sorted({sizes[0], sizes[len(sizes) // 2], sizes[-1]})):
+        ax = fig.add_subplot(layout[0, i])
+        ax.imshow(TwoDigitSizes(second, first, grid["canvas"], size=1, seed=3, root=root)[0][0][0], cmap="gray")
+        ax.set_title(f"{first}x{first} and {second}x{second}", fontsize=8)
+        ax.axis("off")
+    methods = [("supervised", "C1"), ("simclr_tau0.05", "C0"), ("simclr_tau0.2", "C2"), ("random_encoder", "grey")]
+    for j, digit in enumerate(DIGITS):
+        ax = fig.add_subplot(layout[1, 2 * j:2 * j + 2])
+        for method, colour in methods:
+            ours = [r["probe_accuracy"][digit] * 100 for r in rows if r["method"] == method]
+            ax.plot([s / first for s in sizes], ours, "o-", color=colour, label=f"{method} (pyclr)")
+            ax.plot([s / PAPER_SIZES[0] for s in PAPER_SIZES], PAPER[method][digit], "s--", color=colour, alpha=0.4,
+                    label=f"{method} (paper)")
+        ax.set(title=f"probe on the {digit} digit", xlabel="second digit size / first digit size", ylim=(0, 102),
+               ylabel="top-1 (%)" if j == 0 else None)
+        ax.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the 2-core CPU setting (minutes)")
+    parser.add_argument("--data-root", help="folder with MNIST's IDX files (default: the embedded subset)")
+    parser.add_argument("--out", default="results")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    grid = settings(args.quick)
+    workers = 0 if args.quick else min(8, os.cpu_count() or 1)
+    rows = [row for second in grid["second_sizes"] for row in run_size(second, grid, args.data_root, device, workers)]
+    os.makedirs(args.out, exist_ok=True)
+    figure = os.path.join(args.out, "feature_suppression_sizes.png")
+    plot(rows, grid, args.data_root, figure)
+    path = os.path.join(args.out, "feature_suppression_sizes.json")
+    with open(path, "w") as f:
+        json.dump({"mode": "quick" if args.quick else "full", "device": str(device), "torch": torch.__version__,
+                   "threads": torch.get_num_threads(),
+                   "mnist_source": TwoDigitSizes(size=1, root=args.data_root).source,
+                   "settings": grid, "results": rows,
+                   "paper_table4": {"second_sizes": PAPER_SIZES, "first_size": 20, **PAPER}}, f, indent=1)
+    print(f"wrote {path} and {figure}")
+
+
+if __name__ == "__main__":
+    main()
