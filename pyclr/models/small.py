@@ -40,9 +40,10 @@ class LeNet(Encoder):
 
 
 class SmallConvNet(Encoder):
-    """The ConvNet of the random-bits experiment (Chen et al.): three 3x3 stride-2
-    convolutions of 32, 64 and 64 channels with ReLU, then a 128-unit dense layer with ReLU,
-    the representation. Taps: ``conv1``, ``conv2``, ``conv3``.
+    """A small ConvNet for the random-bits experiment, after Chen et al.'s: three 3x3
+    stride-2 convolutions of 32, 64 and 64 channels with ReLU, then a 128-unit dense layer
+    with ReLU, the representation (the authors' notebook also puts batch norm after every
+    layer; this one has none). Taps: ``conv1``, ``conv2``, ``conv3``.
 
     ``global_pool=True`` averages the last map over space before the dense layer: the
     representation no longer depends on where in the image a pattern is (and any input size

@@ -97,7 +97,9 @@ PRESETS = {
 
 def resolve_config(config: dict | str) -> dict:
     """A full configuration from a preset name, a path to a JSON/YAML file or a dict
-    (``"preset"`` in a dict or file names the base to override)."""
+    (``"preset"`` in a dict or file names the base to override). Sections merge key by key,
+    except a section whose ``name`` differs from the base's (another encoder or dataset),
+    which replaces it."""
     if isinstance(config, str):
         if config in PRESETS:
             config = {"preset": config}
@@ -116,7 +118,10 @@ def resolve_config(config: dict | str) -> dict:
             raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {config['preset']!r}")
         base = copy.deepcopy(PRESETS[config["preset"]])
     for key, value in config.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "eval":
+        # A section naming another encoder/dataset replaces the base's: the base's options
+        # (a ResNet's cifar_stem, a dataset's bits) belong to what it named.
+        renamed = isinstance(value, dict) and "name" in value and value["name"] != (base.get(key) or {}).get("name")
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "eval" and not renamed:
             base[key] = {**base[key], **value}
         else:
             base[key] = copy.deepcopy(value)
