@@ -237,13 +237,18 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (1 is faster on a CPU shared with other jobs)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the mode's epochs (quick 3, full 100)")
     args = parser.parse_args()
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs: expected an int >= 1, got {args.epochs}")
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads: expected an int >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cfg = settings(args.quick)
+    if args.epochs is not None:
+        cfg["epochs"] = args.epochs
     run_cfg = config(cfg["epochs"])
     dataset = build_dataset(run_cfg["dataset"])
     held = InMemory(dataset)  # every item once: training need not redraw 4 masks per item per epoch
