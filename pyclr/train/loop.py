@@ -25,13 +25,15 @@ from ..models import ProjectionHead
 from . import checkpoint as ckpt
 from .distributed import DistributedContext, all_gather_no_grad
 from .moco import MoCo
-from .optim import OPTIMIZERS, default_lr, make_optimizer, set_lr, warmup_cosine
+from .optim import OPTIMIZERS, SCHEDULES, default_lr, lr_multiplier, make_optimizer, set_lr
 
 METHODS = ("simclr", "moco")
 PRECISIONS = ("bf16", "fp16", "fp32")
 # Settings that change which steps a run takes: a checkpoint resumes only under the same ones.
 _RUN_KEYS = ("method", "batch_size", "epochs", "seed", "optimizer", "lr", "weight_decay",
-             "temperature", "warmup_epochs", "world_size")
+             "temperature", "warmup_epochs", "world_size", "schedule")
+# What a checkpoint written before a key existed ran with.
+_RUN_DEFAULTS = {"schedule": "cosine"}
 
 
 @dataclass
@@ -58,7 +60,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
           weight_decay: float = 1e-6, temperature: float = 0.5, head: nn.Module | dict | None = None,
           augment: Callable | None = None, precision: str | None = None, device=None,
           out_dir: str | None = None, resume: bool = True, seed: int = 0,
-          warmup_epochs: float | None = None, momentum: float = 0.9, moco_momentum: float = 0.99,
+          warmup_epochs: float | None = None, schedule: str = "cosine", momentum: float = 0.9,
+          moco_momentum: float = 0.99,
           queue_size: int = 4096, num_workers: int = 0, compile: bool = False,
           channels_last: bool = False, progress: bool = True,
           callbacks: Sequence[Callable] = (), on_epoch_end: Callable | None = None) -> TrainResult:
@@ -77,7 +80,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
         optimizer: ``"lars"``, ``"sgd"`` or ``"adam"``; biases and normalisation parameters
             get no weight decay (and no LARS adaptation).
         lr: the base rate; default 0.3 x B/256 for LARS, 0.06 x B/256 for SGD, 1e-3 for Adam.
-            Linear warm-up over ``warmup_epochs`` (default 10% of the run), then cosine decay.
+            Linear warm-up over ``warmup_epochs`` (default 10% of the run), then ``schedule``:
+            ``"cosine"`` decay to 0, or ``"constant"``.
         head: a module, a dict of :class:`ProjectionHead` arguments, or None for SimCLR's
             (hidden = out of the encoder, 128 out, 2 layers).
         augment: ``augment(images, generator) -> images``, called once per view; None
@@ -92,6 +96,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
             (e.g. a k-NN accuracy).
     """
     _check_args(method, optimizer, precision, epochs, batch_size, loss)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule: expected one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
     dist = DistributedContext.from_environment()
     device = torch.device(device) if device is not None else dist.default_device()
     precision = precision or ("bf16" if device.type == "cuda" else "fp32")
@@ -106,7 +112,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     lr = default_lr(optimizer, batch_size) if lr is None else lr
     config = dict(method=method, batch_size=batch_size, epochs=epochs, seed=seed, optimizer=optimizer,
                   lr=lr, weight_decay=weight_decay, temperature=temperature,
-                  warmup_epochs=warmup_epochs, world_size=dist.world_size, precision=precision)
+                  warmup_epochs=warmup_epochs, world_size=dist.world_size, precision=precision,
+                  schedule=schedule)
 
     torch.manual_seed(seed)  # the head's initialisation
     head = _make_head(head, encoder)
@@ -144,7 +151,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                 batches = _EpochBatches(len(dataset), batch_size, seed, epoch, step % steps_per_epoch, dist)
                 loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=_images)
                 for images in _progress(loader, progress and dist.is_main, epoch, epochs):
-                    set_lr(opt, lr * warmup_cosine(step, total_steps, warmup_steps))
+                    set_lr(opt, lr * lr_multiplier(schedule, step, total_steps, warmup_steps))
                     images = images.to(device, non_blocking=True)
                     gen = torch.Generator(device=images.device).manual_seed(_step_seed(seed, step, dist.rank))
                     x1, x2 = (images, images) if augment is None else (augment(images, gen), augment(images, gen))
@@ -241,7 +248,8 @@ def _make_loss(loss, temperature, distributed):
 def _restore(path, config, encoder, head, opt, scaler, moco):
     saved = ckpt.load(path)
     before = saved.get("config", {})
-    changed = [f"{k}: {before.get(k)!r} -> {config.get(k)!r}" for k in _RUN_KEYS if before.get(k) != config.get(k)]
+    changed = [f"{k}: {before.get(k, _RUN_DEFAULTS.get(k))!r} -> {config.get(k)!r}" for k in _RUN_KEYS
+               if before.get(k, _RUN_DEFAULTS.get(k)) != config.get(k)]
     if changed:
         raise ValueError(f"resume: {path} was written by a run with other settings ({', '.join(changed)}); "
                          "use another out_dir or resume=False")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 OPTIMIZERS = ("lars", "sgd", "adam")
 
@@ -92,6 +91,17 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
         return (step + 1) / warmup_steps
     span = max(1, total_steps - warmup_steps)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
+
+
+SCHEDULES = ("cosine", "constant")
+
+
+def lr_multiplier(schedule: str, step: int, total_steps: int, warmup_steps: int) -> float:
+    """The multiplier of the base rate at ``step``: the linear warm-up, then a cosine to 0
+    (``"cosine"``) or the base rate to the end (``"constant"``: Hermann et al.'s Adam)."""
+    if schedule == "constant":
+        return (step + 1) / warmup_steps if step < warmup_steps else 1.0
+    return warmup_cosine(step, total_steps, warmup_steps)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -74,6 +74,33 @@ def test_warmup_cosine():
     assert all(a >= b for a, b in zip(values[10:], values[11:]))
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_schedule_sets_the_rate_each_step(schedule):
+    rates = []
+    pyclr.train(model(), images(), epochs=4, batch_size=32, head=small_head(), progress=False, lr=0.5,
+                warmup_epochs=1, schedule=schedule, callbacks=[lambda info: rates.append(info["lr"])])
+    assert len(rates) == 12
+    assert rates[:3] == pytest.approx([0.5 / 3, 1.0 / 3, 0.5])  # warm-up over the first epoch
+    if schedule == "constant":
+        assert rates[3:] == pytest.approx([0.5] * 9)
+    else:
+        assert rates[3] == pytest.approx(0.5) and all(a > b for a, b in zip(rates[3:], rates[4:]))
+
+
+def test_a_checkpoint_from_before_schedule_existed_resumes_as_cosine(tmp_path):
+    pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False, out_dir=str(tmp_path))
+    path = tmp_path / "checkpoint.pt"
+    saved = torch.load(path, weights_only=False)
+    del saved["config"]["schedule"]
+    torch.save(saved, path)
+    result = pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False,
+                         out_dir=str(tmp_path))  # resumes (at its end) instead of refusing
+    assert len(result.history) == 1
+    with pytest.raises(ValueError, match=r"resume: .* other settings \(schedule: 'cosine' -> 'constant'\)"):
+        pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False,
+                    out_dir=str(tmp_path), schedule="constant")
+
+
 # --- checkpoints and resume ------------------------------------------------------------------
 
 def test_save_atomic_keeps_the_old_file(tmp_path):
@@ -151,6 +178,7 @@ def test_unwritable_out_dir(tmp_path):
     ({"batch_size": 1000}, "batch_size: 1000 is larger than the dataset"),
     ({"epochs": 0}, "epochs: expected an int >= 1"),
     ({"loss": "triplet"}, "loss: expected 'nt_xent', 'generalized' or a loss module"),
+    ({"schedule": "step"}, "schedule: expected one of 'cosine', 'constant'"),
     ({"method": "moco", "loss": "generalized"}, "loss: MoCo uses its own InfoNCE"),
 ])
 def test_bad_arguments(kwargs, match):
