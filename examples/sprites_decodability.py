@@ -15,8 +15,8 @@ Full mode: ResNet-18 with the CIFAR stem (3x3 stride-1 first convolution, no max
 64x64 images, a 512-512-128 head, SimCLR at tau 0.5, Adam 1e-3, batch 128, for each of the
 four augmentation policies (sprites_none, sprites_jitter, sprites_crop, sprites_crop+jitter),
 all from the same initialisation. The paper trains 200 epochs; full mode trains 50 so that the
-four models fit well under an hour on one H100. pyclr.train decays the rate on a cosine (the
-paper names no schedule). The head has no batch norm and, unlike the paper's, its last layer has
+four models fit well under an hour on one H100. Adam's rate stays at 1e-3 throughout
+(schedule "constant": the paper names no decay). The head has no batch norm and, unlike the paper's, its last layer has
 a bias (pyclr's ProjectionHead has no option for a bias-free last layer without batch norm).
 
 Decodability (Fig. 3): a logistic-regression probe (pyclr.evaluate.decodability: L-BFGS, weight
@@ -125,6 +125,7 @@ def run_config(cfg: dict) -> dict:
     run_cfg = resolve_config({"preset": "sprites", "head": cfg["head"],
                               "train": {"epochs": cfg["epochs"], "batch_size": cfg["batch_size"], "optimizer": "adam",
                                         "lr": 1e-3, "temperature": 0.5, "weight_decay": 0.0, "warmup_epochs": 0,
+                                        "schedule": "constant",
                                         "seed": cfg["seed"]}})
     run_cfg["encoder"] = dict(cfg["encoder"])  # replaced, not merged: the preset's ResNet options do not apply
     return run_cfg

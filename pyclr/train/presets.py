@@ -78,7 +78,7 @@ PRESETS = {
         "augment": {"policy": "crop_without_resize", "size": 28},
         "head": {"hidden_dim": [120, 84], "out_dim": 84, "num_layers": 3, "batch_norm": False},
         "train": {"epochs": 100, "batch_size": 256, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
-                  "warmup_epochs": 0, "temperature": 0.1},
+                  "warmup_epochs": 0, "schedule": "constant", "temperature": 0.1},
         "eval": None,
     },
     "sprites": {
@@ -89,7 +89,7 @@ PRESETS = {
         "augment": {"policy": "sprites_crop+jitter", "size": 64},
         "head": {"hidden_dim": 512, "out_dim": 128, "num_layers": 3, "batch_norm": False},
         "train": {"epochs": 200, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
-                  "warmup_epochs": 0, "temperature": 0.5},
+                  "warmup_epochs": 0, "schedule": "constant", "temperature": 0.5},
         "eval": {"train": {"name": "sprites"}, "label": "colour"},
     },
 }
