@@ -20,7 +20,7 @@ import torch
 
 import pyclr
 from pyclr.train.experiment import probe
-from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, resolve_config
+from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
 
 PAPER = {  # ImageNet, ResNet-50, 100 epochs (Table 2 of Intriguing Properties)
     (2, 512): 65.4, (2, 1024): 65.6, (2, 2048): 65.3,
@@ -48,7 +48,7 @@ def main() -> None:
     if not args.quick:
         for spec in (cfg["dataset"], cfg["eval"]["train"], cfg["eval"]["test"]):
             spec["root"] = args.data_root
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(args.device)
     dataset, augment = build_dataset(cfg["dataset"]), build_augment(cfg["augment"])
     rows = []
     for depth in depths:

@@ -28,23 +28,22 @@ Writes results/cross_image_clustering.json and cross_image_clustering*.png.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-import tempfile
 
 import torch
-import torch.nn.functional as F
 
 from pyclr.cluster import kmeans
 from pyclr.data.augment import adjust_hue
 from pyclr.render import (consistent_colours, draw_figures, extract_features, figure_grid, overlay,
                           square_image, to_rgb_uint8, upsample_labels, write_png)
+from pyclr.train.presets import device_of
 
 # the sibling example owns the encoder options and the self-trained encoder (one copy of each)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local_features import SETTINGS, encoder_and_inputs, mean_over_k, random_twin, timed  # noqa: E402
+from local_features import (SETTINGS, encoder_and_inputs, mean_over_k, parse_args, random_twin,  # noqa: E402
+                            raw_pixels, timed)
 
 TAPS = ("block1", "block2", "block3", "block4")
 FIGURE_TAPS = ("block3", "block4")  # the [Re] paper's Figs. 7 and 4-5, 8
@@ -78,12 +77,6 @@ def split_copies(labels: torch.Tensor):
     """(3B, h, w) labels -> originals, hue copies, mirrored copies mirrored back (each (B, h, w))."""
     original, hue, mirrored = labels.chunk(3)
     return original, hue, mirrored.flip(-1)
-
-
-def raw_pixels(batch: torch.Tensor, size) -> torch.Tensor:
-    """(B, h, w, 3): the images area-downsampled to a feature map's size (the raw-pixel baseline's
-    points, as pyclr.cluster.raw_pixel_kmeans makes them for one image)."""
-    return F.interpolate(batch, size=tuple(size), mode="area").permute(0, 2, 3, 1).contiguous()
 
 
 def shared_kmeans(points: torch.Tensor, k: int, n_init: int, seed: int) -> torch.Tensor:
@@ -169,27 +162,11 @@ def consistency_figure(batch, count: int, names, sources: dict, k: int, tile: in
 
 # --- main ---------------------------------------------------------------------------------------
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the 2-core CPU setting (minutes)")
-    parser.add_argument("--checkpoint", help="ResNet state dict in torchvision's layout, or a pyclr run folder "
-                                             "(default: the self-trained encoder of local_features.py)")
-    parser.add_argument("--image", nargs="+", help="image files, one batch (default: the natural photographs)")
-    parser.add_argument("--normalize", choices=("none", "imagenet"), default="none",
-                        help="input standardisation for --checkpoint (see local_features.py)")
-    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "pyclr-examples"),
-                        help="folder for the self-trained encoder's weights (shared with local_features.py)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--device", default=None)
-    return parser.parse_args()
-
-
 def main() -> None:
-    args = parse_args()
+    args = parse_args(__doc__.splitlines()[0])
     mode = "quick" if args.quick else "full"
     setting = SETTINGS[mode]
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(args.device)
     if args.quick and device.type == "cpu":
         torch.set_num_threads(2)
     load_before = os.getloadavg()[0]  # timings on a shared machine are only as good as its load

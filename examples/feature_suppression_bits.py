@@ -36,7 +36,7 @@ import torch
 import pyclr
 from pyclr.data import MNIST, InMemory, RandomBits
 from pyclr.evaluate import extract_features, linear_probe
-from pyclr.train.presets import build_augment, build_encoder, resolve_config
+from pyclr.train.presets import build_augment, build_encoder, device_of, resolve_config
 
 # The authors' notebook (google-research/simclr, colabs/intriguing_properties/randbits_mnist.ipynb,
 # "similar to the results shown in Figure 5(a)"): MNIST, NT-Xent without MoCo, batch 1000,
@@ -157,7 +157,7 @@ def main() -> None:
     if args.quick:  # the 2-core setting; more threads only contend
         torch.set_num_threads(min(2, torch.get_num_threads()))
     grid = settings(args.quick)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(args.device)
     rows, baselines = [], []
     for bits in grid["bits"]:
         bit_rows, baseline = run_bits(bits, grid, args.data_root, device)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import matplotlib
@@ -46,7 +47,11 @@ import pyclr  # noqa: E402
 from pyclr.data import InMemory, TwoDigitSizes  # noqa: E402
 from pyclr.evaluate import extract_features, linear_probe  # noqa: E402
 from pyclr.train import train_supervised  # noqa: E402
-from pyclr.train.presets import build_augment, build_encoder, build_head, resolve_config  # noqa: E402
+from pyclr.train.presets import build_augment, build_encoder, build_head, device_of  # noqa: E402
+
+# trained as the MultiDigit experiment trains: one copy of those settings
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from multidigit import training  # noqa: E402
 
 # Table 4 of Intriguing Properties (ResNet-18, first digit 20x20), top-1 % for the
 # (first, second) digit at second-digit sizes 20, 30, ..., 80.
@@ -65,29 +70,13 @@ TEMPERATURES = (0.05, 0.2)
 DIGITS = {"first": "first_digit", "second": "second_digit"}
 
 
-def training_config(overrides: dict) -> dict:
-    """The "multidigit" preset's encoder, augmentation, head and training, with ``overrides``;
-    its dataset and eval sections are dropped (this script builds its own)."""
-    cfg = resolve_config({"preset": "multidigit", **overrides})
-    return {key: cfg[key] for key in ("encoder", "augment", "head", "train") if cfg.get(key) is not None}
-
-
 def settings(quick: bool) -> dict:
     """Everything a run depends on; quick mode scales each axis down (see the docstring)."""
     if quick:
         return {"canvas": 56, "first_size": 14, "second_sizes": [14, 42], "train_size": 2048,
-                "probe_train": 2000, "probe_test": 1000,
-                "config": training_config({
-                    "encoder": {"name": "small_convnet", "in_channels": 1, "input_size": 56, "global_pool": True},
-                    "augment": {"policy": "simclr_cifar", "size": 56, "crop_scale": [0.5, 1.0], "jitter_strength": 1.0},
-                    "head": {"hidden_dim": 128, "out_dim": 64, "num_layers": 2},
-                    "train": {"epochs": 8, "batch_size": 64, "optimizer": "adam", "lr": 3e-3, "weight_decay": 1e-5,
-                              "warmup_epochs": 0.5}}),
-                "supervised": {"epochs": 8, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-5}}
+                "probe_train": 2000, "probe_test": 1000, **training(quick)}
     return {"canvas": 112, "first_size": 20, "second_sizes": PAPER_SIZES, "train_size": 20000,
-            "probe_train": 5000, "probe_test": 2000,
-            "config": training_config({"train": {"epochs": 20}}),
-            "supervised": {"epochs": 20, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-5}}
+            "probe_train": 5000, "probe_test": 2000, **training(quick)}
 
 
 def probe_both_digits(encoder, probe_sets, device) -> dict:
@@ -166,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(args.device)
     grid = settings(args.quick)
     workers = 0 if args.quick else min(8, os.cpu_count() or 1)
     rows = [row for second in grid["second_sizes"] for row in run_size(second, grid, args.data_root, device, workers)]

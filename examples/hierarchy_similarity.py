@@ -43,7 +43,7 @@ from pyclr.analysis import channel_preference, channel_probes, hierarchical_simi
 from pyclr.data import InMemory
 from pyclr.data.augment import crop_without_resize
 from pyclr.evaluate import layer_activations
-from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, resolve_config
+from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
 
 TEMPERATURES = (0.1, 0.5)
 LAYERS = ("head input", "layer 1 (120)", "layer 2 (84)", "output (84)")
@@ -113,7 +113,8 @@ def analyse(encoder, head, sets: dict, device) -> dict:
         out[f"channel_{source}"] = [{"mean": p.mean.tolist(), "sem": p.sem.tolist()} for p in prefs]
     for name in ("similarity_train", "similarity_held_out"):
         views, ancestors = sets[name]
-        sims = [hierarchical_similarity(layer, ancestors) for layer in layer_activations(encoder, views, head=head, device=device)]
+        layers = layer_activations(encoder, views, head=head, device=device)
+        sims = [hierarchical_similarity(layer, ancestors) for layer in layers]
         out[name] = [{"within": _floats(s.within), "across": _floats(s.across), "across_view": _float(s.across_view),
                       "within_pairs": s.within_pairs.tolist(), "across_pairs": s.across_pairs.tolist()}
                      for s in sims]
@@ -246,7 +247,7 @@ def main() -> None:
         if args.threads < 1:
             parser.error(f"--threads: expected an int >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(args.device)
     cfg = settings(args.quick)
     if args.epochs is not None:
         cfg["epochs"] = args.epochs

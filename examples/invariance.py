@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import torch
@@ -30,16 +31,11 @@ from pyclr.analysis import invariance_score
 from pyclr.data.augment import SimCLRAugment
 from pyclr.evaluate.features import pick_label
 from pyclr.train.experiment import probe
-from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, resolve_config
+from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, device_of
 
-
-def config(quick: bool, data_root: str | None) -> dict:
-    if quick:
-        return resolve_config({"preset": "demo", "train": {"epochs": 3}})
-    cfg = resolve_config({"preset": "simclr_cifar10", "train": {"epochs": 200, "batch_size": 512}})
-    for spec in (cfg["dataset"], cfg["eval"]["train"], cfg["eval"]["test"]):
-        spec["root"] = data_root
-    return cfg
+# the same trained encoder as the loss-instantiation experiment's NT-Xent run: one copy of its settings
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from loss_instantiations import config  # noqa: E402
 
 
 def transformations(cfg: dict) -> dict:
@@ -115,7 +111,7 @@ def main() -> None:
     if not args.quick and not args.data_root:
         parser.error("full mode trains on CIFAR-10: give --data-root (or use --quick)")
     cfg = config(args.quick, args.data_root)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(args.device)
     test = build_dataset(cfg["eval"]["test"])
     count = min(args.instances, len(test))
     items = [test[i] for i in range(count)]

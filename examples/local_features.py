@@ -51,12 +51,14 @@ import tempfile
 import time
 
 import torch
+import torch.nn.functional as F
 
 import pyclr
-from pyclr.cluster import bisecting, kmeans, raw_pixel_kmeans, ward
+from pyclr.cluster import bisecting, kmeans, ward
 from pyclr.data import SimCLRAugment, natural_images, resized_crop, sample_crop_boxes
 from pyclr.models import ResNet
 from pyclr.render import default_encoder, draw_figures, extract_features, load_images, square_image, write_png
+from pyclr.train.presets import device_of
 
 TAPS = ("block1", "block2", "block3", "block4")
 KS = (2, 4, 6, 8)
@@ -208,10 +210,17 @@ def cluster_taps(features: dict, methods, ks, n_init: int, seed: int):
     return labels, seconds
 
 
+def raw_pixels(images: torch.Tensor, size) -> torch.Tensor:
+    """(B, h, w, 3): the images area-downsampled to a feature map's size, the raw-pixel
+    baseline's points (pyclr.cluster.raw_pixel_kmeans makes them so for one image)."""
+    return F.interpolate(images, size=tuple(size), mode="area").permute(0, 2, 3, 1).contiguous()
+
+
 def raw_pixel_labels(images: torch.Tensor, size, ks, n_init: int, seed: int) -> dict:
-    """{k: (B, h, w)}: the raw-pixel baseline at one feature map's size."""
-    return {k: torch.stack([raw_pixel_kmeans(im, tuple(size), k, seed=seed + b, n_init=n_init).labels.cpu()
-                            for b, im in enumerate(images)]) for k in ks}
+    """{k: (B, h, w)}: the raw-pixel baseline at one feature map's size, each image its own
+    problem (one batched call: image b draws from seed + b, as raw_pixel_kmeans(seed=seed + b))."""
+    points = raw_pixels(images, size)
+    return {k: kmeans(points, k, n_init=n_init, seed=seed).labels.cpu() for k in ks}
 
 
 def mean_ari(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -287,17 +296,18 @@ def plot_agreement(measures: dict, seconds: dict, path: str) -> str:
 
 # --- main ---------------------------------------------------------------------------------------
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(description: str = __doc__.splitlines()[0]):
+    """The options of this script and of cross_image_clustering.py, which uses its encoder."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="the 2-core CPU setting (minutes)")
     parser.add_argument("--checkpoint", help="ResNet state dict in torchvision's layout, or a pyclr run folder "
-                                             "(default: train one, see the module docstring)")
+                                             "(default: the encoder local_features.py trains, see its docstring)")
     parser.add_argument("--image", nargs="+", help="image files (default: the natural photographs)")
     parser.add_argument("--normalize", choices=("none", "imagenet"), default="none",
                         help="input standardisation for --checkpoint: none for converted SimCLR checkpoints, "
                              "imagenet for torchvision's supervised ones")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "pyclr-examples"),
-                        help="folder for the self-trained encoder's weights")
+                        help="folder for the self-trained encoder's weights (shared by the two scripts)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results")
     parser.add_argument("--device", default=None)
@@ -308,7 +318,7 @@ def main() -> None:
     args = parse_args()
     mode = "quick" if args.quick else "full"
     setting = SETTINGS[mode]
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(args.device)
     if args.quick and device.type == "cpu":
         torch.set_num_threads(2)
     load_before = os.getloadavg()[0]  # timings on a shared machine are only as good as its load

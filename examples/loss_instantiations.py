@@ -24,7 +24,7 @@ import torch
 import pyclr
 from pyclr.losses import GeneralizedContrastiveLoss, NTXentLoss
 from pyclr.train.experiment import probe
-from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, resolve_config
+from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
 
 
 def losses(temperature: float, dim: int) -> dict:
@@ -59,7 +59,7 @@ def main() -> None:
     if not args.quick and not args.data_root:
         parser.error("full mode trains on CIFAR-10: give --data-root (or use --quick)")
     cfg = config(args.quick, args.data_root)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(args.device)
     dataset, augment = build_dataset(cfg["dataset"]), build_augment(cfg["augment"])
     train_options = {k: v for k, v in cfg["train"].items() if k != "temperature"}
     rows = {}

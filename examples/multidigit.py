@@ -43,7 +43,7 @@ import pyclr  # noqa: E402
 from pyclr.data import InMemory, MultiDigit, multidigit_eval  # noqa: E402
 from pyclr.evaluate import extract_features, linear_probe  # noqa: E402
 from pyclr.train import train_supervised  # noqa: E402
-from pyclr.train.presets import build_augment, build_encoder, build_head, resolve_config  # noqa: E402
+from pyclr.train.presets import build_augment, build_encoder, build_head, device_of, resolve_config  # noqa: E402
 
 # Table 3 of Intriguing Properties (ResNet-18, 112x112, one digit at evaluation), top-1 %.
 PAPER_DIGITS = [1, 2, 4, 8, 12, 16]
@@ -62,20 +62,28 @@ def training_config(overrides: dict) -> dict:
     return {key: cfg[key] for key in ("encoder", "augment", "head", "train") if cfg.get(key) is not None}
 
 
-def settings(quick: bool) -> dict:
-    """Everything a run depends on; quick mode scales each axis down (see the docstring)."""
+def training(quick: bool) -> dict:
+    """How the encoders are trained: SimCLR's configuration and the supervised options (the
+    digit-size experiment, feature_suppression_sizes.py, trains the same way)."""
     if quick:
-        return {"canvas": 56, "digit_counts": [1, 4], "train_size": 2048, "probe_train": 2000, "probe_test": 1000,
-                "config": training_config({
+        return {"config": training_config({
                     "encoder": {"name": "small_convnet", "in_channels": 1, "input_size": 56, "global_pool": True},
                     "augment": {"policy": "simclr_cifar", "size": 56, "crop_scale": [0.5, 1.0], "jitter_strength": 1.0},
                     "head": {"hidden_dim": 128, "out_dim": 64, "num_layers": 2},
                     "train": {"epochs": 8, "batch_size": 64, "optimizer": "adam", "lr": 3e-3, "weight_decay": 1e-5,
                               "warmup_epochs": 0.5}}),
                 "supervised": {"epochs": 8, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-5}}
-    return {"canvas": 112, "digit_counts": PAPER_DIGITS, "train_size": 20000, "probe_train": 5000, "probe_test": 2000,
-            "config": training_config({"train": {"epochs": 20}}),
+    return {"config": training_config({"train": {"epochs": 20}}),
             "supervised": {"epochs": 20, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-5}}
+
+
+def settings(quick: bool) -> dict:
+    """Everything a run depends on; quick mode scales each axis down (see the docstring)."""
+    if quick:
+        return {"canvas": 56, "digit_counts": [1, 4], "train_size": 2048, "probe_train": 2000, "probe_test": 1000,
+                **training(quick)}
+    return {"canvas": 112, "digit_counts": PAPER_DIGITS, "train_size": 20000, "probe_train": 5000, "probe_test": 2000,
+            **training(quick)}
 
 
 def probe_single_digit(encoder, probe_sets, device) -> float:
@@ -166,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(args.device)
     grid = settings(args.quick)
     workers = 0 if args.quick else min(8, os.cpu_count() or 1)
     rows = [row for placement in PLACEMENTS for row in run_placement(placement, grid, args.data_root, device, workers)]

@@ -50,7 +50,7 @@ import pyclr
 from pyclr.analysis import pca_embedding
 from pyclr.data import sprites_decoding_split
 from pyclr.evaluate import decodability, extract_features
-from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, resolve_config
+from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
 
 POLICIES = ("sprites_none", "sprites_jitter", "sprites_crop", "sprites_crop+jitter")
 MODEL_NAMES = {"untrained": "untrained", "sprites_none": "no augmentation", "sprites_jitter": "colour jitter",
@@ -253,7 +253,7 @@ def main() -> None:
         if args.threads < 1:
             parser.error(f"--threads: expected an int >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(args.device)
     cfg = settings(args.quick)
     run_cfg = run_config(cfg)
     sprites = build_dataset(run_cfg["dataset"])

@@ -140,8 +140,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                 "scaler": scaler.state_dict(), "moco": moco.state_dict() if moco else None,
                 "step": step, "history": history, "config": config}
 
-    autocast = torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32),
-                              enabled=precision != "fp32")
+    autocast = autocast_for(device, precision)
     net.train()
     try:
         with _sigterm_as_interrupt():
@@ -281,6 +280,12 @@ class _EpochBatches:
 
     def __len__(self):
         return len(self.batches)
+
+
+def autocast_for(device: torch.device, precision: str):
+    """The autocast context of a precision ("bf16", "fp16"; "fp32" turns it off)."""
+    return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16,
+                          enabled=precision != "fp32")
 
 
 def _images(items):

@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 from ..evaluate.features import pick_label
 from ..losses._checks import check_nonnegative, check_positive
 from ..models.encoder import check_int
-from .loop import PRECISIONS, _epoch_seed, _finite_value, _progress, _step_seed
+from .distributed import DistributedContext
+from .loop import PRECISIONS, _EpochBatches, _finite_value, _progress, _step_seed, autocast_for
 from .optim import make_optimizer, set_lr, warmup_cosine
 from .presets import device_of
 
@@ -83,8 +84,7 @@ def train_supervised(encoder: nn.Module, dataset, *, label: str | Sequence[str] 
     for c in classifiers.values():
         c.to(device)
     opt = make_optimizer("adam", [encoder, *classifiers.values()], lr, weight_decay)
-    autocast = torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16,
-                              enabled=precision != "fp32")
+    autocast = autocast_for(device, precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     total, step, history = epochs * steps_per_epoch, 0, []
     try:
@@ -215,19 +215,7 @@ def _hits(logits: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     return right.gather(1, logits.argmax(1, keepdim=True)).sum()
 
 
-class _Batches:
-    """Epoch ``epoch``'s batches: a permutation drawn from (seed, epoch), last partial batch dropped."""
-
-    def __init__(self, n, batch_size, seed, epoch):
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)))
-        self.batches = [order[b * batch_size:(b + 1) * batch_size].tolist() for b in range(n // batch_size)]
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self):
-        return len(self.batches)
-
-
 def _loader(dataset, batch_size, seed, epoch) -> DataLoader:
-    return DataLoader(dataset, batch_sampler=_Batches(len(dataset), batch_size, seed, epoch))
+    """Epoch ``epoch``'s batches: pyclr.train's seeded permutation, one process."""
+    return DataLoader(dataset, batch_sampler=_EpochBatches(len(dataset), batch_size, seed, epoch, 0,
+                                                           DistributedContext()))
