@@ -4,6 +4,7 @@ Added to the ``pyclr`` command by ``pyclr.cli`` through :func:`add_parser`."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .labels import UPSAMPLE_MODES
 from .masks import METHODS
@@ -40,8 +41,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if visible)")
     p.add_argument("--raw-pixels", action="store_true", help="add the K-Means row on raw pixels (the baseline)")
     p.add_argument("--normalize", choices=("auto", "imagenet", "none"), default="auto",
-                   help="input standardisation; auto: none for a pyclr run folder (trained on [0, 1] "
-                        "images), ImageNet mean/std otherwise")
+                   help="input standardisation; auto: none with --checkpoint (pyclr runs and converted "
+                        "SimCLR checkpoints take [0, 1] images), ImageNet mean/std for the random "
+                        "encoder; use imagenet for torchvision's supervised weights")
     p.set_defaults(run=run)
     return p
 
@@ -51,14 +53,16 @@ def run(args) -> int:
     ValueError / ImportError / OSError, which ``pyclr.cli.main`` reports in one line."""
     import torch
 
-    from .masks import _check_ks, _check_methods, default_encoder, find_run_folder, render_masks
+    from .masks import _check_ks, _check_methods, default_encoder, render_masks
 
     _check_methods(args.method)  # before the images and the encoder are loaded
     _check_ks(args.k)
     images, names = _images(args.image, args.size)
     encoder = default_encoder(args.checkpoint, seed=args.seed)
-    normalize = args.normalize == "imagenet" or (
-        args.normalize == "auto" and (args.checkpoint is None or find_run_folder(args.checkpoint) is None))
+    normalize = args.normalize == "imagenet" or (args.normalize == "auto" and args.checkpoint is None)
+    if args.normalize == "auto" and args.checkpoint is not None:
+        print("pyclr masks: inputs in [0, 1], not standardised (--normalize auto with a checkpoint; "
+              "pass --normalize imagenet for torchvision's supervised weights)", file=sys.stderr)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = render_masks(encoder, images, taps=args.taps, ks=args.k, method=args.method,
                           cross_image=args.cross_image, upsample=args.upsample, seed=args.seed,

@@ -77,7 +77,8 @@ def render_masks(encoder, images, taps: Sequence[str] = ("block2", "block3", "bl
             downsampled to the smallest feature map (Chen et al.'s baseline).
         names: one name per image (figure names and file names); default image0, image1, ...
         normalize: standardise the inputs with the ImageNet mean and std first (right for
-            torchvision-layout checkpoints; pyclr-trained encoders saw [0, 1] images: False).
+            torchvision's supervised weights; pyclr-trained encoders and converted SimCLR
+            checkpoints saw [0, 1] images: False).
         n_init, backend: K-Means restarts and backend (see :func:`pyclr.cluster.kmeans`).
     """
     methods = _check_methods(method)

@@ -60,3 +60,31 @@ def test_masks_bad_input(tmp_path):
     with pytest.raises(ValueError, match="method: expected one of"):
         run(parse(["masks", "--image", str(tmp_path / "a.png"), "--method", "dbscan", "--size", "64",
                    "--out", str(tmp_path)]))
+
+
+@pytest.mark.parametrize("option, checkpoint, expected", [
+    ("auto", False, True), ("auto", True, False), ("imagenet", True, True), ("none", False, False)])
+def test_masks_normalize_choice(tmp_path, monkeypatch, capsys, option, checkpoint, expected):
+    """auto standardises only the random encoder's inputs: a checkpoint (a pyclr run, or a
+    converted SimCLR one in torchvision's layout) saw [0, 1] images, and the choice is said."""
+    import torch
+
+    import pyclr.render.masks as masks
+    from pyclr.models import resnet18
+
+    seen = {}
+
+    def fake_render_masks(encoder, images, **kwargs):
+        seen["normalize"] = kwargs["normalize"]
+        return masks.MaskResult(labels={}, colours={})
+
+    monkeypatch.setattr(masks, "render_masks", fake_render_masks)
+    write_image(tmp_path / "a.png")
+    argv = ["masks", "--image", str(tmp_path / "a.png"), "--size", "32", "--normalize", option,
+            "--out", str(tmp_path)]
+    if checkpoint:
+        torch.save(resnet18().state_dict(), tmp_path / "r18.pth")
+        argv += ["--checkpoint", str(tmp_path / "r18.pth")]
+    assert run(parse(argv)) == 0
+    assert seen["normalize"] is expected
+    assert ("not standardised" in capsys.readouterr().err) == (option == "auto" and checkpoint)
