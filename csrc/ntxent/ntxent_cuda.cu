@@ -368,7 +368,7 @@ struct OnlineLse {
 
 // Folds the lane's 32 entries of the strip into its running state. Masked entries are
 // excluded by index; while a row has seen no valid entry its state stays (-inf, 0), never
-// computing -inf - -inf.
+// computing -inf - -inf. A NaN entry makes l NaN (sum of exp2f(NaN - m)), so the lse is NaN.
 __device__ void fold_strip(OnlineLse& st, const float* strip, const StripLane& me, int col0,
                            int col_end, bool exclude_diagonal, float scale_log2) {
   float v[kBN / 2];
@@ -382,7 +382,16 @@ __device__ void fold_strip(OnlineLse& st, const float* strip, const StripLane& m
     tile_max = fmaxf(tile_max, v[j]);
   }
   const float m = fmaxf(st.m, tile_max);
-  if (m == -INFINITY) return;
+  if (m == -INFINITY) {  // every entry so far masked, or NaN (which fmaxf skips)
+    bool nan_seen = false;
+#pragma unroll
+    for (int j = 0; j < kBN / 2; ++j) nan_seen |= v[j] != v[j];
+    if (nan_seen) {  // a NaN poisons the row, as on the CPU: l stays NaN from here on
+      st.m = 0.f;
+      st.l = NAN;
+    }
+    return;
+  }
   float sum = 0.f;
 #pragma unroll
   for (int j = 0; j < kBN / 2; ++j) sum += exp2f(v[j] - m);

@@ -153,7 +153,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& h_in,
   at::Tensor residual_t = std::move(xt);
   yt = at::Tensor();
   const int n = static_cast<int>(m * num_proj);
-  at::Tensor sum_sq = at::zeros({}, xt.options().dtype(at::kDouble));
+  at::Tensor sum_sq = at::zeros({}, residual_t.options().dtype(at::kDouble));  // xt is moved from
   residual_kernel<<<grid_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
       xs.const_data_ptr<float>(), rows.const_data_ptr<int>(), ys.const_data_ptr<float>(),
       residual_t.mutable_data_ptr<float>(), static_cast<int>(m), n,

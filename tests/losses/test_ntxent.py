@@ -124,6 +124,20 @@ def test_zero_vectors_give_no_nan(device, dtype):
         assert not torch.isnan(z1.grad).any() and not torch.isnan(z2.grad).any()
 
 
+@pytest.mark.parametrize("negatives", ["all", "cross"])
+def test_nan_rows_poison_every_row_like_the_reference(device, negatives):
+    """A NaN in the inputs is not hidden: every row whose denominator sees it is NaN, as in
+    the reference, even when the NaN rows fill the first column tiles the kernel visits (70
+    rows: more than one 64-row tile)."""
+    z1, z2 = views(150, 16, torch.float32, device, seed=6)
+    with torch.no_grad():
+        z1[:70] = float("nan")
+    fused = nt_xent(z1, z2, negatives=negatives, reduction="none")
+    expected = reference.nt_xent(z1, z2, negatives=negatives, reduction="none")
+    assert torch.isnan(expected[150:]).all()  # view-2 anchors all see the NaN rows of view 1
+    assert torch.equal(torch.isnan(fused), torch.isnan(expected))
+
+
 def test_small_temperature_bf16_does_not_overflow(device):
     z1, z2 = views(300, 64, torch.bfloat16, device, seed=9)
     check_against_reference(z1, z2, temperature=0.01)
