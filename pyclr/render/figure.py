@@ -75,8 +75,9 @@ def write_png(path: str, rgb: np.ndarray) -> str:
         raise ValueError(f"rgb: expected an (H, W, 3) uint8 array, got {describe(rgb)}")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    # OpenCV 5 defaults to the RLE strategy, about twice the size of zlib's default at level 9
-    flags = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_DEFAULT, cv2.IMWRITE_PNG_COMPRESSION, 9]
+    # OpenCV 5 defaults to the RLE strategy, 3x the size of zlib's default strategy. Level 6:
+    # a 1389x1898 mask figure takes 0.35 s and 863 KiB; level 9 saved 6% for 2.4 s (measured)
+    flags = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_DEFAULT, cv2.IMWRITE_PNG_COMPRESSION, 6]
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), flags):
         raise OSError(f"path: OpenCV could not write {path!r}")
     return str(path)
