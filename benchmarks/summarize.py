@@ -11,7 +11,9 @@ cases on a GPU are floored at a third of the tf32 rate: the kernels run fp32 as 
 import argparse
 import json
 
-META = {"impl", "device_name", "torch", "peak_extra_mib", "tflops", "flops", "bytes", "images_per_s"}
+# measurements and derived rates, not part of a case's identity
+META = {"impl", "device_name", "torch", "peak_extra_mib", "tflops", "flops", "bytes", "images_per_s",
+        "msorted_per_s", "forward_s"}
 BASELINES = ("reference", "eager", "torchvision", "plain")  # what "vs ref" compares with, first found
 
 
@@ -41,19 +43,31 @@ def main() -> None:
     rows = []
     for b in json.load(open(args.bench))["benchmarks"]:
         info = b["extra_info"]
-        case = (b["name"].split("[")[0],) + tuple(sorted((k, v) for k, v in info.items() if k not in META))
+        case = (b["name"].split("[")[0],) + tuple(sorted((k, _hashable(v)) for k, v in info.items()
+                                                           if k not in META))
         rows.append((case, info, b["stats"]["median"] * 1e3))
     ref = {}
     for baseline in reversed(BASELINES):
         ref.update({case: ms for case, info, ms in rows if info.get("impl") == baseline})
-    print(f"{'benchmark':34} {'case':34} {'impl':10} {'ms':>9} {'vs ref':>7} {'peak MiB':>9} {'floor ms':>9} {'of floor':>8}")
+    print(f"{'benchmark':34} {'case':44} {'impl':10} {'ms':>9} {'vs ref':>7} {'peak MiB':>9} {'floor ms':>9} {'of floor':>8}")
     for case, info, ms in rows:
-        label = " ".join(f"{v}" for k, v in case[1:] if k not in ("device",))
+        # lists (a figure's taps and ks) are settings every row shares: left out of the label
+        label = " ".join(f"{v}" for k, v in case[1:] if k not in ("device", "backend") and not isinstance(v, tuple))
         speed = f"{ref[case] / ms:.2f}x" if case in ref else "-"
         floor = floor_ms(info, ceilings)
-        print(f"{case[0][:34]:34} {(info.get('device', '') + ' ' + label)[:34]:34} {info.get('impl', ''):10} "
+        impl = info.get("impl", info.get("backend", ""))
+        print(f"{case[0][:34]:34} {(info.get('device', '') + ' ' + label)[:44]:44} {impl:10} "
               f"{ms:>9.2f} {speed:>7} {info.get('peak_extra_mib', float('nan')):>9.1f} "
               f"{floor if floor else float('nan'):>9.3f} {f'{floor / ms:.0%}' if floor else '-':>8}")
+
+
+def _hashable(value):
+    """extra_info values as dictionary keys: lists (e.g. a figure's ks) become tuples."""
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
 
 
 if __name__ == "__main__":
