@@ -4,6 +4,9 @@
 #   test      the test suite's CUDA cases
 #   sanitize  compute-sanitizer memcheck and racecheck on benchmarks/sanitize_case.py
 #   bench     device ceilings + every benchmark, JSON and a summary table
+#   examples  the examples' full modes that need no data beyond the embedded sets (or those named
+#             in EXAMPLES), each under EXAMPLE_TIMEOUT seconds (480), with EXAMPLE_ARGS (none)
+#             added; outputs in $OUT/examples.tar.gz (one file: the device returns at most 8)
 # e.g. (device tool, carrying .whl with the POT wheel the SWD benchmark compares with):
 #   bash benchmarks/gpu_session.sh build test sanitize bench
 # Everything lands in $OUT (at most 8 files come back); commit the JSON under benchmarks/results/.
@@ -40,6 +43,17 @@ for stage in "$@"; do
         >"$OUT/bench.log" 2>&1 || status=1
       tail -3 "$OUT/bench.log"
       python3 benchmarks/summarize.py "$OUT/bench.json" --ceilings "$OUT/ceilings.json" ;;
+    examples)
+      results=/tmp/pyclr-examples-out
+      mkdir -p "$results"
+      for name in ${EXAMPLES:-hierarchy_similarity sprites_decodability multidigit feature_suppression_sizes \
+                   feature_suppression_bits local_features cross_image_clustering}; do
+        echo "--- $name" | tee -a "$OUT/examples.log"
+        (cd examples && timeout "${EXAMPLE_TIMEOUT:-480}" python3 "$name.py" --out "$results" ${EXAMPLE_ARGS:-}) \
+          >>"$OUT/examples.log" 2>&1 || { echo "$name: failed or timed out" | tee -a "$OUT/examples.log"; status=1; }
+      done
+      tar czf "$OUT/examples.tar.gz" -C "$(dirname "$results")" "$(basename "$results")"
+      tar tzf "$OUT/examples.tar.gz" ;;
     *) echo "unknown stage $stage"; status=1 ;;
   esac
 done
