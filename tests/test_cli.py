@@ -56,6 +56,16 @@ def test_config_errors(tmp_path, capsys):
     big = {**TINY, "train": {**TINY["train"], "batch_size": 512}}
     assert main(["train", write_config(tmp_path, big), "--out", str(tmp_path / "r")]) == 1
     assert "batch_size: 512 is larger than the dataset (96 items)" in capsys.readouterr().err
+    rgb = {**TINY, "dataset": {"name": "sprites"}}
+    assert main(["train", write_config(tmp_path, rgb), "--out", str(tmp_path / "r")]) == 1
+    assert "dataset: items have 3 channels, but the encoder takes 1" in capsys.readouterr().err
+    bits = {**TINY, "eval": {**TINY["eval"], "train": {"name": "random_bits", "bits": 2}}}
+    assert main(["train", write_config(tmp_path, bits), "--out", str(tmp_path / "r")]) == 1
+    assert "eval.train: items have 3 channels" in capsys.readouterr().err  # caught before training
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+    misspelt = {**TINY, "encoder": {**TINY["encoder"], "in_chanels": 1}}
+    assert main(["train", write_config(tmp_path, misspelt), "--out", str(tmp_path / "r")]) == 1
+    assert "encoder 'small_convnet': unknown options ['in_chanels']; it takes in_channels," in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{not json")
     assert main(["train", str(tmp_path / "bad.json"), "--out", str(tmp_path / "r")]) == 1
     assert "is not valid JSON" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """``make_dataset(name, **kwargs)``: every dataset of ``pyclr.data`` by name."""
 from __future__ import annotations
 
+from ..losses._checks import check_options
 from .digits import DigitsOnImages, MultiDigit, RandomBits, TwoDigitSizes, multidigit_eval
 from .hierarchy import Hierarchy
 from .mnist import MNIST
@@ -30,4 +31,5 @@ def make_dataset(name: str, **kwargs):
     key = name.strip().lower().replace("-", "_")
     if key not in DATASETS:
         raise ValueError(f"name: unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    check_options(f"dataset {key!r}", DATASETS[key], kwargs)
     return DATASETS[key](**kwargs)

@@ -1,12 +1,30 @@
 """Validation of user-facing loss arguments: a bad input raises before any kernel runs."""
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
 import torch
 
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def check_options(name: str, factory, options, fixed=()) -> None:
+    """``options`` (keyword arguments for ``factory``, e.g. a config section) must be ones it
+    takes, other than the ``fixed`` ones: a misspelt key is named with the accepted ones, not
+    left to a TypeError."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    known = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+             and p.name not in fixed]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"{name}: unknown options {unknown}; it takes {', '.join(known) or 'none'}")
 
 
 def check_choice(name: str, value, choices) -> None:

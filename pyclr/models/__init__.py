@@ -1,6 +1,7 @@
 """Encoders with named feature taps, and projection heads with per-layer outputs."""
 from __future__ import annotations
 
+from ..losses._checks import check_options
 from .encoder import Encoder
 from .heads import ProjectionHead
 from .resnet import ResNet, resnet18, resnet34, resnet50
@@ -15,6 +16,10 @@ def make_encoder(name: str, **kwargs) -> Encoder:
     ``in_channels``), ``lenet`` and ``small_convnet`` (``in_channels``, ``input_size``)."""
     if name not in ENCODERS:
         raise ValueError(f"encoder: expected one of {', '.join(map(repr, ENCODERS))}, got {name!r}")
+    if name.startswith("resnet"):  # resnet18(**kwargs) is ResNet("resnet18", **kwargs)
+        check_options(f"encoder {name!r}", ResNet, kwargs, fixed=("arch",))
+    else:
+        check_options(f"encoder {name!r}", ENCODERS[name], kwargs)
     return ENCODERS[name](**kwargs)
 
 

@@ -11,7 +11,7 @@ import torch
 from ..evaluate import extract_features, linear_probe
 from ..evaluate.features import pick_label
 from . import checkpoint as ckpt
-from .loop import train
+from .loop import check_channels, train
 from .presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
 
 CONFIG = "config.json"
@@ -29,6 +29,11 @@ def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, pr
     torch.manual_seed(seed)
     encoder = build_encoder(cfg["encoder"])
     dataset = build_dataset(cfg["dataset"])
+    check_channels(encoder, dataset, "dataset", "; set encoder.in_channels to match")
+    for split in ("train", "test"):  # an eval set the encoder cannot read fails now, not after training
+        if (cfg.get("eval") or {}).get(split):
+            check_channels(encoder, build_dataset(cfg["eval"][split]), f"eval.{split}",
+                           "; build the eval sets like the training set (e.g. the same bits)")
     augment = build_augment(cfg.get("augment"))
     head = build_head(cfg.get("head"), encoder)
     os.makedirs(out_dir, exist_ok=True)

@@ -106,6 +106,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     steps_per_epoch = len(dataset) // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size: {batch_size} is larger than the dataset ({len(dataset)} items)")
+    check_channels(encoder, dataset, "dataset")
     total_steps = epochs * steps_per_epoch
     warmup_epochs = 0.1 * epochs if warmup_epochs is None else warmup_epochs
     warmup_steps = max(1, round(warmup_epochs * steps_per_epoch)) if warmup_epochs > 0 else 0
@@ -206,6 +207,19 @@ def _check_args(method, optimizer, precision, epochs, batch_size, loss):
         raise ValueError(f"loss: expected 'nt_xent', 'generalized' or a loss module, got {loss!r}")
     if method == "moco" and loss != "nt_xent":
         raise ValueError("loss: MoCo uses its own InfoNCE with the queue; leave loss='nt_xent'")
+
+
+def check_channels(encoder: nn.Module, dataset, name: str, hint: str = "") -> None:
+    """Before any training: ``dataset``'s images must have the channels ``encoder`` takes
+    (its ``in_channels``, as pyclr's encoders have); reads one item. ``hint`` ends the message."""
+    expected = getattr(encoder, "in_channels", None)
+    if expected is None or len(dataset) == 0:
+        return
+    item = dataset[0]
+    image = item[0] if isinstance(item, (tuple, list)) else item
+    if isinstance(image, torch.Tensor) and image.dim() == 3 and image.shape[0] != expected:
+        raise ValueError(f"{name}: items have {image.shape[0]} channels, but the encoder takes {expected} "
+                         f"(its in_channels){hint}")
 
 
 def _check_writable(out_dir) -> None:

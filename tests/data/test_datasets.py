@@ -46,6 +46,8 @@ def test_make_dataset_names_and_errors():
         make_dataset("imagenet")
     with pytest.raises(TypeError, match="name: expected a dataset name"):
         make_dataset(Sprites)
+    with pytest.raises(ValueError, match=r"dataset 'multidigit': unknown options \['n_digit'\]; it takes n_digits,"):
+        make_dataset("multidigit", n_digit=2)
 
 
 @pytest.mark.parametrize("make", [

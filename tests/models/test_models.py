@@ -113,6 +113,10 @@ def test_make_encoder_and_bad_input():
     assert isinstance(make_encoder("resnet18", cifar_stem=True), ResNet)
     with pytest.raises(ValueError, match="encoder: expected one of 'resnet18'"):
         make_encoder("vit")
+    with pytest.raises(ValueError, match=r"encoder 'resnet50': unknown options \['widht'\]; it takes width, cifar_stem"):
+        make_encoder("resnet50", widht=2)
+    with pytest.raises(ValueError, match=r"encoder 'lenet': unknown options \['arch'\]; it takes in_channels"):
+        make_encoder("lenet", arch="resnet18")
     with pytest.raises(ValueError, match="width: expected one of"):
         ResNet("resnet18", width=3)
     with pytest.raises(ValueError, match="arch: expected one of"):

@@ -186,6 +186,13 @@ def test_bad_arguments(kwargs, match):
         pyclr.train(model(), images(), **({"epochs": 1, "batch_size": 32, "progress": False} | kwargs))
 
 
+def test_channel_mismatch_fails_before_training(tmp_path):
+    rgb = [(torch.rand(3, 12, 12), 0) for _ in range(64)]
+    with pytest.raises(ValueError, match=r"dataset: items have 3 channels, but the encoder takes 1 \(its in_channels\)"):
+        pyclr.train(model(), rgb, epochs=1, batch_size=32, progress=False, out_dir=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
 def test_generalized_loss_and_adam():
     result = pyclr.train(model(), images(), epochs=1, batch_size=32, loss="generalized", optimizer="adam",
                          head=small_head(), progress=False, augment=jitter)
