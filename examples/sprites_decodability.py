@@ -16,8 +16,8 @@ Full mode: ResNet-18 with the CIFAR stem (3x3 stride-1 first convolution, no max
 four augmentation policies (sprites_none, sprites_jitter, sprites_crop, sprites_crop+jitter),
 all from the same initialisation. The paper trains 200 epochs; full mode trains 50 so that the
 four models fit well under an hour on one H100. Adam's rate stays at 1e-3 throughout
-(schedule "constant": the paper names no decay). The head has no batch norm and, unlike the paper's, its last layer has
-a bias (pyclr's ProjectionHead has no option for a bias-free last layer without batch norm).
+(schedule "constant": the paper names no decay). The head has no batch norm and, as the paper's, no bias
+in its last layer (ProjectionHead(output_bias=False)).
 
 Decodability (Fig. 3): a logistic-regression probe (pyclr.evaluate.decodability: L-BFGS, weight
 decay chosen on a split of the training rows, where the paper trained decoders with Adam for 500
@@ -72,11 +72,12 @@ def settings(quick: bool) -> dict:
     if quick:
         return {"epochs": 6, "fraction": 0.25, "downscale": 2, "batch_size": 128,
                 "encoder": {"name": "small_convnet", "in_channels": 3, "input_size": 32, "feature_dim": 128},
-                "head": {"hidden_dim": 128, "out_dim": 32, "num_layers": 3, "batch_norm": False},
+                "head": {"hidden_dim": 128, "out_dim": 32, "num_layers": 3, "batch_norm": False,
+                         "output_bias": False},
                 "probe": {"weight_decay": 1e-3, "max_iter": 100}, "pca_images": 1000, "seed": 0}
     return {"epochs": 50, "fraction": 1.0, "downscale": 1, "batch_size": 128,
             "encoder": {"name": "resnet18", "cifar_stem": True},
-            "head": {"hidden_dim": 512, "out_dim": 128, "num_layers": 3, "batch_norm": False},
+            "head": {"hidden_dim": 512, "out_dim": 128, "num_layers": 3, "batch_norm": False, "output_bias": False},
             "probe": {}, "pca_images": 1000, "seed": 0}
 
 

@@ -23,27 +23,31 @@ class ProjectionHead(nn.Module):
             ``hidden_dim=(120, 84), out_dim=84, num_layers=3``).
         out_dim: the output size (ignored when ``num_layers=0``).
         num_layers: 0 to 4.
-        batch_norm: batch normalisation after each linear layer.
+        batch_norm: batch normalisation after each linear layer (then no linear layer has a
+            bias: the normalisation's shift stands in for it).
+        output_bias: without ``batch_norm``, whether the last linear layer has a bias
+            (Hermann et al.'s sprites head has none: ``output_bias=False``).
 
     ``forward(h, return_all=True)`` returns ``[h, a_1, ..., a_L]``: the head's input and every
     layer's output (after its ReLU), the layers a decodability probe reads.
     """
 
     def __init__(self, in_dim: int, hidden_dim: int | Sequence[int] = 2048, out_dim: int = 128,
-                 num_layers: int = 2, batch_norm: bool = True):
+                 num_layers: int = 2, batch_norm: bool = True, output_bias: bool = True):
         super().__init__()
         for name, value in (("in_dim", in_dim), ("out_dim", out_dim)):
             check_int(name, value)
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 0 <= num_layers <= 4:
             raise ValueError(f"num_layers: expected an int in 0..4, got {num_layers!r}")
-        if not isinstance(batch_norm, bool):
-            raise TypeError(f"batch_norm: expected a bool, got {type(batch_norm).__name__}")
+        for name, value in (("batch_norm", batch_norm), ("output_bias", output_bias)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
         hidden = _hidden_sizes(hidden_dim, num_layers)
         sizes = [in_dim] + hidden + ([out_dim] if num_layers else [])
         self.layers = nn.ModuleList()
         for i in range(num_layers):
             last = i == num_layers - 1
-            parts = [nn.Linear(sizes[i], sizes[i + 1], bias=not batch_norm)]
+            parts = [nn.Linear(sizes[i], sizes[i + 1], bias=not batch_norm and (output_bias or not last))]
             if batch_norm:
                 parts.append(nn.BatchNorm1d(sizes[i + 1]))
             if not last:

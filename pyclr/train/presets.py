@@ -83,11 +83,11 @@ PRESETS = {
     },
     "sprites": {
         "description": "Hermann et al.: sprites with crop and colour jitter, ResNet-18 (CIFAR stem), "
-                       "512-512-128 head, Adam 1e-3, batch 128, tau 0.5, 200 epochs",
+                       "512-512-128 head (no output bias), Adam 1e-3, batch 128, tau 0.5, 200 epochs",
         "encoder": {"name": "resnet18", "cifar_stem": True},
         "dataset": {"name": "sprites"},
         "augment": {"policy": "sprites_crop+jitter", "size": 64},
-        "head": {"hidden_dim": 512, "out_dim": 128, "num_layers": 3, "batch_norm": False},
+        "head": {"hidden_dim": 512, "out_dim": 128, "num_layers": 3, "batch_norm": False, "output_bias": False},
         "train": {"epochs": 200, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
                   "warmup_epochs": 0, "schedule": "constant", "temperature": 0.5},
         "eval": {"train": {"name": "sprites"}, "label": "colour"},

@@ -144,6 +144,18 @@ def test_projection_head_layers(num_layers, batch_norm):
     assert head.out_dim == (16 if num_layers else 32)
 
 
+@pytest.mark.parametrize("batch_norm,output_bias,biases", [
+    (False, True, [True, True, True]), (False, False, [True, True, False]),
+    (True, True, [False, False, False]), (True, False, [False, False, False])])
+def test_projection_head_biases(batch_norm, output_bias, biases):
+    """Without batch norm every linear layer has a bias unless output_bias=False drops the
+    last one (Hermann et al.'s sprites head); with batch norm none has one."""
+    head = ProjectionHead(32, 64, 16, num_layers=3, batch_norm=batch_norm, output_bias=output_bias)
+    assert [layer[0].bias is not None for layer in head.layers] == biases
+    with pytest.raises(TypeError, match="output_bias: expected a bool"):
+        ProjectionHead(32, 64, 16, output_bias=0)
+
+
 def test_projection_head_per_layer_sizes_and_errors():
     head = ProjectionHead(5184, (120, 84), 84, num_layers=3)
     assert [o.shape[1] for o in head(torch.randn(4, 5184), return_all=True)] == [5184, 120, 84, 84]
