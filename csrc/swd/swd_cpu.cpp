@@ -189,10 +189,15 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& h_in,
               " rows exceed 2^32 - 1, the most the CPU kernel ranks");
   const auto acc = acc_dtype(h_in);
   // detach: the products are internal and must not be seen by autograd
+  // mm_out, not mm: autocast recasts mm's operands (to bf16 under torch.autocast) but leaves
+  // out= variants alone, and the sort below reads acc-typed values
   const at::Tensor wt = projections_in.detach().to(acc).t();
-  const at::Tensor xt = at::mm(wt, h_in.detach().to(acc).t()).contiguous();
-  const at::Tensor yt = at::mm(wt, prior_samples_in.detach().to(acc).t()).contiguous();
-  const int64_t num_proj = xt.size(0), m = xt.size(1);
+  const int64_t num_proj = wt.size(0), m = h_in.size(0);
+  const auto acc_options = h_in.options().dtype(acc);
+  at::Tensor xt = at::empty({num_proj, m}, acc_options);
+  at::Tensor yt = at::empty({num_proj, m}, acc_options);
+  at::mm_out(xt, wt, h_in.detach().to(acc).t());
+  at::mm_out(yt, wt, prior_samples_in.detach().to(acc).t());
   at::Tensor residual_t = at::empty({num_proj, m}, xt.options());
   at::Tensor loss = at::empty({}, xt.options());
   const double scale = 1.0 / (static_cast<double>(m) * static_cast<double>(num_proj));

@@ -139,9 +139,14 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& h_in,
   check_cuda_input(h_in, num_proj);
   const at::cuda::CUDAGuard guard(h_in.device());
   // detach: the products are internal and must not be seen by autograd
+  // mm_out, not mm: autocast recasts mm's operands (to bf16 under torch.autocast) but leaves
+  // out= variants alone, and the kernels below read float
   const at::Tensor wt = projections_in.detach().to(at::kFloat).t();
-  at::Tensor xt = at::mm(wt, h_in.detach().to(at::kFloat).t()).contiguous();
-  at::Tensor yt = at::mm(wt, prior_samples_in.detach().to(at::kFloat).t()).contiguous();
+  const auto float_options = h_in.options().dtype(at::kFloat);
+  at::Tensor xt = at::empty({num_proj, m}, float_options);
+  at::Tensor yt = at::empty({num_proj, m}, float_options);
+  at::mm_out(xt, wt, h_in.detach().to(at::kFloat).t());
+  at::mm_out(yt, wt, prior_samples_in.detach().to(at::kFloat).t());
 
   at::Tensor xs = at::empty_like(xt);
   at::Tensor ys = at::empty_like(yt);

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -26,7 +26,7 @@ class ClusterResult:
     cross-image mode, and for ``(n, C)`` points: ``labels`` ``(B, H, W)`` or ``(n,)``, ``centroids``
     ``(k, C)``, and 0-d ``inertia`` and ``n_iter``. Labels are int64 in ``[0, k)``; centroids and
     inertia (the sum of squared distances of the points to their centroids) are float32, or
-    float64 for float64 inputs. ``n_iter`` counts Lloyd iterations (None where the algorithm has
+    float64 for float64 inputs (computed in float32 by the pyclr backend's CUDA kernel). ``n_iter`` counts Lloyd iterations (None where the algorithm has
     none, e.g. Ward).
     """
 
@@ -186,7 +186,11 @@ def _solve(points, k, n_init, max_iter, tol, init, backend, seed) -> _lloyd.Solu
         _ops.require_kernel("kmeans_step", points.device)
         step = _kernel_step
         if points.is_cuda and points.dtype == torch.float64:
-            points = points.float()  # the CUDA kernel takes 32- and 16-bit floats only
+            # the CUDA kernel takes 32- and 16-bit floats only: solved in float32, returned as
+            # float64 like every other float64 result
+            solution = _lloyd.solve(points.float().contiguous(), k, step, n_init, max_iter, tol, init, seed)
+            return replace(solution, centroids=solution.centroids.double(),
+                                       inertia=solution.inertia.double())
     return _lloyd.solve(points.contiguous(), k, step, n_init, max_iter, tol, init, seed)
 
 

@@ -79,8 +79,10 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad_loss, _grad_residual):
     residual, projections = ctx.saved_tensors
     m, num_proj = residual.shape
-    # d loss / d h = 2 R W^T / (M L)  (csrc/swd/swd.h)
-    grad_h = (residual @ projections.to(residual.dtype).T) * (grad_loss * (2.0 / (m * num_proj)))
+    # d loss / d h = 2 R W^T / (M L)  (csrc/swd/swd.h), in the residual's dtype even when
+    # backward() is called inside torch.autocast (as the forward's products are)
+    with torch.autocast(residual.device.type, enabled=False):
+        grad_h = (residual @ projections.to(residual.dtype).T) * (grad_loss * (2.0 / (m * num_proj)))
     return grad_h.to(ctx.h_dtype), None, None
 
 

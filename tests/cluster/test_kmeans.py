@@ -58,6 +58,14 @@ def test_planted_clusters_are_recovered(backend, dtype):
     assert result.labels.dtype == torch.int64 and result.labels.shape == (1200,)
 
 
+def test_float64_points_give_float64_results_on_every_device(device):
+    """The CUDA kernel computes in float32; the results keep the float64 contract."""
+    x, truth = blobs(300, 3, 8, 0.3, seed=5, dtype=torch.float64)
+    result = kmeans(x.to(device), 3, n_init=1, backend="pyclr", seed=0)
+    assert result.centroids.dtype == torch.float64 and result.inertia.dtype == torch.float64
+    assert is_relabelling(result.labels.cpu(), truth)
+
+
 @pytest.mark.parametrize("backend", TORCH_BACKENDS)
 def test_per_image_batch_equals_a_loop_over_images(backend):
     gen = torch.Generator().manual_seed(4)

@@ -101,6 +101,18 @@ def test_prior_and_projections_of_other_dtypes(device):
     assert torch.equal(sliced_wasserstein(h, p.bfloat16(), w.half()), cast)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_under_autocast(device, dtype):
+    """Training runs the loss inside torch.autocast (bf16 by default on a GPU): the op's own
+    products stay in the accumulation dtype, so the loss and gradient equal those outside it."""
+    h, p, w = problem(300, 16, 8, "gaussian", dtype, device, seed=7)
+    expected = loss_and_grad(sliced_wasserstein, h, p, w)
+    with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
+        got = loss_and_grad(sliced_wasserstein, h, p, w)
+    for e, g in zip(expected, got):
+        assert g.dtype == e.dtype and torch.equal(g, e)
+
+
 @pytest.mark.parametrize("m,d,num_proj", [(6, 4, 3), (9, 3, 3), (1, 2, 2)])
 def test_gradcheck_float64(m, d, num_proj):
     h, p, w = problem(m, d, num_proj, "gaussian", torch.float64, "cpu", seed=11, separated=False)

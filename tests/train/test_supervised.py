@@ -44,10 +44,10 @@ def encoder(seed=0):
 
 @torch.no_grad()
 def accuracy(result, items, key="label"):
-    images = torch.stack([image for image, _ in items])
+    images = torch.stack([image for image, _ in items]).to(next(result.encoder.parameters()).device)
     labels = torch.tensor([c for _, c in items])
     result.encoder.eval()
-    predicted = result.classifiers[key](result.encoder(images)).argmax(1)
+    predicted = result.classifiers[key](result.encoder(images)).argmax(1).cpu()
     return (predicted == labels).float().mean().item()
 
 
@@ -89,10 +89,10 @@ def test_same_seed_same_weights_and_augment_is_called():
 
     def jitter(x, generator):
         calls.append(len(x))
-        return x + 0.05 * torch.randn(x.shape, generator=generator)
+        return x + 0.05 * torch.randn(x.shape, generator=generator, device=x.device)
 
     runs = [train_supervised(encoder(), bright_quadrant(64), label=None, num_classes=4, epochs=2, batch_size=16,
-                             augment=jitter, seed=3) for _ in range(2)]
+                             augment=jitter, seed=3, device="cpu") for _ in range(2)]  # bitwise: CPU
     assert calls == [16] * 8 * 2  # 4 steps x 2 epochs, two runs
     for a, b in zip(runs[0].encoder.state_dict().values(), runs[1].encoder.state_dict().values()):
         assert torch.equal(a, b)

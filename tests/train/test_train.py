@@ -115,7 +115,7 @@ def test_save_atomic_keeps_the_old_file(tmp_path):
 @pytest.mark.parametrize("method", ["simclr", "moco"])
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, method):
     options = dict(epochs=3, batch_size=32, augment=jitter, head=small_head(), progress=False, seed=3,
-                   method=method, queue_size=64, lr=0.5)
+                   method=method, queue_size=64, lr=0.5, device="cpu")  # bit for bit: the CPU's promise
     straight = pyclr.train(model(), images(), out_dir=str(tmp_path / "a"), **options)
 
     def kill_at_step_5(info):
@@ -193,6 +193,13 @@ def test_channel_mismatch_fails_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_generalized_loss_under_bf16_autocast():
+    """bf16 autocast (a GPU's default) around the SWD loss: its kernel multiplies in fp32."""
+    result = pyclr.train(model(), images(), epochs=1, batch_size=32, loss="generalized", precision="bf16",
+                         head=small_head(), progress=False, augment=jitter)
+    assert math.isfinite(result.history[-1]["loss"])
+
+
 def test_generalized_loss_and_adam():
     result = pyclr.train(model(), images(), epochs=1, batch_size=32, loss="generalized", optimizer="adam",
                          head=small_head(), progress=False, augment=jitter)
@@ -227,7 +234,7 @@ def run_rank(rank, init_file, out_dir, options):
 
 @pytest.mark.distributed
 def test_two_processes_equal_one_with_the_combined_batch():
-    options = dict(epochs=2, batch_size=32, progress=False, seed=1, lr=0.5)
+    options = dict(epochs=2, batch_size=32, progress=False, seed=1, lr=0.5, device="cpu")  # gloo, fp32
     with tempfile.TemporaryDirectory() as tmp:
         mp.start_processes(run_rank, args=(os.path.join(tmp, "init"), tmp, options), nprocs=WORLD,
                            join=True, start_method="spawn")
