@@ -2,14 +2,18 @@
 # One lease of the lent GPU machine (the device tool), in the stages named on the command line:
 #   build     compile pyclr._C in place for the visible GPU (MAX_JOBS=16)
 #   test      the test suite's CUDA cases
-#   sanitize  compute-sanitizer memcheck and racecheck on benchmarks/sanitize_case.py
-#   bench     device ceilings + every benchmark, JSON and a summary table
+#   sanitize  compute-sanitizer memcheck and racecheck (pyclr's kernels) on benchmarks/sanitize_case.py,
+#             without PyTorch's caching allocator (it hides out-of-bounds accesses from memcheck)
+#   bench     device ceilings + the GPU cases of every benchmark (BENCHES; BENCH_K selects cases,
+#             default "not cpu"), one JSON per file so that a stopped call keeps the finished ones
 #   examples  the examples' full modes that need no data beyond the embedded sets (or those named
 #             in EXAMPLES), each under EXAMPLE_TIMEOUT seconds (480), with EXAMPLE_ARGS (none)
-#             added; outputs in $OUT/examples.tar.gz (one file: the device returns at most 8)
-# e.g. (device tool, carrying .whl with the POT wheel the SWD benchmark compares with):
-#   bash benchmarks/gpu_session.sh build test sanitize bench
-# Everything lands in $OUT (at most 8 files come back); commit the JSON under benchmarks/results/.
+#             added; outputs in $OUT/examples.tar.gz, rewritten after each script
+# The device stops a command after 10 minutes and returns at most 8 files: run one or two stages
+# per call, e.g. (device tool; carry .whl with the POT wheel the SWD benchmark compares with)
+#   bash benchmarks/gpu_session.sh build test        then   bash benchmarks/gpu_session.sh build sanitize
+#   bash benchmarks/gpu_session.sh build bench       (build is a no-op when the machine is still warm)
+# and commit the JSON under benchmarks/results/. On the CPU: BENCHES="... render" BENCH_K=cpu.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/pyclr-gpu}
@@ -25,24 +29,31 @@ for stage in "$@"; do
   echo "=== $stage"
   case $stage in
     build)
-      { time python3 setup.py -q build_ext --inplace; } >"$OUT/build.log" 2>&1 || status=1
-      tail -5 "$OUT/build.log"
-      python3 -m pyclr info | tee -a "$OUT/build.log" ;;
+      # the log comes back only when the build fails: a call returns at most 8 files
+      { time python3 setup.py -q build_ext --inplace; } >/tmp/pyclr-build.log 2>&1 \
+        || { status=1; cp /tmp/pyclr-build.log "$OUT/build.log"; }
+      tail -5 /tmp/pyclr-build.log
+      python3 -m pyclr info ;;
     test)
       python3 -m pytest tests -q -m "not slow" -k "cuda" -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -15
       status=$((status | PIPESTATUS[0])) ;;
     sanitize)
+      # racecheck on pyclr's kernels only: PyTorch's and CUB's own are not ours to fix
+      filter=""
+      compute-sanitizer --help 2>&1 | grep -q -- "--kernel-name" && filter="--kernel-name kns=pyclr"
       for tool in memcheck racecheck; do
-        compute-sanitizer --tool $tool --error-exitcode 1 python3 benchmarks/sanitize_case.py \
-          >"$OUT/sanitize_$tool.log" 2>&1 || status=1
+        PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool $tool $([ $tool = racecheck ] && echo "$filter") \
+          --error-exitcode 1 python3 benchmarks/sanitize_case.py >"$OUT/sanitize_$tool.log" 2>&1 || status=1
         tail -3 "$OUT/sanitize_$tool.log"
       done ;;
     bench)
       python3 benchmarks/device_ceilings.py >"$OUT/ceilings.json" && cat "$OUT/ceilings.json"
-      python3 -m pytest benchmarks/bench_*.py -q -p no:cacheprovider --benchmark-json="$OUT/bench.json" \
-        >"$OUT/bench.log" 2>&1 || status=1
-      tail -3 "$OUT/bench.log"
-      python3 benchmarks/summarize.py "$OUT/bench.json" --ceilings "$OUT/ceilings.json" ;;
+      for name in ${BENCHES:-ntxent swd generalized kmeans augment train}; do
+        echo "--- bench_$name" | tee -a "$OUT/bench.log"
+        python3 -m pytest "benchmarks/bench_$name.py" -q -p no:cacheprovider -k "${BENCH_K:-not cpu}" \
+          --benchmark-json="$OUT/bench_$name.json" >>"$OUT/bench.log" 2>&1 || status=1
+        python3 benchmarks/summarize.py "$OUT/bench_$name.json" --ceilings "$OUT/ceilings.json" | tee -a "$OUT/bench.log"
+      done ;;
     examples)
       results=/tmp/pyclr-examples-out
       mkdir -p "$results"
@@ -51,8 +62,8 @@ for stage in "$@"; do
         echo "--- $name" | tee -a "$OUT/examples.log"
         (cd examples && timeout "${EXAMPLE_TIMEOUT:-480}" python3 "$name.py" --out "$results" ${EXAMPLE_ARGS:-}) \
           >>"$OUT/examples.log" 2>&1 || { echo "$name: failed or timed out" | tee -a "$OUT/examples.log"; status=1; }
+        tar czf "$OUT/examples.tar.gz" -C "$(dirname "$results")" "$(basename "$results")"
       done
-      tar czf "$OUT/examples.tar.gz" -C "$(dirname "$results")" "$(basename "$results")"
       tar tzf "$OUT/examples.tar.gz" ;;
     *) echo "unknown stage $stage"; status=1 ;;
   esac

@@ -2,7 +2,7 @@
 reference of the same case, peak memory and, given the device's measured ceilings
 (device_ceilings.py), the floor and the fraction of it reached.
 
-    python benchmarks/summarize.py bench.json [--ceilings ceilings.json]
+    python benchmarks/summarize.py bench_*.json [--ceilings ceilings.json]
 
 A benchmark's extra_info names its case (device, m, d, dtype, ...), its ``impl`` and
 optionally ``flops`` (arithmetic it must do) and ``bytes`` (device memory it must move). fp32
@@ -36,29 +36,37 @@ def floor_ms(info: dict, ceilings: dict):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bench")
+    parser.add_argument("bench", nargs="+", help="pytest-benchmark JSON files (their rows are joined)")
     parser.add_argument("--ceilings")
     args = parser.parse_args()
     ceilings = json.load(open(args.ceilings)) if args.ceilings else {}
     rows = []
-    for b in json.load(open(args.bench))["benchmarks"]:
+    for b in (b for path in args.bench for b in json.load(open(path))["benchmarks"]):
         info = b["extra_info"]
         case = (b["name"].split("[")[0],) + tuple(sorted((k, _hashable(v)) for k, v in info.items()
                                                            if k not in META))
         rows.append((case, info, b["stats"]["median"] * 1e3))
     ref = {}
     for baseline in reversed(BASELINES):
-        ref.update({case: ms for case, info, ms in rows if info.get("impl") == baseline})
+        ref.update({case: (ms, info) for case, info, ms in rows if info.get("impl") == baseline})
     print(f"{'benchmark':34} {'case':44} {'impl':10} {'ms':>9} {'vs ref':>7} {'peak MiB':>9} {'floor ms':>9} {'of floor':>8}")
     for case, info, ms in rows:
         # lists (a figure's taps and ks) are settings every row shares: left out of the label
         label = " ".join(f"{v}" for k, v in case[1:] if k not in ("device", "backend") and not isinstance(v, tuple))
-        speed = f"{ref[case] / ms:.2f}x" if case in ref else "-"
+        speed = f"{_speed_up(ms, info, *ref[case]):.2f}x" if case in ref else "-"
         floor = floor_ms(info, ceilings)
         impl = info.get("impl", info.get("backend", ""))
         print(f"{case[0][:34]:34} {(info.get('device', '') + ' ' + label)[:44]:44} {impl:10} "
               f"{ms:>9.2f} {speed:>7} {info.get('peak_extra_mib', float('nan')):>9.1f} "
               f"{floor if floor else float('nan'):>9.3f} {f'{floor / ms:.0%}' if floor else '-':>8}")
+
+
+def _speed_up(ms, info, ref_ms, ref_info) -> float:
+    """Over the baseline: by images/s where both measured it (a training run's wall time
+    includes building the model and the loader), else by time."""
+    if info.get("images_per_s") and ref_info.get("images_per_s"):
+        return info["images_per_s"] / ref_info["images_per_s"]
+    return ref_ms / ms
 
 
 def _hashable(value):
