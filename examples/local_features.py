@@ -181,13 +181,11 @@ def encoder_and_inputs(args, setting: dict, device):
 # --- clustering and measures --------------------------------------------------------------------
 
 def cluster(features: torch.Tensor, method: str, k: int, n_init: int, seed: int) -> torch.Tensor:
-    """(B, h, w) labels of each image's pixels clustered separately."""
+    """(B, h, w) labels of each image's pixels clustered separately (Ward: cluster_taps, one tree for every k)."""
     if method == "kmeans":
         return kmeans(features, k, n_init=n_init, seed=seed).labels
     if method == "kmeans_sklearn":  # the [Re] paper's tool, as the peer of pyclr's kernels
         return kmeans(features, k, n_init=n_init, seed=seed, backend="sklearn").labels
-    if method == "ward":
-        return ward(features, k).labels
     return bisecting(features, k, seed=seed).labels
 
 
@@ -204,6 +202,12 @@ def cluster_taps(features: dict, methods, ks, n_init: int, seed: int):
     for tap, feats in features.items():
         labels[tap], seconds[tap] = {}, {}
         for method in methods:
+            if method == "ward":  # one merge tree per image for every k: its time is split over the ks
+                started = time.perf_counter()
+                labels[tap][method] = {k: r.labels.cpu() for k, r in ward(feats, list(ks)).items()}
+                share = (time.perf_counter() - started) / len(ks) / len(feats)
+                seconds[tap][method] = {k: share for k in ks}
+                continue
             runs = {k: timed(cluster, feats, method, k, n_init, seed) for k in ks}
             labels[tap][method] = {k: out for k, (out, _) in runs.items()}
             seconds[tap][method] = {k: s / len(feats) for k, (_, s) in runs.items()}

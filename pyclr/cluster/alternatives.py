@@ -2,7 +2,7 @@
 agglomerative clustering and bisecting K-Means, per image (or on one set of points)."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -14,23 +14,31 @@ from .reference import acc_dtype
 CONNECTIVITIES = (None, "grid")
 
 
-def ward(x: torch.Tensor, k: int, connectivity: Optional[str] = None) -> ClusterResult:
-    """Ward agglomerative clustering (``sklearn.cluster.AgglomerativeClustering``,
-    ``linkage="ward"``) of each image's pixels, or of ``(n, C)`` points.
+def ward(x: torch.Tensor, k: Union[int, Sequence[int]], connectivity: Optional[str] = None
+         ) -> Union[ClusterResult, Dict[int, ClusterResult]]:
+    """Ward agglomerative clustering (scikit-learn's ``ward_tree``, as
+    ``AgglomerativeClustering(linkage="ward")`` builds it) of each image's pixels, or of
+    ``(n, C)`` points.
 
     Args:
         x: ``(B, H, W, C)`` features (each image clustered separately) or ``(n, C)`` points.
-        k: clusters, ``1 <= k <=`` points per problem.
+        k: clusters, ``1 <= k <=`` points per problem; or several values of k: then each
+            problem's merge tree is built once and cut at every k (the tree is what costs:
+            about 25 s for 12,544 points on one CPU core), and a ``{k: result}`` dict returns.
         connectivity: ``None`` (scikit-learn's default, as in the [Re] paper) or ``"grid"``: only
             4-neighbouring pixels may merge (``grid_to_graph``), which gives spatially
             contiguous clusters; needs ``(B, H, W, C)`` features.
 
     Returns a :class:`ClusterResult` as :func:`kmeans` in per-image mode, with the cluster
-    means as centroids and ``n_iter`` None.
+    means as centroids and ``n_iter`` None. The partition at each k is scikit-learn's
+    ``AgglomerativeClustering(n_clusters=k, linkage="ward")``'s (cluster numbers may differ).
     """
     if connectivity not in CONNECTIVITIES:
         raise ValueError(f"connectivity: expected None or 'grid', got {connectivity!r}")
-    problems = _problems(x, k)
+    ks = [k] if _is_int(k) else list(k) if isinstance(k, Sequence) and not isinstance(k, str) else [k]
+    if not ks:
+        raise ValueError("k: expected an integer or a non-empty list of integers, got []")
+    problems = [_problems(x, kk) for kk in ks][0]
     if connectivity == "grid" and x.dim() != 4:
         raise ValueError(f"connectivity='grid' needs (B, H, W, C) features, got shape {tuple(x.shape)}")
     sklearn_cluster = import_sklearn_cluster()
@@ -39,12 +47,28 @@ def ward(x: torch.Tensor, k: int, connectivity: Optional[str] = None) -> Cluster
         from sklearn.feature_extraction.image import grid_to_graph
 
         graph = grid_to_graph(x.shape[1], x.shape[2])
+    acc = acc_dtype(problems)
+    trees = [sklearn_cluster.ward_tree(to_numpy(p, acc), connectivity=graph)[0] for p in problems]
+    results = {kk: _cluster_each(x, problems, kk, lambda points, b, kk=kk: cut_tree(trees[b], len(points), kk))
+               for kk in dict.fromkeys(ks)}
+    return results[ks[0]] if _is_int(k) else results
 
-    def fit(points: np.ndarray, b: int) -> np.ndarray:
-        return sklearn_cluster.AgglomerativeClustering(n_clusters=k, linkage="ward",
-                                                       connectivity=graph).fit_predict(points)
 
-    return _cluster_each(x, problems, k, fit)
+def cut_tree(children: np.ndarray, n_leaves: int, k: int) -> np.ndarray:
+    """The ``k`` clusters of a merge tree (``children[i]`` = the two nodes merged into node
+    ``n_leaves + i``, in merge order): undo the last ``k - 1`` merges. Labels 0..k-1 by first
+    appearance."""
+    parent = np.arange(2 * n_leaves - 1)
+    merges = n_leaves - k
+    parent[children[:merges].ravel()] = np.repeat(np.arange(n_leaves, n_leaves + merges), 2)
+    while True:  # pointer doubling: every node's pointer jumps to its top node in log(depth) rounds
+        jumped = parent[parent]
+        if np.array_equal(jumped, parent):
+            break
+        parent = jumped
+    _, first, labels = np.unique(parent[:n_leaves], return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # number clusters by their first leaf
+    return order[labels]
 
 
 def bisecting(x: torch.Tensor, k: int, seed: int = 0) -> ClusterResult:

@@ -91,7 +91,7 @@ def render_masks(encoder, images, taps: Sequence[str] = ("block2", "block3", "bl
     for tap, feats in features.items():
         for m in methods:
             row = tap if len(methods) == 1 else f"{tap} {m}"
-            maps[row] = {k: _cluster(feats, k, m, cross_image, seed, n_init, backend) for k in ks}
+            maps[row] = _cluster(feats, ks, m, cross_image, seed, n_init, backend)
     if raw_pixel_baseline:
         smallest = min((f.shape[1:3] for f in features.values()), key=lambda s: s[0] * s[1])
         maps[RAW_PIXELS] = {k: _raw_pixels(images, tuple(smallest), k, cross_image, seed, n_init, backend)
@@ -323,16 +323,17 @@ def _device(encoder, device) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _cluster(features: torch.Tensor, k: int, method: str, cross_image: bool, seed: int, n_init: int,
-             backend: str) -> torch.Tensor:
-    """``(B, h, w)`` labels of one clustering of the features."""
+def _cluster(features: torch.Tensor, ks: List[int], method: str, cross_image: bool, seed: int, n_init: int,
+             backend: str) -> Dict[int, torch.Tensor]:
+    """``{k: (B, h, w) labels}`` of the features clustered with each k."""
     if method == "kmeans":
         mode = "cross_image" if cross_image else "per_image"
-        return kmeans(features, k, mode=mode, n_init=n_init, seed=seed, backend=backend).labels
+        return {k: kmeans(features, k, mode=mode, n_init=n_init, seed=seed, backend=backend).labels for k in ks}
     # ward and bisecting cluster each image of a (B, h, w, C) batch; all pixels as one set of points
     points = features.reshape(-1, features.shape[-1]) if cross_image else features
-    result = ward(points, k) if method == "ward" else bisecting(points, k, seed=seed)
-    return result.labels.reshape(features.shape[:-1])
+    if method == "ward":  # one merge tree per image, cut at every k
+        return {k: r.labels.reshape(features.shape[:-1]) for k, r in ward(points, ks).items()}
+    return {k: bisecting(points, k, seed=seed).labels.reshape(features.shape[:-1]) for k in ks}
 
 
 def _raw_pixels(images: torch.Tensor, size, k: int, cross_image: bool, seed: int, n_init: int,

@@ -41,6 +41,25 @@ def test_planted_clusters_on_points(method):
     assert is_relabelling(result.labels, truth)
 
 
+@pytest.mark.parametrize("connectivity", [None, "grid"])
+def test_ward_is_scikit_learns_partition_at_every_k_from_one_tree(connectivity):
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.feature_extraction.image import grid_to_graph
+
+    x = features(batch=2, h=9, w=11, seed=5)
+    graph = grid_to_graph(9, 11) if connectivity else None
+    several = ward(x, [6, 2, 9, 1], connectivity=connectivity)
+    assert list(several) == [6, 2, 9, 1]
+    for k, result in several.items():
+        alone = ward(x, k, connectivity=connectivity)
+        assert torch.equal(result.labels, alone.labels) and torch.equal(result.centroids, alone.centroids)
+        for b in range(2):
+            expected = AgglomerativeClustering(n_clusters=k, linkage="ward", connectivity=graph).fit_predict(
+                x[b].reshape(-1, 12).double().numpy())
+            assert is_relabelling(result.labels[b].flatten(), torch.as_tensor(expected))
+            assert sorted(result.labels[b].unique().tolist()) == list(range(k))
+
+
 def test_grid_connectivity_gives_connected_regions():
     x = features(batch=1, h=10, w=10, seed=2)
     labels = ward(x, 4, connectivity="grid").labels[0]
@@ -65,6 +84,8 @@ def test_bisecting_is_seeded():
     (lambda: ward(features(), 3, connectivity="knn"), "connectivity: expected None or 'grid'"),
     (lambda: ward(torch.randn(50, 3), 3, connectivity="grid"), "connectivity='grid' needs"),
     (lambda: ward(features(), 0), "k: expected an integer with 1 <= k <= 72"),
+    (lambda: ward(features(), [2, 73]), "k: expected an integer with 1 <= k <= 72"),
+    (lambda: ward(features(), []), "k: expected an integer or a non-empty list"),
     (lambda: bisecting(features(), 73), "k: expected an integer with 1 <= k <= 72"),
     (lambda: bisecting(features(), 2, seed=-1), "seed: expected an integer >= 0"),
     (lambda: ward(torch.randn(4, 5, 3), 2), r"x: expected a \(B, H, W, C\) or \(n, C\) tensor"),
