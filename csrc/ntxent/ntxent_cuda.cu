@@ -550,11 +550,21 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocksPerSm<T>)
 
 // One block per (row tile of all M rows, d-chunk of the gradient); writes grad rows
 // [row0, row0 + kBM) x that chunk. w and lse are full length (M,) (see backward_cuda).
+// A power of two (exact to apply and to undo) near 2^13 / max|grad_loss|: |C_jk| <= 2 max|w|,
+// so the scaled coefficients stay below 2^14, far from fp16 overflow, while small ones stay
+// clear of fp16 underflow. Read on the device: no host sync in the backward.
+__device__ float coefficient_scale(const float* grad_max) {
+  const float g = *grad_max;
+  if (!(g > 0.f) || isinf(g)) return 1.f;  // zero, inf or nan: unscaled (nan/inf propagate)
+  const int e = static_cast<int>(fminf(fmaxf(floorf(log2f(8192.f / g)), -126.f), 126.f));
+  return __int_as_float((e + 127) << 23);  // 2^e exactly (a normal float for |e| <= 126)
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    backward_kernel(Problem<T> p, const float* w, const float* lse, T* grad, float sigma,
-                    float inv_sigma) {
+    backward_kernel(Problem<T> p, const float* w, const float* lse, T* grad, const float* grad_max) {
 #if PYCLR_NTXENT_HAS_MMA
+  const float sigma = coefficient_scale(grad_max), inv_sigma = 1.f / sigma;
   extern __shared__ __align__(128) unsigned char smem[];
   const Smem<T> sm(smem, p.q_slots());
   const int view = blockIdx.x / p.tiles_per_view;
@@ -640,15 +650,6 @@ void launch(void (*kernel)(Params...), dim3 grid, size_t smem, Args&&... args) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// A power of two (exact to apply and to undo) near 2^13 / max|grad_loss|: |C_jk| <= 2 max|w|,
-// so the scaled coefficients stay below 2^14, far from fp16 overflow, while small ones stay
-// clear of fp16 underflow.
-float coefficient_scale(float grad_max) {
-  if (!std::isfinite(grad_max)) return 1.f;  // inf/nan propagate unscaled
-  const double e = std::floor(std::log2(8192.0 / grad_max));
-  return std::ldexp(1.f, static_cast<int>(std::clamp(e, -126.0, 126.0)));
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& z_in, double temperature,
@@ -679,8 +680,9 @@ at::Tensor backward_cuda(const at::Tensor& grad_loss, const at::Tensor& z_in,
   const at::Tensor z = z_in.contiguous();
   const int64_t n = z.size(0) / 2;
 
-  const float grad_max = grad_loss.abs().max().item<float>();
-  if (grad_max == 0.f) return at::zeros(z.sizes(), z.options());
+  // max|grad_loss| stays on the device (the kernel derives its coefficient scale from it):
+  // reading it here would stop the host until the forward pass has run
+  const at::Tensor grad_max = grad_loss.abs().amax().to(at::kFloat);
 
   // Full-length per-row terms: anchors carry their grad_loss and lse, every other row has
   // w = 0 and lse = +inf, so exp(s - lse) is exactly 0 there and 0 * finite never makes NaN.
@@ -693,14 +695,13 @@ at::Tensor backward_cuda(const at::Tensor& grad_loss, const at::Tensor& z_in,
   }
 
   at::Tensor grad = at::empty(z.sizes(), z.options());
-  const float sigma = coefficient_scale(grad_max);
   dispatch_float_types(z.scalar_type(), "nt_xent", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const Problem<T> p = make_problem<T>(z, temperature, negatives, offset, count, n);
     launch(backward_kernel<T>, dim3(2 * p.tiles_per_view, p.chunks),
            Layout<T>::bytes(p.q_slots()), p, w.const_data_ptr<float>(),
-           lse_full.const_data_ptr<float>(), static_cast<T*>(grad.mutable_data_ptr()), sigma,
-           1.f / sigma);
+           lse_full.const_data_ptr<float>(), static_cast<T*>(grad.mutable_data_ptr()),
+           grad_max.const_data_ptr<float>());
   });
   return grad;
 }

@@ -124,6 +124,25 @@ def test_zero_vectors_give_no_nan(device, dtype):
         assert not torch.isnan(z1.grad).any() and not torch.isnan(z2.grad).any()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_zero_and_tiny_upstream_gradients(device, dtype):
+    """The backward scales its 16-bit coefficients by a power of two taken from max|grad_loss|
+    (read on the device): a zero upstream gradient gives exact zeros, and one of 1e-30 (fp32 and
+    bf16 hold such gradients) the gradient at scale 1 times 1e-30, without underflow."""
+    z1, z2 = views(40, 24, dtype, device, seed=8)
+    (nt_xent(z1, z2, reduction="none") * 0).sum().backward()
+    assert not z1.grad.any() and not z2.grad.any()
+    if dtype == torch.float16:
+        return
+    grads = []
+    for scale in (1.0, 1e-30):
+        z1.grad = z2.grad = None
+        (nt_xent(z1, z2) * scale).backward()
+        grads.append(z1.grad.double() / scale)
+    assert grads[0].abs().max() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-2, atol=1e-3 * grads[0].abs().max().item())
+
+
 @pytest.mark.parametrize("negatives", ["all", "cross"])
 def test_nan_rows_poison_every_row_like_the_reference(device, negatives):
     """A NaN in the inputs is not hidden: every row whose denominator sees it is NaN, as in
