@@ -90,19 +90,28 @@ void check_cuda_input(const at::Tensor& h, int64_t num_proj) {
               "projections per call");
 }
 
-// Sorts each of the num_proj segments of m values: x with the row indices, y alone.
+// Segments per CUB call. Above its partitioning threshold (300 or 500 segments, by policy)
+// DeviceSegmentedSort copies segment counts to the host and synchronises the stream (unless
+// built with relocatable device code), which also rules out CUDA-graph capture; below it,
+// every segment is sorted by its own block, as large segments are in the partitioned path.
+constexpr int kSegmentsPerSort = 256;
+
+// Sorts each of the num_proj segments of m values: x with the row indices, y alone; in calls
+// of at most kSegmentsPerSort segments, so that no call synchronises with the host.
 void sort_segments(const at::Tensor& xt, const at::Tensor& yt, at::Tensor& xs, at::Tensor& rows,
                    at::Tensor& ys) {
   const int num_proj = static_cast<int>(xt.size(0)), m = static_cast<int>(xt.size(1));
-  const int n = num_proj * m;
   const auto int_options = xt.options().dtype(at::kInt);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
 
-  at::Tensor rows_in = at::empty({n}, int_options);
-  row_indices_kernel<<<grid_for(n), kThreads, 0, stream>>>(rows_in.mutable_data_ptr<int>(), m, n);
+  // offsets[l] = l * m: within a call, segment l is [offsets[l], offsets[l + 1]) of the call's
+  // own (shifted) pointers; the row indices 0..m-1 of each segment are the same in every call
+  const int per_call = std::min(num_proj, kSegmentsPerSort);
+  at::Tensor rows_in = at::empty({int64_t{per_call} * m}, int_options);
+  row_indices_kernel<<<grid_for(per_call * m), kThreads, 0, stream>>>(
+      rows_in.mutable_data_ptr<int>(), m, per_call * m);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  // offsets[l] = l * m for l = 0..L: segment l is [offsets[l], offsets[l + 1])
-  const at::Tensor offsets = at::arange(0, int64_t{n} + 1, m, int_options);
+  const at::Tensor offsets = at::arange(0, int64_t{per_call} * m + 1, m, int_options);
   const int* begin = offsets.const_data_ptr<int>();
 
   const float* x = xt.const_data_ptr<float>();
@@ -111,22 +120,29 @@ void sort_segments(const at::Tensor& xt, const at::Tensor& yt, at::Tensor& xs, a
   float* y_out = ys.mutable_data_ptr<float>();
   int* rows_out = rows.mutable_data_ptr<int>();
   const int* rows_in_p = rows_in.const_data_ptr<int>();
+  // the largest call (the first) sizes the temporary storage every call shares
   size_t pair_bytes = 0, key_bytes = 0;
   C10_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(nullptr, pair_bytes, x, x_out, rows_in_p,
-                                                     rows_out, n, num_proj, begin, begin + 1,
-                                                     stream));
-  C10_CUDA_CHECK(cub::DeviceSegmentedSort::SortKeys(nullptr, key_bytes, y, y_out, n, num_proj,
-                                                    begin, begin + 1, stream));
+                                                     rows_out, per_call * m, per_call, begin,
+                                                     begin + 1, stream));
+  C10_CUDA_CHECK(cub::DeviceSegmentedSort::SortKeys(nullptr, key_bytes, y, y_out, per_call * m,
+                                                    per_call, begin, begin + 1, stream));
   // At least one byte: a null d_temp_storage would make CUB only report the size.
   const size_t bytes = std::max<size_t>({pair_bytes, key_bytes, 1});
   at::Tensor temp = at::empty({static_cast<int64_t>(bytes)}, xt.options().dtype(at::kByte));
   void* temp_p = temp.mutable_data_ptr();
-  // Both sorts run in stream order, so they can share one temporary buffer.
-  C10_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(temp_p, pair_bytes, x, x_out, rows_in_p,
-                                                     rows_out, n, num_proj, begin, begin + 1,
-                                                     stream));
-  C10_CUDA_CHECK(cub::DeviceSegmentedSort::SortKeys(temp_p, key_bytes, y, y_out, n, num_proj,
-                                                    begin, begin + 1, stream));
+  // All calls run in stream order, so they can share one temporary buffer.
+  for (int l0 = 0; l0 < num_proj; l0 += per_call) {
+    const int count = std::min(per_call, num_proj - l0);
+    const int64_t shift = int64_t{l0} * m;
+    size_t call_pair_bytes = bytes, call_key_bytes = bytes;
+    C10_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(
+        temp_p, call_pair_bytes, x + shift, x_out + shift, rows_in_p, rows_out + shift,
+        count * m, count, begin, begin + 1, stream));
+    C10_CUDA_CHECK(cub::DeviceSegmentedSort::SortKeys(temp_p, call_key_bytes, y + shift,
+                                                      y_out + shift, count * m, count, begin,
+                                                      begin + 1, stream));
+  }
 }
 
 }  // namespace

@@ -101,6 +101,13 @@ def test_prior_and_projections_of_other_dtypes(device):
     assert torch.equal(sliced_wasserstein(h, p.bfloat16(), w.half()), cast)
 
 
+def test_more_projections_than_one_sort_call_takes(device):
+    """The CUDA kernel sorts at most 256 projections per CUB call (more would make CUB
+    synchronise with the host): 520 projections take three calls, the last one short."""
+    h, p, w = problem(257, 600, 520, "hypersphere", torch.float32, device, seed=11)
+    check_against_reference(h, p, w)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_under_autocast(device, dtype):
     """Training runs the loss inside torch.autocast (bf16 by default on a GPU): the op's own
