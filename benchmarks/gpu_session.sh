@@ -6,8 +6,8 @@
 #             without PyTorch's caching allocator (it hides out-of-bounds accesses from memcheck)
 #   bench     device ceilings + the GPU cases of every benchmark (BENCHES; BENCH_K selects cases,
 #             default "not cpu"), one JSON per file so that a stopped call keeps the finished ones
-#   examples  the examples' full modes that need no data beyond the embedded sets (or those named
-#             in EXAMPLES), each under EXAMPLE_TIMEOUT seconds (480), with EXAMPLE_ARGS (none)
+#   examples  the examples' full modes that need no data beyond the embedded sets and fit a call
+#             (or those named in EXAMPLES), each under EXAMPLE_TIMEOUT seconds (480), with EXAMPLE_ARGS (none)
 #             added; outputs in $OUT/examples.tar.gz, rewritten after each script
 # The device stops a command after 10 minutes and returns at most 8 files: run one or two stages
 # per call, e.g. (device tool; carry .whl with the POT wheel the SWD benchmark compares with)
@@ -57,8 +57,10 @@ for stage in "$@"; do
     examples)
       results=/tmp/pyclr-examples-out
       mkdir -p "$results"
-      for name in ${EXAMPLES:-hierarchy_similarity sprites_decodability multidigit feature_suppression_sizes \
-                   feature_suppression_bits local_features cross_image_clustering}; do
+      # default: the full modes estimated to fit a call (a CPU smoke run of every full mode,
+      # shrunk, ran to the end); multidigit, feature_suppression_sizes and sprites_decodability
+      # train 20+ models and write their JSON only at the end: they need more than one call
+      for name in ${EXAMPLES:-hierarchy_similarity feature_suppression_bits local_features cross_image_clustering}; do
         echo "--- $name" | tee -a "$OUT/examples.log"
         (cd examples && timeout "${EXAMPLE_TIMEOUT:-480}" python3 "$name.py" --out "$results" ${EXAMPLE_ARGS:-}) \
           >>"$OUT/examples.log" 2>&1 || { echo "$name: failed or timed out" | tee -a "$OUT/examples.log"; status=1; }
