@@ -35,10 +35,12 @@ def ward(x: torch.Tensor, k: Union[int, Sequence[int]], connectivity: Optional[s
     """
     if connectivity not in CONNECTIVITIES:
         raise ValueError(f"connectivity: expected None or 'grid', got {connectivity!r}")
-    ks = [k] if _is_int(k) else list(k) if isinstance(k, Sequence) and not isinstance(k, str) else [k]
+    ks = list(k) if isinstance(k, Sequence) and not isinstance(k, str) else [k]
     if not ks:
         raise ValueError("k: expected an integer or a non-empty list of integers, got []")
-    problems = [_problems(x, kk) for kk in ks][0]
+    problems = _problems(x, ks[0])  # reshapes and scans x once
+    for kk in ks[1:]:
+        _check_k(kk, problems.shape[1])
     if connectivity == "grid" and x.dim() != 4:
         raise ValueError(f"connectivity='grid' needs (B, H, W, C) features, got shape {tuple(x.shape)}")
     sklearn_cluster = import_sklearn_cluster()
@@ -93,12 +95,15 @@ def _problems(x, k) -> torch.Tensor:
         raise ValueError(f"x: expected a non-empty floating-point tensor, got {x.dtype} of shape "
                          f"{tuple(x.shape)}")
     points = x.detach().reshape(x.shape[0] if x.dim() == 4 else 1, -1, x.shape[-1])
-    if not _is_int(k) or not 1 <= k <= points.shape[1]:
-        raise ValueError(f"k: expected an integer with 1 <= k <= {points.shape[1]} (the points per "
-                         f"problem), got {k!r}")
+    _check_k(k, points.shape[1])
     if not bool(torch.isfinite(points).all()):
         raise ValueError("x: contains NaN or infinite values")
     return points
+
+
+def _check_k(k, n: int) -> None:
+    if not _is_int(k) or not 1 <= k <= n:
+        raise ValueError(f"k: expected an integer with 1 <= k <= {n} (the points per problem), got {k!r}")
 
 
 def _cluster_each(x: torch.Tensor, problems: torch.Tensor, k: int,
