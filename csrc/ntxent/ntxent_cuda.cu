@@ -7,7 +7,9 @@
 // fp32 strip of S, and then works on that strip alone:
 //   forward:  fold the strip into a per-row online log-sum-exp (running max and sum);
 //   backward: turn the strip into coefficients C_jk = w_j P_jk + w_k P_kj and accumulate
-//             G_j += sum_k C_jk z_k for its rows over one d-chunk of the gradient.
+//             G_j += sum_k C_jk z_k for its rows over one d-chunk of the gradient; the
+//             positive's coefficient is applied exactly (what rounding C_jp(j) to the
+//             operand type lost, plus -(w_j + w_p(j)), multiplies z_p(j) in fp32).
 // A warp only reads back the strip it wrote, so strip work needs only __syncwarp;
 // __syncthreads guards the operand tiles that the four warps share.
 #include <algorithm>
@@ -439,29 +441,42 @@ __device__ void stage_column_terms(const Smem<T>& sm, const float* w, const floa
 }
 
 // Overwrites the lane's entries of the strip with sigma * C_jk in the MMA operand type,
-// C_jk = w_j exp(s_jk - lse_j) + w_k exp(s_jk - lse_k), 0 where k is masked for row j.
+// C_jk = w_j exp(s_jk - lse_j) + w_k exp(s_jk - lse_k), 0 where k is masked for row j, and
+// adds to `residual` what rounding lost at the row's positive column (positive_col; -1 for
+// none): sigma * C_jp - operand(sigma * C_jp). When the pair is well aligned (P_jp near 1 at
+// a small tau) C_jp is about w_j + w_p, nearly cancelled by the positive term -(w_j + w_p):
+// rounding it to 16 bits alone would leave an error of the gradient's own size.
 // Every lane reads all its scores before any lane writes: a 16-bit C row overlaps the first
 // half of its own S row, which the row's other lane also reads.
 template <typename T>
 __device__ void scores_to_coefficients(float* strip, const StripLane& me, const float* col_w,
                                        const float* col_lse, float w_row, float lse_row,
                                        int col0, int col_end, bool exclude_diagonal,
-                                       float scale_log2, float sigma) {
+                                       int positive_col, float scale_log2, float sigma,
+                                       float& residual) {
+  // C_jk of column c of the tile, unscaled
+  const auto coefficient = [&](int c) {
+    const float t = strip[me.r * kLds + c] * scale_log2;
+    return w_row * exp2f(t - lse_row) + col_w[c] * exp2f(t - col_lse[c]);
+  };
   float coef[kBN / 2];
 #pragma unroll
   for (int j = 0; j < kBN / 2; ++j) {
     const int c = me.column(j);
     const int col = col0 + c;
-    const float t = strip[me.r * kLds + c] * scale_log2;
-    const float value = w_row * exp2f(t - lse_row) + col_w[c] * exp2f(t - col_lse[c]);
     const bool valid = col < col_end && !(exclude_diagonal && col == me.row);
-    coef[j] = valid ? sigma * value : 0.f;
+    coef[j] = valid ? sigma * coefficient(c) : 0.f;
   }
+  // The positive (never masked) is in this tile and among this lane's columns (h, h + 2, ...).
+  const int pc = positive_col - col0;
+  const bool has_positive = pc >= 0 && pc < kBN && (pc & 1) == me.h;
+  const float positive = has_positive ? sigma * coefficient(pc) : 0.f;
   __syncwarp();
   T* out = reinterpret_cast<T*>(strip);
 #pragma unroll
   for (int j = 0; j < kBN / 2; ++j)
     out[me.r * Layout<T>::kLdc + me.column(j)] = Mma<T>::operand(coef[j]);
+  residual += positive - Mma<T>::value(Mma<T>::operand(positive));
   __syncwarp();  // lanes load coefficients other lanes wrote
 }
 
@@ -484,15 +499,18 @@ __device__ void mma_gradient(FragAcc<T> (&g)[kDC / 16], const T* c_w, const T* z
   }
 }
 
-// grad_j = (G_j / sigma - (w_j + w_p(j)) z_p(j)) / tau (kSelf: no z_p(j) term) for the
-// strip's rows and the chunk's columns, staging each 16 x 16 accumulator through the strip.
+// grad_j = (G_j / sigma - ((w_j + w_p(j)) - residual_j / sigma) z_p(j)) / tau (kSelf: no
+// z_p(j) term) for the strip's rows and the chunk's columns, staging each 16 x 16 accumulator
+// through the strip. `residual` is the lane's share (see scores_to_coefficients).
 template <typename T>
 __device__ void write_gradient(const FragAcc<T> (&g)[kDC / 16], float* strip,
                                const StripLane& me, bool row_ok, const Problem<T>& p,
                                const float* w, float w_row, T* grad, int chunk, int width,
-                               float inv_sigma) {
+                               float inv_sigma, float residual) {
   const int pr = partner(me.row, p.n);
-  const float positive_coef = row_ok && p.positive ? w_row + w[pr] : 0.f;
+  // The row's positive column fell to one of its two lanes; both need the sum.
+  residual += __shfl_xor_sync(0xffffffffu, residual, 1);
+  const float positive_coef = row_ok && p.positive ? (w_row + w[pr]) - residual * inv_sigma : 0.f;
 #pragma unroll
   for (int f = 0; f < kDC / 16; ++f) {
     if (f * 16 >= width) break;
@@ -579,6 +597,8 @@ __global__ void __launch_bounds__(kThreads)
   const float w_row = row_ok ? w[me.row] : 0.f;
   const float lse_row = row_ok ? lse[me.row] * kLog2e : INFINITY;
   const bool rows_have_anchor = has_anchor(p, row0, min(row0 + kBM, row_end));
+  const int positive_col = row_ok && p.positive ? partner(me.row, p.n) : -1;
+  float residual = 0.f;  // see scores_to_coefficients
 
   stage_resident_q(sm, p, row0, row_end);
   FragAcc<T> g[kDC / 16];
@@ -591,12 +611,12 @@ __global__ void __launch_bounds__(kThreads)
                    [&] { stage_column_terms(sm, w, lse, col0, cols.end); });
     store_strip<T>(strip, acc);
     scores_to_coefficients<T>(strip, me, sm.col_w, sm.col_lse, w_row, lse_row, col0, cols.end,
-                              p.exclude_self, p.scale_log2, sigma);
+                              p.exclude_self, positive_col, p.scale_log2, sigma, residual);
     // sm.k still holds this column tile's chunk `chunk`: exactly the rows z_k to multiply.
     mma_gradient(g, reinterpret_cast<const T*>(strip), sm.k, width);
   }
   __syncwarp();  // the last coefficient loads are done before the strip is reused
-  write_gradient(g, strip, me, row_ok, p, w, w_row, grad, chunk, width, inv_sigma);
+  write_gradient(g, strip, me, row_ok, p, w, w_row, grad, chunk, width, inv_sigma, residual);
 #else
   __trap();
 #endif

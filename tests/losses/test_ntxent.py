@@ -165,6 +165,28 @@ def test_small_temperature_bf16_does_not_overflow(device):
     assert torch.isfinite(loss) and torch.isfinite(z1.grad).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("negatives", ["all", "cross"])
+def test_aligned_pairs_16bit_gradients_at_rounding_floor(device, dtype, negatives):
+    """Trained views are nearly aligned: at tau = 0.1 the positive's weight P_jp is close to 1,
+    so its coefficient w_j P_jp + w_p P_pj nearly cancels the positive term -(w_j + w_p). A
+    kernel that rounds that coefficient to 16 bits before the cancellation has a gradient
+    error of 1e-2 (bf16; emulated) instead of the ~2e-3 of rounding the result: the gradient
+    must stay within twice that floor of float64 on the same inputs."""
+    gen = torch.Generator().manual_seed(12)
+    base = torch.nn.functional.normalize(torch.randn(256, 128, generator=gen, dtype=torch.float64), dim=1)
+    noisy = base + 0.1 / 128 ** 0.5 * torch.randn(256, 128, generator=gen, dtype=torch.float64)
+    z1 = base.to(device, dtype)
+    z2 = torch.nn.functional.normalize(noisy, dim=1).to(device, dtype)
+    options = dict(temperature=0.1, normalize=False, negatives=negatives)
+    _, g1, g2 = loss_and_grads(nt_xent, z1, z2, **options)
+    _, e1, e2 = loss_and_grads(reference.nt_xent, z1.double(), z2.double(), **options)
+    floor = {torch.bfloat16: 2 ** -8, torch.float16: 2 ** -11}[dtype]  # a result rounding, relative
+    for g, e in ((g1, e1), (g2, e2)):
+        error = ((g.double() - e.cpu()).norm() / e.norm()).item()
+        assert error < 2 * floor, f"relative gradient error {error:.3g} >= {2 * floor:.3g}"
+
+
 def test_identical_views_lower_the_loss(device):
     z1, z2 = views(64, 16, torch.float32, device, seed=1)
     assert nt_xent(z1, z1.detach().clone()) < nt_xent(z1, z2)
