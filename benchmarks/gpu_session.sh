@@ -57,14 +57,39 @@ for stage in "$@"; do
     examples)
       results=/tmp/pyclr-examples-out
       mkdir -p "$results"
+      # Resuming: the scripts that train several models write each finished one at once to
+      # $results/NAME.partial.json (and delete it once NAME.json is written); a rerun reuses it.
+      # EXAMPLES_RESUME names a folder (e.g. examples/results/partial) whose NAME.partial.json,
+      # from calls or sessions before, are copied in first; one already here (an earlier call on
+      # this warm machine) is newer and is kept.
+      for log in ${EXAMPLES_RESUME:+"$EXAMPLES_RESUME"/*.partial.json}; do
+        [ -e "$log" ] || continue
+        if [ -e "$results/$(basename "$log")" ]; then
+          echo "resume: $(basename "$log") already in $results (kept)" | tee -a "$OUT/examples.log"
+        else
+          cp "$log" "$results/" && echo "resume: $log" | tee -a "$OUT/examples.log"
+        fi
+      done
+      # the tarball (results, figures and run logs) is replaced whole, after each script and every
+      # 30 s while one runs, so that a call the device stops still brings back the finished units
+      pack() {
+        tar czf "$OUT/.examples.tar.gz" -C "$(dirname "$results")" "$(basename "$results")" 2>/dev/null
+        [ $? -le 1 ] && mv -f "$OUT/.examples.tar.gz" "$OUT/examples.tar.gz"  # 1: a file changed while read
+      }
       # default: the full modes estimated to fit a call (a CPU smoke run of every full mode,
       # shrunk, ran to the end); multidigit, feature_suppression_sizes and sprites_decodability
-      # train 20+ models and write their JSON only at the end: they need more than one call
+      # train 20+ models: they need more than one call, resumed as above
       for name in ${EXAMPLES:-hierarchy_similarity feature_suppression_bits local_features cross_image_clustering}; do
         echo "--- $name" | tee -a "$OUT/examples.log"
-        (cd examples && timeout "${EXAMPLE_TIMEOUT:-480}" python3 "$name.py" --out "$results" ${EXAMPLE_ARGS:-}) \
-          >>"$OUT/examples.log" 2>&1 || { echo "$name: failed or timed out" | tee -a "$OUT/examples.log"; status=1; }
-        tar czf "$OUT/examples.tar.gz" -C "$(dirname "$results")" "$(basename "$results")"
+        (cd examples && exec timeout "${EXAMPLE_TIMEOUT:-480}" python3 "$name.py" --out "$results" ${EXAMPLE_ARGS:-}) \
+          >>"$OUT/examples.log" 2>&1 &
+        pid=$! packed=$SECONDS
+        while kill -0 "$pid" 2>/dev/null; do
+          sleep 1
+          if ((SECONDS - packed >= 30)); then pack; packed=$SECONDS; fi
+        done
+        wait "$pid" || { echo "$name: failed or timed out" | tee -a "$OUT/examples.log"; status=1; }
+        pack
       done
       tar tzf "$OUT/examples.tar.gz" ;;
     *) echo "unknown stage $stage"; status=1 ;;

@@ -28,7 +28,6 @@ Writes results/cross_image_clustering.json and cross_image_clustering*.png.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -44,6 +43,8 @@ from pyclr.train.presets import device_of
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from local_features import (SETTINGS, encoder_and_inputs, mean_over_k, parse_args, random_twin,  # noqa: E402
                             raw_pixels, timed)
+
+import _common  # noqa: E402
 
 TAPS = ("block1", "block2", "block3", "block4")
 FIGURE_TAPS = ("block3", "block4")  # the [Re] paper's Figs. 7 and 4-5, 8
@@ -195,17 +196,16 @@ def main() -> None:
     figures.append(consistency_figure(batch, len(names), names, sources, CONSISTENCY_K, TILE,
                                       os.path.join(args.out, "cross_image_clustering_hue.png")))
     path = os.path.join(args.out, "cross_image_clustering.json")
-    with open(path, "w") as f:
-        json.dump({"mode": mode, "device": str(device), "torch": torch.__version__,
-                   "cpu_threads": torch.get_num_threads(),
-                   "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
-                   "settings": {"image_size": setting["image_size"], "n_init": setting["n_init"], "taps": TAPS,
-                                "ks": KS, "hue_shift": HUE_SHIFT, "present_share": PRESENT, "normalize": normalize,
-                                "seed": args.seed, "images": names, "batch": len(batch),
-                                "hue_figure": {"tap": "block3", "k": CONSISTENCY_K, "images": names[:3]}},
-                   "encoder": encoder_info,
-                   "results": {"measures": results, "kmeans_seconds_per_batch": seconds},
-                   "paper": PAPER, "figures": figures}, f, indent=1)
+    _common.write_json(path, {**_common.header(args.quick, device, threads="cpu_threads"),
+                              "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
+                              "settings": {"image_size": setting["image_size"], "n_init": setting["n_init"],
+                                           "taps": TAPS, "ks": KS, "hue_shift": HUE_SHIFT, "present_share": PRESENT,
+                                           "normalize": normalize, "seed": args.seed, "images": names,
+                                           "batch": len(batch),
+                                           "hue_figure": {"tap": "block3", "k": CONSISTENCY_K, "images": names[:3]}},
+                              "encoder": encoder_info,
+                              "results": {"measures": results, "kmeans_seconds_per_batch": seconds},
+                              "paper": PAPER, "figures": figures})
     print(f"wrote {path}")
 
 

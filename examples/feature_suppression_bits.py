@@ -26,9 +26,9 @@ queue 4096, one probe weight decay.
 """
 from __future__ import annotations
 
-import argparse
-import json
+import functools
 import os
+import sys
 import time
 
 import torch
@@ -37,6 +37,9 @@ import pyclr
 from pyclr.data import MNIST, InMemory, RandomBits
 from pyclr.evaluate import extract_features, linear_probe
 from pyclr.train.presets import build_augment, build_encoder, device_of, resolve_config
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 # The authors' notebook (google-research/simclr, colabs/intriguing_properties/randbits_mnist.ipynb,
 # "similar to the results shown in Figure 5(a)"): MNIST, NT-Xent without MoCo, batch 1000,
@@ -97,23 +100,35 @@ def train_encoder(cfg: dict, train_set, method: str, temperature: float, grid: d
     return result.encoder, result.history[-1]["loss"]
 
 
-def run_bits(bits: int, grid: dict, data_root, device) -> tuple[list, dict]:
+def run_bits(bits: int, grid: dict, data_root, device, log: _common.RunLog) -> tuple[list, dict]:
+    """The random encoder's probe, then every method and temperature at ``bits`` bits; each is
+    one unit of the run log (the digits loaded only when one is not reused)."""
     cfg = run_config(bits, grid)
-    train_set, test_set = digit_sets(bits, data_root)
-    torch.manual_seed(1)
-    baseline = {"bits": bits, "probe_accuracy": probe_digits(build_encoder(cfg["encoder"]).to(device), train_set,
+    sets = functools.cache(lambda: digit_sets(bits, data_root))
+
+    def random_encoder():
+        train_set, test_set = sets()
+        torch.manual_seed(1)
+        return {"bits": bits, "probe_accuracy": probe_digits(build_encoder(cfg["encoder"]).to(device), train_set,
                                                              test_set, device, grid["probe_weight_decay"])}
+
+    def trained(method, temperature):
+        train_set, test_set = sets()
+        started = time.perf_counter()
+        encoder, loss = train_encoder(cfg, train_set, method, temperature, grid, device)
+        accuracy = probe_digits(encoder, train_set, test_set, device, grid["probe_weight_decay"])
+        return {"method": method, "temperature": temperature, "bits": bits, "probe_accuracy": accuracy,
+                "final_loss": loss, "time_s": time.perf_counter() - started}
+
+    baseline = log.unit(f"bits{bits}/random_encoder", random_encoder)
     print(f"bits {bits:2}: random encoder probe {baseline['probe_accuracy']:.4f}", flush=True)
     rows = []
     for method in METHODS:
         for temperature in grid["temperatures"]:
-            started = time.perf_counter()
-            encoder, loss = train_encoder(cfg, train_set, method, temperature, grid, device)
-            accuracy = probe_digits(encoder, train_set, test_set, device, grid["probe_weight_decay"])
-            rows.append({"method": method, "temperature": temperature, "bits": bits, "probe_accuracy": accuracy,
-                         "final_loss": loss, "time_s": time.perf_counter() - started})
-            print(f"bits {bits:2}, {method:6}, tau {temperature}: probe {accuracy:.4f} (last-epoch loss {loss:.3f}, "
-                  f"{rows[-1]['time_s']:.0f} s)", flush=True)
+            row = log.unit(f"bits{bits}/{method}/tau{temperature}", lambda: trained(method, temperature))
+            rows.append(row)
+            print(f"bits {bits:2}, {method:6}, tau {temperature}: probe {row['probe_accuracy']:.4f} "
+                  f"(last-epoch loss {row['final_loss']:.3f}, {row['time_s']:.0f} s)", flush=True)
     return rows, baseline
 
 
@@ -147,34 +162,32 @@ def plot(rows: list, baselines: list, grid: dict, path: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the 2-core CPU setting (minutes)")
-    parser.add_argument("--data-root", help="folder with the MNIST IDX files (full mode; default: the "
-                                            "embedded subset: 4,000 training and 1,000 test digits)")
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--device", default=None)
-    args = parser.parse_args()
+    parser = _common.parser(__doc__, data_root="folder with the MNIST IDX files (full mode; default: the "
+                                               "embedded subset: 4,000 training and 1,000 test digits)")
+    _common.add_run_options(parser, resumable=True)
+    args = _common.parse(parser)
     if args.quick:  # the 2-core setting; more threads only contend
         torch.set_num_threads(min(2, torch.get_num_threads()))
     grid = settings(args.quick)
     device = device_of(args.device)
+    mnist_source = MNIST(args.data_root).source
+    log = _common.run_log(args, "feature_suppression_bits", device, {"mnist_source": mnist_source, "settings": grid})
     rows, baselines = [], []
     for bits in grid["bits"]:
-        bit_rows, baseline = run_bits(bits, grid, args.data_root, device)
+        bit_rows, baseline = run_bits(bits, grid, args.data_root, device, log)
         rows += bit_rows
         baselines.append(baseline)
     os.makedirs(args.out, exist_ok=True)
     figure = os.path.join(args.out, "feature_suppression_bits.png")
     plot(rows, baselines, grid, figure)
     path = os.path.join(args.out, "feature_suppression_bits.json")
-    with open(path, "w") as f:
-        json.dump({"mode": "quick" if args.quick else "full", "device": str(device), "torch": torch.__version__,
-                   "mnist_source": MNIST(args.data_root).source, "settings": grid,
-                   "config_at_bits_0": run_config(0, grid), "results": rows, "random_encoder": baselines,
-                   "paper_claim": PAPER_CLAIM,
-                   "paper_mnist_notebook_nt_xent": [{"temperature": t, "bits": b, "accuracy": a}
-                                                    for t, by_bits in PAPER_MNIST_NOTEBOOK.items()
-                                                    for b, a in by_bits.items()]}, f, indent=1)
+    _common.write_json(path, {**_common.header(args.quick, device, threads=None), "mnist_source": mnist_source,
+                              "settings": grid, "config_at_bits_0": run_config(0, grid), "results": rows,
+                              "random_encoder": baselines, "paper_claim": PAPER_CLAIM,
+                              "paper_mnist_notebook_nt_xent": [{"temperature": t, "bits": b, "accuracy": a}
+                                                               for t, by_bits in PAPER_MNIST_NOTEBOOK.items()
+                                                               for b, a in by_bits.items()]})
+    log.close()
     print(f"wrote {path} and {figure}")
 
 

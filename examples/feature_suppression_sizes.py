@@ -31,8 +31,7 @@ digits.
 """
 from __future__ import annotations
 
-import argparse
-import json
+import functools
 import os
 import sys
 import time
@@ -52,6 +51,8 @@ from pyclr.train.presets import build_augment, build_encoder, build_head, device
 # trained as the MultiDigit experiment trains: one copy of those settings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from multidigit import training  # noqa: E402
+
+import _common  # noqa: E402
 
 # Table 4 of Intriguing Properties (ResNet-18, first digit 20x20), top-1 % for the
 # (first, second) digit at second-digit sizes 20, 30, ..., 80.
@@ -100,19 +101,26 @@ def train_encoder(method: str, grid: dict, data, device):
                        device=device, progress=False, **options).encoder
 
 
-def run_size(second: int, grid: dict, root, device, workers) -> list:
+def run_size(second: int, grid: dict, root, device, workers, log: _common.RunLog) -> list:
+    """Every method at one second-digit size; each is one unit of the run log (the canvases
+    built only when one is not reused)."""
+    @functools.cache
     def canvases(size, seed, train):
         return InMemory(TwoDigitSizes(second, grid["first_size"], grid["canvas"], size=size, seed=seed, root=root,
                                       train=train), num_workers=workers)
 
-    data = canvases(grid["train_size"], 0, True)
-    probe_sets = canvases(grid["probe_train"], 1, True), canvases(grid["probe_test"], 2, False)
-    rows = []
-    for method in ("random_encoder", "supervised", *(f"simclr_tau{t}" for t in TEMPERATURES)):
+    def train_and_probe(method):
+        data = canvases(grid["train_size"], 0, True)
+        probe_sets = canvases(grid["probe_train"], 1, True), canvases(grid["probe_test"], 2, False)
         started = time.perf_counter()
         accuracy = probe_both_digits(train_encoder(method, grid, data, device), probe_sets, device)
-        rows.append({"second_size": second, "method": method, "probe_accuracy": accuracy,
-                     "time_s": time.perf_counter() - started})
+        return {"second_size": second, "method": method, "probe_accuracy": accuracy,
+                "time_s": time.perf_counter() - started}
+
+    rows = []
+    for method in ("random_encoder", "supervised", *(f"simclr_tau{t}" for t in TEMPERATURES)):
+        rows.append(log.unit(f"second{second}/{method}", lambda: train_and_probe(method)))
+        accuracy = rows[-1]["probe_accuracy"]
         print(f"second digit {second:3}: {method:16} probe first {accuracy['first']:.4f}, "
               f"second {accuracy['second']:.4f} ({rows[-1]['time_s']:.0f} s)", flush=True)
     return rows
@@ -146,29 +154,24 @@ def plot(rows, grid, root, path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the 2-core CPU setting (minutes)")
-    parser.add_argument("--data-root", help="folder with MNIST's IDX files (default: the embedded subset)")
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    parser = _common.parser(__doc__, data_root="folder with MNIST's IDX files (default: the embedded subset)")
+    _common.add_run_options(parser, threads=True, resumable=True)
+    args = _common.parse(parser)
     device = device_of(args.device)
     grid = settings(args.quick)
     workers = 0 if args.quick else min(8, os.cpu_count() or 1)
-    rows = [row for second in grid["second_sizes"] for row in run_size(second, grid, args.data_root, device, workers)]
+    mnist_source = TwoDigitSizes(size=1, root=args.data_root).source
+    log = _common.run_log(args, "feature_suppression_sizes", device, {"mnist_source": mnist_source, "settings": grid})
+    rows = [row for second in grid["second_sizes"]
+            for row in run_size(second, grid, args.data_root, device, workers, log)]
     os.makedirs(args.out, exist_ok=True)
     figure = os.path.join(args.out, "feature_suppression_sizes.png")
     plot(rows, grid, args.data_root, figure)
     path = os.path.join(args.out, "feature_suppression_sizes.json")
-    with open(path, "w") as f:
-        json.dump({"mode": "quick" if args.quick else "full", "device": str(device), "torch": torch.__version__,
-                   "threads": torch.get_num_threads(),
-                   "mnist_source": TwoDigitSizes(size=1, root=args.data_root).source,
-                   "settings": grid, "results": rows,
-                   "paper_table4": {"second_sizes": PAPER_SIZES, "first_size": 20, **PAPER}}, f, indent=1)
+    _common.write_json(path, {**_common.header(args.quick, device), "mnist_source": mnist_source,
+                              "settings": grid, "results": rows,
+                              "paper_table4": {"second_sizes": PAPER_SIZES, "first_size": 20, **PAPER}})
+    log.close()
     print(f"wrote {path} and {figure}")
 
 

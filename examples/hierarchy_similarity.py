@@ -29,10 +29,9 @@ Quick mode trains 3 epochs instead of 100: a scaled-down stand-in.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
+import sys
 import time
 
 import torch
@@ -44,6 +43,9 @@ from pyclr.data import InMemory
 from pyclr.data.augment import crop_without_resize
 from pyclr.evaluate import layer_activations
 from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 TEMPERATURES = (0.1, 0.5)
 LAYERS = ("head input", "layer 1 (120)", "layer 2 (84)", "output (84)")
@@ -233,25 +235,18 @@ def plot_similarity(runs, key: str, path: str, title: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the 2-core CPU setting (minutes)")
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (1 is faster on a CPU shared with other jobs)")
+    parser = _common.parser(__doc__)
+    _common.add_run_options(parser, threads=True, resumable=True)
     parser.add_argument("--epochs", type=int, default=None, help="override the mode's epochs (quick 3, full 100)")
-    args = parser.parse_args()
+    args = _common.parse(parser)
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs: expected an int >= 1, got {args.epochs}")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error(f"--threads: expected an int >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     device = device_of(args.device)
     cfg = settings(args.quick)
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
     run_cfg = config(cfg["epochs"])
+    log = _common.run_log(args, "hierarchy_similarity", device, {"settings": cfg, "config": run_cfg})
     dataset = build_dataset(run_cfg["dataset"])
     held = InMemory(dataset)  # every item once: training need not redraw 4 masks per item per epoch
     images, ancestors = held.images, held.labels["ancestors"]
@@ -260,7 +255,7 @@ def main() -> None:
     sets = probe_sets(dataset, images, ancestors, train_idx, held_idx, cfg)
     runs = []
     for temperature in cfg["temperatures"]:
-        run = run_temperature(temperature, cfg, run_cfg, train_set, sets, device)
+        run = log.unit(f"tau{temperature}", lambda: run_temperature(temperature, cfg, run_cfg, train_set, sets, device))
         runs.append(run)
         print(f"tau {temperature}: {cfg['epochs']} epochs in {run['train_time_s']:.0f} s, loss {run['loss']}",
               flush=True)
@@ -279,16 +274,16 @@ def main() -> None:
                "checks_at_last_epoch": {str(run["temperature"]): checks(run["analyses"][-1]) for run in runs},
                "untrained_checks": checks(runs[0]["analyses"][0])}
     path = os.path.join(args.out, "hierarchy_similarity.json")
-    with open(path, "w") as f:
-        json.dump({"mode": "quick" if args.quick else "full", "device": str(device), "torch": torch.__version__,
-                   "threads": torch.get_num_threads(), "settings": cfg, "config": run_cfg, "layers": list(LAYERS),
-                   "channel_preference_order": [f"matches {n}" for n in LEVEL_NAMES] + ["baseline"],
-                   "notes": ["38x38 probe items are centre-cropped to 28x28 for the LeNet",
-                             "head without batch norm (the paper's plain 120-84-84 MLP)",
-                             "train-set probes: references drawn from the training items only",
-                             "within-class similarity at the bottom level is undefined (null): "
-                             "every item is its own leaf class; across-view similarity stands for it"],
-                   "results": results, "paper": PAPER}, f, indent=1)
+    _common.write_json(path, {**_common.header(args.quick, device), "settings": cfg, "config": run_cfg,
+                              "layers": list(LAYERS),
+                              "channel_preference_order": [f"matches {n}" for n in LEVEL_NAMES] + ["baseline"],
+                              "notes": ["38x38 probe items are centre-cropped to 28x28 for the LeNet",
+                                        "head without batch norm (the paper's plain 120-84-84 MLP)",
+                                        "train-set probes: references drawn from the training items only",
+                                        "within-class similarity at the bottom level is undefined (null): "
+                                        "every item is its own leaf class; across-view similarity stands for it"],
+                              "results": results, "paper": PAPER})
+    log.close()
     for temperature, flags in results["checks_at_last_epoch"].items():
         print(f"tau {temperature} checks (per layer): " + "; ".join(f"{k}={v}" for k, v in flags.items()))
     print(f"wrote {path}")

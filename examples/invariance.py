@@ -18,8 +18,6 @@ not reproduce.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -36,6 +34,8 @@ from pyclr.train.presets import build_augment, build_dataset, build_encoder, bui
 # the same trained encoder as the loss-instantiation experiment's NT-Xent run: one copy of its settings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from loss_instantiations import config  # noqa: E402
+
+import _common  # noqa: E402
 
 
 def transformations(cfg: dict) -> dict:
@@ -100,14 +100,12 @@ def figure(rows: dict, path: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the 2-core CPU setting (a minute or two)")
-    parser.add_argument("--data-root", help="CIFAR-10 folder (full mode)")
+    parser = _common.parser(__doc__, quick_help="the 2-core CPU setting (a minute or two)",
+                            data_root="CIFAR-10 folder (full mode)")
     parser.add_argument("--views", type=int, default=8, help="transformed views per instance")
     parser.add_argument("--instances", type=int, default=1000, help="held-out instances measured")
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--device", default=None)
-    args = parser.parse_args()
+    _common.add_run_options(parser)
+    args = _common.parse(parser)
     if not args.quick and not args.data_root:
         parser.error("full mode trains on CIFAR-10: give --data-root (or use --quick)")
     cfg = config(args.quick, args.data_root)
@@ -138,14 +136,11 @@ def main() -> None:
         for name, row in scores.items():
             print(f"  {name:22} I(f), top 1% / 10% / all units: " +
                   " / ".join(f"{row[k]['score']:.3f}" for k in ("top_1pct", "top_10pct", "all_units")), flush=True)
-    os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "invariance.json")
-    with open(path, "w") as f:
-        json.dump({"mode": "quick" if args.quick else "full", "device": str(device), "torch": torch.__version__,
-                   "config": cfg, "instances": count, "views": args.views, "train_time_s": train_time,
-                   "units": result.encoder.feature_dim,
-                   "chance_score": 1.0, "max_score": "1 / P(y) (about the number of classes when balanced)",
-                   "results": rows}, f, indent=1)
+    _common.write_json(path, {**_common.header(args.quick, device, threads=None), "config": cfg,
+                              "instances": count, "views": args.views, "train_time_s": train_time,
+                              "units": result.encoder.feature_dim, "chance_score": 1.0,
+                              "max_score": "1 / P(y) (about the number of classes when balanced)", "results": rows})
     figure(rows, os.path.join(args.out, "invariance.png"))
     print(f"wrote {path}")
 

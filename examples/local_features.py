@@ -42,7 +42,6 @@ plot of the agreement measures).
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -59,6 +58,9 @@ from pyclr.data import SimCLRAugment, natural_images, resized_crop, sample_crop_
 from pyclr.models import ResNet
 from pyclr.render import default_encoder, draw_figures, extract_features, load_images, square_image, write_png
 from pyclr.train.presets import device_of
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 TAPS = ("block1", "block2", "block3", "block4")
 KS = (2, 4, 6, 8)
@@ -302,8 +304,7 @@ def plot_agreement(measures: dict, seconds: dict, path: str) -> str:
 
 def parse_args(description: str = __doc__.splitlines()[0]):
     """The options of this script and of cross_image_clustering.py, which uses its encoder."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true", help="the 2-core CPU setting (minutes)")
+    parser = _common.parser(description)
     parser.add_argument("--checkpoint", help="ResNet state dict in torchvision's layout, or a pyclr run folder "
                                              "(default: the encoder local_features.py trains, see its docstring)")
     parser.add_argument("--image", nargs="+", help="image files (default: the natural photographs)")
@@ -313,9 +314,8 @@ def parse_args(description: str = __doc__.splitlines()[0]):
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "pyclr-examples"),
                         help="folder for the self-trained encoder's weights (shared by the two scripts)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--device", default=None)
-    return parser.parse_args()
+    _common.add_run_options(parser)
+    return _common.parse(parser)
 
 
 def main() -> None:
@@ -345,16 +345,14 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     paths = write_figures(args.out, images, names, labels, random_labels, raw, measures, seconds, setting["tile"])
     path = os.path.join(args.out, "local_features.json")
-    with open(path, "w") as f:
-        json.dump({"mode": mode, "device": str(device), "torch": torch.__version__,
-                   "cpu_threads": torch.get_num_threads(),
-                   "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
-                   "settings": {**setting, "taps": TAPS, "ks": KS, "methods": METHODS, "normalize": normalize,
-                                "seed": args.seed, "images": names},
-                   "encoder": encoder_info, "feature_map_sizes": sizes,
-                   "results": {"ari": measures, "seconds_per_image": seconds,
-                               "feature_extraction_s": feature_seconds},
-                   "paper": PAPER, "figures": paths}, f, indent=1)
+    _common.write_json(path, {**_common.header(args.quick, device, threads="cpu_threads"),
+                              "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
+                              "settings": {**setting, "taps": TAPS, "ks": KS, "methods": METHODS,
+                                           "normalize": normalize, "seed": args.seed, "images": names},
+                              "encoder": encoder_info, "feature_map_sizes": sizes,
+                              "results": {"ari": measures, "seconds_per_image": seconds,
+                                          "feature_extraction_s": feature_seconds},
+                              "paper": PAPER, "figures": paths})
     print(f"wrote {path}")
 
 

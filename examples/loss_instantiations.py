@@ -14,9 +14,8 @@ paper's CIFAR-10 ResNet-50 runs, whose absolute numbers it does not reproduce.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
+import sys
 import time
 
 import torch
@@ -25,6 +24,9 @@ import pyclr
 from pyclr.losses import GeneralizedContrastiveLoss, NTXentLoss
 from pyclr.train.experiment import probe
 from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 
 def losses(temperature: float, dim: int) -> dict:
@@ -49,34 +51,34 @@ def config(quick: bool, data_root: str | None) -> dict:
     return cfg
 
 
+def train_and_probe(cfg: dict, loss, dataset, augment, device) -> dict:
+    torch.manual_seed(0)
+    encoder = build_encoder(cfg["encoder"])
+    train_options = {k: v for k, v in cfg["train"].items() if k != "temperature"}
+    started = time.perf_counter()
+    result = pyclr.train(encoder, dataset, loss=loss, augment=augment, head=build_head(cfg["head"], encoder),
+                         device=device, progress=False, **train_options)
+    return {"probe_accuracy": probe(cfg, result.encoder, device),
+            "final_loss": result.history[-1]["loss"], "train_time_s": time.perf_counter() - started}
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the 2-core CPU setting (minutes)")
-    parser.add_argument("--data-root", help="CIFAR-10 folder (full mode)")
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--device", default=None)
-    args = parser.parse_args()
+    parser = _common.parser(__doc__, data_root="CIFAR-10 folder (full mode)")
+    _common.add_run_options(parser, resumable=True)
+    args = _common.parse(parser)
     if not args.quick and not args.data_root:
         parser.error("full mode trains on CIFAR-10: give --data-root (or use --quick)")
     cfg = config(args.quick, args.data_root)
     device = device_of(args.device)
+    log = _common.run_log(args, "loss_instantiations", device, {"config": cfg})
     dataset, augment = build_dataset(cfg["dataset"]), build_augment(cfg["augment"])
-    train_options = {k: v for k, v in cfg["train"].items() if k != "temperature"}
     rows = {}
     for name, loss in losses(cfg["train"]["temperature"], cfg["head"]["out_dim"]).items():
-        torch.manual_seed(0)
-        encoder = build_encoder(cfg["encoder"])
-        started = time.perf_counter()
-        result = pyclr.train(encoder, dataset, loss=loss, augment=augment, head=build_head(cfg["head"], encoder),
-                             device=device, progress=False, **train_options)
-        rows[name] = {"probe_accuracy": probe(cfg, result.encoder, device),
-                      "final_loss": result.history[-1]["loss"], "train_time_s": time.perf_counter() - started}
+        rows[name] = log.unit(name, lambda: train_and_probe(cfg, loss, dataset, augment, device))
         print(f"{name:24} probe {rows[name]['probe_accuracy']:.4f}  ({rows[name]['train_time_s']:.0f} s)", flush=True)
-    os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "loss_instantiations.json")
-    with open(path, "w") as f:
-        json.dump({"mode": "quick" if args.quick else "full", "device": str(device), "torch": torch.__version__,
-                   "config": cfg, "results": rows}, f, indent=1)
+    _common.write_json(path, {**_common.header(args.quick, device, threads=None), "config": cfg, "results": rows})
+    log.close()
     print(f"wrote {path}")
 
 

@@ -28,9 +28,9 @@ crops of area 0.5-1, the embedded digits.
 """
 from __future__ import annotations
 
-import argparse
-import json
+import functools
 import os
+import sys
 import time
 
 import matplotlib
@@ -44,6 +44,9 @@ from pyclr.data import InMemory, MultiDigit, multidigit_eval  # noqa: E402
 from pyclr.evaluate import extract_features, linear_probe  # noqa: E402
 from pyclr.train import train_supervised  # noqa: E402
 from pyclr.train.presets import build_augment, build_encoder, build_head, device_of, resolve_config  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 # Table 3 of Intriguing Properties (ResNet-18, 112x112, one digit at evaluation), top-1 %.
 PAPER_DIGITS = [1, 2, 4, 8, 12, 16]
@@ -108,25 +111,42 @@ def train_baseline(cfg, options, dataset, device):
     return train_supervised(encoder, dataset, label="digits", num_classes=10, device=device, **options).encoder
 
 
-def run_placement(placement, grid, root, device, workers) -> list:
+def run_placement(placement, grid, root, device, workers, log: _common.RunLog) -> list:
+    """The random encoder's probe, then SimCLR and the supervised baseline at each digit count;
+    each is one unit of the run log (its data built only when it is not reused)."""
     cfg = grid["config"]
-    probe_sets = [InMemory(multidigit_eval(placement, grid["canvas"], size, seed, root, train), num_workers=workers)
-                  for size, seed, train in ((grid["probe_train"], 1, True), (grid["probe_test"], 2, False))]
-    torch.manual_seed(1)
-    rows = [{"placement": placement, "method": "random_encoder", "n_digits": None,
-             "probe_accuracy": probe_single_digit(build_encoder(cfg["encoder"]).to(device), probe_sets, device)}]
+
+    @functools.cache
+    def probe_sets():
+        return [InMemory(multidigit_eval(placement, grid["canvas"], size, seed, root, train), num_workers=workers)
+                for size, seed, train in ((grid["probe_train"], 1, True), (grid["probe_test"], 2, False))]
+
+    @functools.lru_cache(maxsize=1)  # one digit count's canvases at a time, as they are used
+    def canvases(n):
+        return InMemory(MultiDigit(n, placement, grid["canvas"], grid["train_size"], 0, root), num_workers=workers)
+
+    def random_encoder():
+        sets = probe_sets()
+        torch.manual_seed(1)
+        return {"placement": placement, "method": "random_encoder", "n_digits": None,
+                "probe_accuracy": probe_single_digit(build_encoder(cfg["encoder"]).to(device), sets, device)}
+
+    def trained(method, n):
+        data, sets = canvases(n), probe_sets()
+        started = time.perf_counter()
+        if method == "simclr":
+            encoder = train_simclr(cfg, data, device)
+        else:
+            encoder = train_baseline(cfg, grid["supervised"], data, device)
+        return {"placement": placement, "method": method, "n_digits": n,
+                "probe_accuracy": probe_single_digit(encoder, sets, device),
+                "time_s": time.perf_counter() - started}
+
+    rows = [log.unit(f"{placement}/random_encoder", random_encoder)]
     print(f"{placement:6} random encoder: probe {rows[0]['probe_accuracy']:.4f}", flush=True)
     for n in grid["digit_counts"]:
-        data = InMemory(MultiDigit(n, placement, grid["canvas"], grid["train_size"], 0, root), num_workers=workers)
         for method in ("simclr", "supervised"):
-            started = time.perf_counter()
-            if method == "simclr":
-                encoder = train_simclr(cfg, data, device)
-            else:
-                encoder = train_baseline(cfg, grid["supervised"], data, device)
-            row = {"placement": placement, "method": method, "n_digits": n,
-                   "probe_accuracy": probe_single_digit(encoder, probe_sets, device),
-                   "time_s": time.perf_counter() - started}
+            row = log.unit(f"{placement}/{method}/{n}", lambda: trained(method, n))
             rows.append(row)
             print(f"{placement:6} {method:10} {n:2} digits: probe {row['probe_accuracy']:.4f} "
                   f"({row['time_s']:.0f} s)", flush=True)
@@ -165,30 +185,25 @@ def plot(rows, grid, root, path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the 2-core CPU setting (minutes)")
-    parser.add_argument("--data-root", help="folder with MNIST's IDX files (default: the embedded subset)")
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    parser = _common.parser(__doc__, data_root="folder with MNIST's IDX files (default: the embedded subset)")
+    _common.add_run_options(parser, threads=True, resumable=True)
+    args = _common.parse(parser)
     device = device_of(args.device)
     grid = settings(args.quick)
     workers = 0 if args.quick else min(8, os.cpu_count() or 1)
-    rows = [row for placement in PLACEMENTS for row in run_placement(placement, grid, args.data_root, device, workers)]
+    mnist_source = MultiDigit(1, size=1, root=args.data_root).source
+    log = _common.run_log(args, "multidigit", device, {"mnist_source": mnist_source, "settings": grid})
+    rows = [row for placement in PLACEMENTS
+            for row in run_placement(placement, grid, args.data_root, device, workers, log)]
     os.makedirs(args.out, exist_ok=True)
     figure = os.path.join(args.out, "multidigit.png")
     plot(rows, grid, args.data_root, figure)
     path = os.path.join(args.out, "multidigit.json")
-    with open(path, "w") as f:
-        json.dump({"mode": "quick" if args.quick else "full", "device": str(device), "torch": torch.__version__,
-                   "threads": torch.get_num_threads(),
-                   "mnist_source": MultiDigit(1, size=1, root=args.data_root).source,
-                   "settings": grid, "results": rows,
-                   "paper_table3": {"digit_counts": PAPER_DIGITS, **PAPER, "random_network": PAPER_RANDOM_NETWORK}},
-                  f, indent=1)
+    _common.write_json(path, {**_common.header(args.quick, device), "mnist_source": mnist_source,
+                              "settings": grid, "results": rows,
+                              "paper_table3": {"digit_counts": PAPER_DIGITS, **PAPER,
+                                               "random_network": PAPER_RANDOM_NETWORK}})
+    log.close()
     print(f"wrote {path} and {figure}")
 
 

@@ -37,9 +37,8 @@ Writes results/sprites_decodability.json, sprites_decodability_fig3.png, sprites
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
+import sys
 import time
 
 import torch
@@ -51,6 +50,9 @@ from pyclr.analysis import pca_embedding
 from pyclr.data import sprites_decoding_split
 from pyclr.evaluate import decodability, extract_features
 from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 POLICIES = ("sprites_none", "sprites_jitter", "sprites_crop", "sprites_crop+jitter")
 MODEL_NAMES = {"untrained": "untrained", "sprites_none": "no augmentation", "sprites_jitter": "colour jitter",
@@ -243,38 +245,40 @@ def plot_pca(pca: dict, palette: torch.Tensor, path: str, title: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the 2-core CPU setting (minutes)")
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (1 is faster on a CPU shared with other jobs)")
-    args = parser.parse_args()
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error(f"--threads: expected an int >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    parser = _common.parser(__doc__)
+    _common.add_run_options(parser, threads=True, resumable=True)
+    args = _common.parse(parser)
     device = device_of(args.device)
     cfg = settings(args.quick)
     run_cfg = run_config(cfg)
+    log = _common.run_log(args, "sprites_decodability", device, {"settings": cfg, "config": run_cfg})
     sprites = build_dataset(run_cfg["dataset"])
     indices = subset_indices(len(sprites), cfg["fraction"], cfg["seed"])
     started = time.perf_counter()
     data = materialise(sprites, indices, cfg["downscale"])
     print(f"{len(data)} images of {tuple(data.images.shape[1:])} in {time.perf_counter() - started:.0f} s", flush=True)
     splits = decoding_splits(indices, cfg["seed"])
+
+    def untrained():
+        encoder, head = fresh_model(run_cfg, cfg["seed"])
+        return {"decodability": decode(encoder.to(device), head.to(device), data, splits, cfg, device)}
+
+    def trained(policy):
+        encoder, head, training = train_policy(policy, run_cfg, data, cfg["seed"], device)
+        unit = {"training": training, "decodability": decode(encoder, head, data, splits, cfg, device)}
+        if policy == "sprites_crop+jitter":
+            unit["pca"] = pca_of_head_input(encoder, data, cfg, device)
+        return unit
+
     tables, runs, pca = {}, {}, None
-    encoder, head = fresh_model(run_cfg, cfg["seed"])
-    tables["untrained"] = decode(encoder.to(device), head.to(device), data, splits, cfg, device)
+    tables["untrained"] = log.unit("untrained", untrained)["decodability"]
     print_table("untrained", tables["untrained"])
     for policy in POLICIES:
-        encoder, head, runs[policy] = train_policy(policy, run_cfg, data, cfg["seed"], device)
+        unit = log.unit(policy, lambda: trained(policy))
+        runs[policy], tables[policy], pca = unit["training"], unit["decodability"], unit.get("pca", pca)
         print(f"{MODEL_NAMES[policy]}: {cfg['epochs']} epochs in {runs[policy]['train_time_s']:.0f} s, "
               f"loss {runs[policy]['loss']}", flush=True)
-        tables[policy] = decode(encoder, head, data, splits, cfg, device)
         print_table(policy, tables[policy])
-        if policy == "sprites_crop+jitter":
-            pca = pca_of_head_input(encoder, data, cfg, device)
     os.makedirs(args.out, exist_ok=True)
     suffix = " (quick: scaled-down stand-in)" if args.quick else ""
     plot_decodability(tables, os.path.join(args.out, "sprites_decodability_fig3.png"),
@@ -285,14 +289,13 @@ def main() -> None:
     for claim, values in flags.items():
         print(f"{claim}: {values}")
     path = os.path.join(args.out, "sprites_decodability.json")
-    with open(path, "w") as f:
-        json.dump({"mode": "quick" if args.quick else "full", "device": str(device), "torch": torch.__version__,
-                   "threads": torch.get_num_threads(), "settings": cfg, "config": run_cfg,
-                   "images": len(data), "image_size": list(data.images.shape[1:]),
-                   "split_sizes": {label: [len(a), len(b)] for label, (a, b) in splits.items()},
-                   "chance": CHANCE, "results": {"decodability": tables, "training": runs, "checks": flags,
-                                                  "pca_crop+jitter_head_input": pca},
-                   "paper": PAPER}, f, indent=1)
+    _common.write_json(path, {**_common.header(args.quick, device), "settings": cfg, "config": run_cfg,
+                              "images": len(data), "image_size": list(data.images.shape[1:]),
+                              "split_sizes": {label: [len(a), len(b)] for label, (a, b) in splits.items()},
+                              "chance": CHANCE, "results": {"decodability": tables, "training": runs, "checks": flags,
+                                                             "pca_crop+jitter_head_input": pca},
+                              "paper": PAPER})
+    log.close()
     print(f"wrote {path}")
 
 
