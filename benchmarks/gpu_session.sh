@@ -2,26 +2,35 @@
 # One lease of the lent GPU machine (the device tool), in the stages named on the command line:
 #   build     compile pyclr._C in place for the visible GPU (MAX_JOBS=16)
 #   test      the test suite's CUDA cases
-#   sanitize  compute-sanitizer memcheck and racecheck (pyclr's kernels) on benchmarks/sanitize_case.py,
-#             without PyTorch's caching allocator (it hides out-of-bounds accesses from memcheck)
+#   sanitize  compute-sanitizer memcheck and racecheck (SANITIZE_TOOLS; racecheck on pyclr's kernels)
+#             on benchmarks/sanitize_case.py, without PyTorch's caching allocator (it hides
+#             out-of-bounds accesses from memcheck)
 #   bench     device ceilings + the GPU cases of every benchmark (BENCHES; BENCH_K selects cases,
 #             default "not cpu"), one JSON per file so that a stopped call keeps the finished ones
 #   examples  the examples' full modes that need no data beyond the embedded sets and fit a call
 #             (or those named in EXAMPLES), each under EXAMPLE_TIMEOUT seconds (480), with EXAMPLE_ARGS (none)
-#             added; outputs in $OUT/examples.tar.gz, rewritten after each script
-# The device stops a command after 10 minutes and returns at most 8 files: run one or two stages
-# per call, e.g. (device tool; carry .whl with the POT wheel the SWD benchmark compares with)
-#   bash benchmarks/gpu_session.sh build test        then   bash benchmarks/gpu_session.sh build sanitize
-#   bash benchmarks/gpu_session.sh build bench       (build is a no-op when the machine is still warm)
-# and commit the JSON under benchmarks/results/. On the CPU: BENCHES="... render" BENCH_K=cpu.
+#             added, resuming from EXAMPLES_RESUME (see examples/README.md); outputs in
+#             $OUT/examples.tar.gz, rewritten after each script and every 30 s
+#   plan      the whole lease in ONE call: the steps of PLAN_STEPS (default below) in priority
+#             order, each stopped at what is left of PLAN_SECONDS (540: a call may run 600 s) or
+#             after PLAN_STEP_MAX seconds (300: a hung step leaves time for the rest),
+#             everything they write packed into $OUT/session.tar.gz after each step and a line
+#             per step (status, seconds) in $OUT/plan.txt
+# A session has 15 minutes of device time in all (a machine's start included) and a call at most
+# 10 and 8 returned files, so the first GPU session should spend its lease on one call:
+#   bash benchmarks/gpu_session.sh plan      (device tool, timeout_s 600; carry .whl with the POT
+#                                             wheel that bench_swd compares with)
+# then unpack session.tar.gz and commit its JSON under benchmarks/results/. Stages one by one
+# (build is a no-op on a warm machine): bash benchmarks/gpu_session.sh build bench.
+# On the CPU: BENCHES="... render" BENCH_K=cpu.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/pyclr-gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MAX_JOBS=16 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-if ls .whl/*.whl >/dev/null 2>&1; then
+if [ -z "${PYCLR_WHEELS_IN:-}" ] && ls .whl/*.whl >/dev/null 2>&1; then  # once, not per plan step
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/site
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/site PYCLR_WHEELS_IN=1
 fi
 
 status=0
@@ -41,13 +50,14 @@ for stage in "$@"; do
       # racecheck on pyclr's kernels only: PyTorch's and CUB's own are not ours to fix
       filter=""
       compute-sanitizer --help 2>&1 | grep -q -- "--kernel-name" && filter="--kernel-name kns=pyclr"
-      for tool in memcheck racecheck; do
+      for tool in ${SANITIZE_TOOLS:-memcheck racecheck}; do
         PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool $tool $([ $tool = racecheck ] && echo "$filter") \
           --error-exitcode 1 python3 benchmarks/sanitize_case.py >"$OUT/sanitize_$tool.log" 2>&1 || status=1
         tail -3 "$OUT/sanitize_$tool.log"
       done ;;
     bench)
-      python3 benchmarks/device_ceilings.py >"$OUT/ceilings.json" && cat "$OUT/ceilings.json"
+      [ -s "$OUT/ceilings.json" ] || python3 benchmarks/device_ceilings.py >"$OUT/ceilings.json"
+      cat "$OUT/ceilings.json"
       for name in ${BENCHES:-ntxent swd generalized kmeans augment train}; do
         echo "--- bench_$name" | tee -a "$OUT/bench.log"
         python3 -m pytest "benchmarks/bench_$name.py" -q -p no:cacheprovider -k "${BENCH_K:-not cpu}" \
@@ -92,6 +102,33 @@ for stage in "$@"; do
         pack
       done
       tar tzf "$OUT/examples.tar.gz" ;;
+    plan)
+      # Priority order: nothing else means anything if the build or the tests fail; memcheck
+      # next (cheap, finds what tests miss), then the benchmarks each issue's targets name,
+      # racecheck (slow) last. A step that outlives its limit is stopped (rc 124) and the
+      # plan goes on while 30 s are left; a failed build ends it.
+      real_out=$OUT work=/tmp/pyclr-session
+      rm -rf "$work" && mkdir -p "$work"
+      deadline=$((SECONDS + ${PLAN_SECONDS:-540}))
+      for step in ${PLAN_STEPS:-build test sanitize:memcheck bench:ntxent bench:kmeans bench:swd \
+                   bench:generalized bench:augment bench:train sanitize:racecheck}; do
+        left=$((deadline - SECONDS)) name=${step%%:*} arg=""
+        [ "$name" != "$step" ] && arg=${step#*:}
+        if ((left < 30)); then
+          echo "$step: skipped, ${left} s left" | tee -a "$real_out/plan.txt"; continue
+        fi
+        started=$SECONDS limit=$((left < ${PLAN_STEP_MAX:-300} ? left : ${PLAN_STEP_MAX:-300}))
+        OUT=$work BENCHES=${arg:-${BENCHES:-ntxent swd generalized kmeans augment train}} \
+          SANITIZE_TOOLS=${arg:-${SANITIZE_TOOLS:-memcheck racecheck}} EXAMPLES=${arg:-${EXAMPLES:-}} \
+          timeout -k 10 "$limit" bash "$0" "$name"
+        rc=$?
+        echo "$step: rc $rc$( ((rc == 124 || rc == 137)) && echo " (stopped after $limit s)"), $((SECONDS - started)) s" \
+          | tee -a "$real_out/plan.txt"
+        ((rc == 0)) || status=1
+        tar czf "$real_out/.session.tar.gz" -C "$work" . && mv -f "$real_out/.session.tar.gz" "$real_out/session.tar.gz"
+        if [ "$name" = build ] && ((rc != 0)); then echo "build failed: plan ends" | tee -a "$real_out/plan.txt"; break; fi
+      done
+      OUT=$real_out ;;
     *) echo "unknown stage $stage"; status=1 ;;
   esac
 done
