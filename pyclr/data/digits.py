@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ._util import (as_labels, check_bool, check_choice, check_index, check_int, check_seed,
-                    item_rng, resize, salt)
+                    item_rng, item_rngs, resize, salt)
 from .mnist import MNIST, load_mnist
 
 DIGIT = 28  # MNIST digits are 28×28
@@ -18,6 +18,14 @@ def _pad(values, fill: int = -1, width: int = MAX_DIGITS) -> torch.Tensor:
     values = torch.as_tensor(np.asarray(values), dtype=torch.long)
     out = torch.full((width, *values.shape[1:]), fill, dtype=torch.long)
     out[: len(values)] = values
+    return out
+
+
+def _pad_rows(values, fill: int = -1, width: int = MAX_DIGITS) -> torch.Tensor:
+    """:func:`_pad` of each row of ``values`` ((items, n, ...) -> (items, width, ...))."""
+    values = torch.as_tensor(np.asarray(values), dtype=torch.long)
+    out = torch.full((len(values), width, *values.shape[2:]), fill, dtype=torch.long)
+    out[:, : values.shape[1]] = values
     return out
 
 
@@ -52,6 +60,10 @@ class MultiDigit(_DigitSource):
     split), ``n_digits``, and with one digit ``label`` (its class: the evaluation set of
     Table 3, see :func:`multidigit_eval`). ``root``, ``train``, ``download``: the digits' source,
     as :func:`~pyclr.data.mnist.load_mnist` (its ``source`` is kept as an attribute).
+
+    ``__getitems__`` (which a DataLoader calls with a batch's indices) composes many items at
+    once, several times faster; its items equal ``data[i]``'s bit for bit (views of the batch's
+    tensors).
     """
 
     def __init__(self, n_digits: int = 1, placement: str = "random", canvas: int = 112,
@@ -85,11 +97,14 @@ class MultiDigit(_DigitSource):
         rows, cols = np.divmod(cells, self.side)
         return self.offset + DIGIT * np.stack([rows, cols], 1), cells
 
+    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One item's digits (n,), top-left corners (n, 2) and grid cells (n,)."""
+        picks = rng.integers(0, len(self.labels), self.n_digits)
+        return (picks, *self._place(rng))
+
     def __getitem__(self, index):
         i = check_index(index, self.size)
-        rng = item_rng(self.seed, i, "MultiDigit")
-        picks = rng.integers(0, len(self.labels), self.n_digits)
-        corners, cells = self._place(rng)
+        picks, corners, cells = self._draw(item_rng(self.seed, i, "MultiDigit"))
         image = torch.zeros(1, self.canvas, self.canvas)
         for k, (y, x) in zip(picks, corners):
             image[:, y:y + DIGIT, x:x + DIGIT] += self._digit(k)
@@ -99,6 +114,37 @@ class MultiDigit(_DigitSource):
         if self.n_digits == 1:
             labels["label"] = int(classes[0])
         return image.clamp_(max=1.0), labels
+
+    def __getitems__(self, indices) -> list:
+        """``[self[i] for i in indices]``, composed together (a DataLoader's batch)."""
+        indices = [check_index(i, self.size) for i in indices]
+        if not indices:
+            return []
+        draws = [self._draw(rng) for rng in item_rngs(self.seed, indices, "MultiDigit")]
+        picks, corners, cells = (np.stack(part) for part in zip(*draws))  # (B, n), (B, n, 2), (B, n)
+        classes = self.labels[torch.from_numpy(picks)]
+        labels = {"digits": _pad_rows(classes), "positions": _pad_rows(corners),
+                  "cells": _pad_rows(cells), "mnist_index": _pad_rows(picks)}
+        rows = [dict(zip(labels, values), n_digits=self.n_digits)
+                for values in zip(*(t.unbind(0) for t in labels.values()))]
+        if self.n_digits == 1:
+            for row, label in zip(rows, classes[:, 0].tolist()):
+                row["label"] = label
+        return list(zip(self._compose(picks, corners).unbind(0), rows))
+
+    def _compose(self, picks: np.ndarray, corners: np.ndarray) -> torch.Tensor:
+        """The canvases ``(B, 1, canvas, canvas)`` of B items' digits ``picks`` (B, n) at
+        top-left ``corners`` (B, n, 2): each digit is added onto its canvas (flattened), one
+        digit slot at a time, so overlapping pixels sum in drawing order, then clipped to 1."""
+        (items, n), side = picks.shape, self.canvas
+        by_slot = torch.from_numpy(np.ascontiguousarray(picks.T).ravel())
+        digits = (self.images[by_slot].float() / 255.0).view(n, -1)  # slot-major
+        top_left = torch.from_numpy((np.arange(items) * side + corners[..., 0].T) * side + corners[..., 1].T)
+        patch = (torch.arange(DIGIT)[:, None] * side + torch.arange(DIGIT)).view(-1)
+        canvas = torch.zeros(items * side * side)
+        for slot in range(n):  # a slot's pixels are distinct: each gets exactly one addition
+            canvas.scatter_add_(0, (top_left[slot, :, None] + patch).view(-1), digits[slot])
+        return canvas.view(items, 1, side, side).clamp_(max=1.0)
 
 
 def multidigit_eval(placement: str = "random", canvas: int = 112, size: int = 10_000,
@@ -191,10 +237,16 @@ class RandomBits(Dataset):
     as :class:`~pyclr.data.mnist.MNIST`).
 
     The rule: item ``i``'s bits are ``bits`` fair coin flips drawn from a generator seeded by
-    (``seed``, ``i``); channel ``C + j`` (after the base's ``C`` channels) is bit ``j``, and the
-    label ``bits`` is the integer ``sum_j bit_j · 2**j``. The bits are a function of the item
-    alone, so both augmented views of an image share them. Labels: the base's (a bare class
-    becomes ``label``) plus ``bits``.
+    (``seed``, ``i``): bit ``j`` is the top bit of the ``j``-th 32-bit output of numpy's PCG64
+    seeded by ``item_rng`` (the low half of each 64-bit output, then the high half), which is
+    what ``Generator.integers(0, 2, bits)`` draws. Channel ``C + j`` (after the base's ``C``
+    channels) is bit ``j``, and the label ``bits`` is the integer ``sum_j bit_j · 2**j``. The bits
+    are a function of the item alone, so both augmented views of an image share them. Labels:
+    the base's (a bare class becomes ``label``) plus ``bits``.
+
+    ``__getitems__`` (which a DataLoader calls with a batch's indices) draws the bits of many
+    items at once and fetches the base's images with its ``__getitems__`` where it has one;
+    its items equal ``data[i]``'s bit for bit (views of the batch's tensors).
     """
 
     def __init__(self, bits: int = 0, base: Dataset | None = None, seed: int = 0):
@@ -207,8 +259,14 @@ class RandomBits(Dataset):
         return len(self.base)
 
     def bit_values(self, index: int) -> np.ndarray:
-        """Item ``index``'s bits (0/1, length ``bits``): the rule above."""
-        return item_rng(self.seed, index, "RandomBits").integers(0, 2, self.bits)
+        """Item ``index``'s bits (0/1 int64, length ``bits``): the rule above."""
+        return np.array(self._draw_bits(item_rng(self.seed, index, "RandomBits")), dtype=np.int64)
+
+    def _draw_bits(self, rng: np.random.Generator) -> list:
+        """The rule: the top bit of each 32-bit half, low then high, of PCG64's 64-bit outputs
+        (read directly: ``integers`` draws the same bits, at 4 us a call)."""
+        words = rng.bit_generator.random_raw((self.bits + 1) // 2).tolist()
+        return [(word >> shift) & 1 for word in words for shift in (31, 63)][: self.bits]
 
     def __getitem__(self, index):
         i = check_index(index, len(self))
@@ -219,6 +277,32 @@ class RandomBits(Dataset):
         labels = as_labels(base_labels)
         labels["bits"] = int(sum(int(v) << j for j, v in enumerate(values)))
         return torch.cat([image, planes]), labels
+
+    def __getitems__(self, indices) -> list:
+        """``[self[i] for i in indices]``, built together (a DataLoader's batch)."""
+        indices = [check_index(i, len(self)) for i in indices]
+        if not indices:
+            return []
+        fetch = getattr(self.base, "__getitems__", None)
+        base_items = fetch(indices) if fetch else [self.base[i] for i in indices]
+        values = np.array([self._draw_bits(rng) for rng in item_rngs(self.seed, indices, "RandomBits")],
+                          dtype=np.int64).reshape(len(indices), self.bits)
+        codes = (values.astype(np.uint64) << np.arange(self.bits, dtype=np.uint64)).sum(1).tolist()
+        planes = torch.from_numpy(values)
+        images, labels = [image for image, _ in base_items], [as_labels(b) for _, b in base_items]
+        first = images[0]
+        if all(image.shape == first.shape and image.dtype == first.dtype for image in images):
+            channels = first.shape[0]
+            out = torch.empty(len(images), channels + self.bits, *first.shape[1:], dtype=first.dtype)
+            out[:, :channels] = torch.stack(images)
+            out[:, channels:] = planes.to(first.dtype)[:, :, None, None]
+            images = out.unbind(0)
+        else:  # images of several shapes: one at a time
+            images = [torch.cat([image, plane.to(image.dtype)[:, None, None].expand(self.bits, *image.shape[1:])])
+                      for image, plane in zip(images, planes)]
+        for row, code in zip(labels, codes):
+            row["bits"] = code
+        return list(zip(images, labels))
 
 
 class DigitsOnImages(_DigitSource):
