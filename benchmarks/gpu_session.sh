@@ -18,8 +18,8 @@
 #             per step (status, seconds) in $OUT/plan.txt
 # A session has 15 minutes of device time in all (a machine's start included) and a call at most
 # 10 and 8 returned files, so the first GPU session should spend its lease on one call:
-#   bash benchmarks/gpu_session.sh plan      (device tool, timeout_s 600; carry .whl with the POT
-#                                             wheel that bench_swd compares with)
+#   bash benchmarks/fetch_wheels.sh          (here: POT, faiss-cpu, hsluv, mlxtend into .whl/)
+#   bash benchmarks/gpu_session.sh plan      (device tool, timeout_s 600, carry [".whl"])
 # then unpack session.tar.gz and commit its JSON under benchmarks/results/. Stages one by one
 # (build is a no-op on a warm machine): bash benchmarks/gpu_session.sh build bench.
 # On the CPU: BENCHES="... render" BENCH_K=cpu.
