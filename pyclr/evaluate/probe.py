@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -14,7 +14,10 @@ from .features import as_features
 @dataclass
 class ProbeResult:
     """A fitted probe: held-out and training top-1 accuracy, the chosen weight decay, and
-    the classifier on the original (unstandardised) features: ``logits = x @ weight.T + bias``."""
+    the classifier on the original (unstandardised) features: ``logits = x @ weight.T + bias``.
+    ``validation_accuracy``: with several decays, each one's accuracy on the validation split
+    that chose among them (``{decay: accuracy}``; empty with one decay), which shows whether
+    the choice sat at an end of the grid and how flat the choice was."""
 
     accuracy: float
     train_accuracy: float
@@ -23,6 +26,7 @@ class ProbeResult:
     bias: torch.Tensor
     n_train: int
     n_test: int
+    validation_accuracy: dict = field(default_factory=dict)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return (x.to(self.weight) @ self.weight.T + self.bias).argmax(1)
@@ -41,8 +45,15 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
         labels: ``(n,)`` integer classes (not with an ``(encoder, dataset)`` pair).
         test_features, test_labels: a held-out set; without one, a seeded ``test_fraction``
             of the rows is held out.
-        weight_decay: the L2 penalty (on the mean loss), or several: then each is fitted on
-            a seeded 20% validation split of the training rows, and the best refitted on them all.
+        weight_decay: the L2 penalty (on the mean loss, standardised features), or several:
+            then each is fitted on the training rows less a seeded 20% validation split, and
+            the one most accurate there (ties: the larger) is refitted on them all. Each
+            decay's validation accuracy is kept in ``ProbeResult.validation_accuracy``. The
+            default grid 1e-6 … 1e-2 was checked against 3e-2 … 1 on features of random and
+            briefly trained encoders and raw pixels (500 to 4,000 training rows): the best
+            larger decay beat the grid's best by 0 to 1.7 points of held-out accuracy, but
+            selecting on the wider grid lost 0.2 points on average (on noisy features its
+            choice follows the validation split's noise). Pass a wider grid to search further.
         max_iter: L-BFGS iterations.
         device: where to fit (default: the features' device; a GPU fits in seconds).
 
@@ -63,10 +74,12 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
     x, y, tx, ty = (t.to(device) for t in (x, y, tx, ty))
     num_classes = int(max(y.max().item(), ty.max().item())) + 1
     decays = _check_decays(weight_decay)
-    chosen = decays[0] if len(decays) == 1 else _select_decay(x, y, num_classes, decays, max_iter, seed)
+    scores = {} if len(decays) == 1 else _validation_scores(x, y, num_classes, decays, max_iter, seed)
+    chosen = max(scores, key=lambda wd: (scores[wd], wd)) if scores else decays[0]  # ties: stronger
     w, b = fit_logistic(x, y, num_classes, chosen, max_iter)
     return ProbeResult(accuracy=_accuracy(tx, ty, w, b), train_accuracy=_accuracy(x, y, w, b),
-                       weight_decay=chosen, weight=w, bias=b, n_train=len(y), n_test=len(ty))
+                       weight_decay=chosen, weight=w, bias=b, n_train=len(y), n_test=len(ty),
+                       validation_accuracy=scores)
 
 
 def split(x, y, fraction: float, seed: int):
@@ -100,10 +113,10 @@ def fit_logistic(x, y, num_classes, weight_decay, max_iter):
     return w, b - w @ mean
 
 
-def _select_decay(x, y, num_classes, decays, max_iter, seed):
+def _validation_scores(x, y, num_classes, decays, max_iter, seed) -> dict:
+    """``{decay: accuracy}`` on a seeded 20% validation split of the training rows."""
     (fx, fy), (vx, vy) = split(x, y, 0.2, seed + 1)
-    scores = [_accuracy(vx, vy, *fit_logistic(fx, fy, num_classes, wd, max_iter)) for wd in decays]
-    return decays[max(range(len(decays)), key=lambda i: (scores[i], decays[i]))]  # ties: stronger
+    return {wd: _accuracy(vx, vy, *fit_logistic(fx, fy, num_classes, wd, max_iter)) for wd in decays}
 
 
 def _accuracy(x, y, w, b) -> float:

@@ -50,6 +50,27 @@ def test_probe_selects_weight_decay_and_is_deterministic():
     assert a.n_train + a.n_test == 400 and a.n_test == 80
 
 
+def test_probe_reports_each_decays_validation_accuracy():
+    x, y = blobs(400, 32, 4, 6.0, seed=5)
+    grid = [1e-6, 1e-3, 1e-1, 10.0]
+    result = linear_probe(x, y, weight_decay=grid)
+    scores = result.validation_accuracy
+    assert list(scores) == grid and all(0 <= v <= 1 for v in scores.values())
+    assert len({v * 64 for v in scores.values()} - set(range(65))) == 0  # 64 validation rows
+    assert result.weight_decay == max(grid, key=lambda wd: (scores[wd], wd))  # ties: the larger
+    assert scores[10.0] < max(scores.values())  # a penalty that large underfits overlapping blobs
+    assert linear_probe(x, y, weight_decay=1e-3).validation_accuracy == {}  # one decay: no selection
+
+
+def test_probe_default_grid_is_the_one_the_examples_used():
+    # The committed example results chose among these decays: widening the default changes them.
+    import inspect
+    default = inspect.signature(linear_probe).parameters["weight_decay"].default
+    assert default == (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+    x, y = blobs(300, 8, 3, 1.0, seed=6)
+    assert list(linear_probe(x, y).validation_accuracy) == list(default)
+
+
 def test_knn_matches_brute_force():
     x, y = blobs(300, 8, 3, 2.0, seed=5)
     tx, ty = blobs(100, 8, 3, 2.0, seed=6)
