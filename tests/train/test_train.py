@@ -200,6 +200,47 @@ def test_generalized_loss_under_bf16_autocast():
     assert math.isfinite(result.history[-1]["loss"])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+@pytest.mark.parametrize("options", [
+    {"precision": "bf16"},
+    {"precision": "fp16"},
+    {"precision": "fp32", "channels_last": True},
+    {"precision": "bf16", "loss": "generalized"},
+    {"precision": "bf16", "method": "moco"},
+    {"precision": "bf16", "compile": True},
+], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_trains_on_cuda(tmp_path, options):
+    """A GPU run with each precision and option a GPU user picks: finite losses, weights that
+    moved and stayed finite on the GPU, and a checkpoint of every epoch that loads on the CPU.
+    (Whether the loss falls in 18 steps is noise here: MoCo's rises as its queue fills.)"""
+    encoder = model()
+    before = weights(encoder)
+    result = pyclr.train(encoder, images(192), epochs=6, batch_size=64, augment=jitter, head=small_head(),
+                         device="cuda", progress=False, lr=1.0, warmup_epochs=1, out_dir=str(tmp_path), **options)
+    assert all(math.isfinite(h["loss"]) for h in result.history), result.history
+    assert all(p.is_cuda and torch.isfinite(p).all() for p in result.encoder.parameters())
+    after = weights(result.encoder)
+    assert any(not torch.equal(after[k].cpu(), before[k]) for k in before)
+    assert len(load_checkpoint(result.checkpoint_path)["history"]) == 6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+def test_cuda_fp32_run_follows_the_cpu_run():
+    """Without augmentation (the only randomness that differs between devices) an fp32 run on
+    the GPU takes the CPU run's steps: after 9 steps its weights are the CPU run's up to TF32
+    convolutions' rounding, far closer to them than to where both started."""
+    def flat(encoder):
+        return torch.cat([v.detach().flatten().float().cpu() for v in encoder.state_dict().values()])
+
+    start = flat(model())
+    cpu, cuda = (flat(pyclr.train(model(), images(192), epochs=3, batch_size=64, head=small_head(), device=device,
+                                  precision="fp32", progress=False, lr=1.0, warmup_epochs=1).encoder)
+                 for device in ("cpu", "cuda"))
+    moved = (cpu - start).norm()
+    assert moved > 0.01 * start.norm()
+    assert (cuda - cpu).norm() < 0.05 * moved
+
+
 def test_generalized_loss_and_adam():
     result = pyclr.train(model(), images(), epochs=1, batch_size=32, loss="generalized", optimizer="adam",
                          head=small_head(), progress=False, augment=jitter)
