@@ -33,11 +33,18 @@ class Encoder(nn.Module):
     def taps(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.stages())
 
-    def features(self, x: torch.Tensor, taps: Iterable[str] | str = ("block1", "block2", "block3", "block4")) -> dict:
-        """The named intermediate maps (before pooling), ``{tap: tensor}``, in the order asked.
+    @property
+    def default_taps(self) -> tuple[str, ...]:
+        """What ``features`` reads when no taps are named: every stage (ResNets: the four
+        block groups)."""
+        return self.taps
+
+    def features(self, x: torch.Tensor, taps: Iterable[str] | str | None = None) -> dict:
+        """The named intermediate maps (before pooling), ``{tap: tensor}``, in the order asked
+        (default: ``self.default_taps``).
 
         Stages after the deepest tap asked for are not run."""
-        taps = (taps,) if isinstance(taps, str) else tuple(taps)
+        taps = self.default_taps if taps is None else (taps,) if isinstance(taps, str) else tuple(taps)
         unknown = [t for t in taps if t not in self.taps]
         if unknown or not taps:
             raise ValueError(f"taps: expected names among {', '.join(self.taps)}, got {list(taps) or 'none'}")

@@ -123,6 +123,10 @@ class ResNet(Encoder):
         return [("stem", self._stem), ("block1", self.layer1), ("block2", self.layer2),
                 ("block3", self.layer3), ("block4", self.layer4)]
 
+    @property
+    def default_taps(self) -> tuple[str, ...]:
+        return ("block1", "block2", "block3", "block4")
+
     def pool(self, x):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
 

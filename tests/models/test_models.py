@@ -165,3 +165,14 @@ def test_projection_head_per_layer_sizes_and_errors():
         ProjectionHead(10, 5, 3, num_layers=5)
     with pytest.raises(ValueError, match=r"h: expected shape \(B, 10\)"):
         ProjectionHead(10, 5, 3)(torch.randn(4, 11))
+
+
+def test_features_without_taps_reads_the_default_taps():
+    """ResNets: the four block groups (the maps the papers cluster); other encoders: every
+    stage, so that features(x) works for any encoder."""
+    resnet = ResNet("resnet18").eval()
+    assert list(resnet.features(batch(3, 32))) == ["block1", "block2", "block3", "block4"]
+    for model in (SmallConvNet(in_channels=3, input_size=28), LeNet(in_channels=3, input_size=28)):
+        feats = model.features(batch(3, 28))
+        assert tuple(feats) == model.taps == model.default_taps
+        assert all(torch.isfinite(f).all() for f in feats.values())
