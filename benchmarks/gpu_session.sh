@@ -24,6 +24,9 @@
 # (build is a no-op on a warm machine): bash benchmarks/gpu_session.sh build bench.
 # On the CPU: BENCHES="... render" BENCH_K=cpu.
 set -uo pipefail
+if (($# == 0)) || [[ "$1" == -h || "$1" == --help ]]; then  # the comment above is the usage
+  sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0
+fi
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/pyclr-gpu}
 mkdir -p "$OUT"
