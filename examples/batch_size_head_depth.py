@@ -5,7 +5,9 @@ size matters little, and deeper heads (3-4 layers) help a little.
     python examples/batch_size_head_depth.py --quick       # 2-core CPU, a couple of minutes
     python examples/batch_size_head_depth.py --data-root DIR   # GPU: ResNet-18, CIFAR-10
 
-Writes results/batch_size_head_depth.json. Quick mode: the demo setting (small ConvNet,
+Writes results/batch_size_head_depth.json and batch_size_head_depth.png (probe accuracy
+against batch size, one line per head depth, beside the paper's Table 2: ImageNet, ResNet-50,
+100 epochs, a setting on its own scale). Quick mode: the demo setting (small ConvNet,
 28x28 canvases of one embedded MNIST digit), the same number of epochs for every batch size
 (so smaller batches take more steps), Adam at a fixed rate: a scaled-down stand-in.
 """
@@ -15,11 +17,16 @@ import os
 import sys
 import time
 
-import torch
+import matplotlib
 
-import pyclr
-from pyclr.train.experiment import probe
-from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+import pyclr  # noqa: E402
+from pyclr.train.experiment import probe  # noqa: E402
+from pyclr.train.presets import (build_augment, build_dataset, build_encoder, build_head, device_of,  # noqa: E402
+                                 resolve_config)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
@@ -48,6 +55,48 @@ def train_and_probe(cfg: dict, depth: int, batch: int, dataset, augment, device)
             "train_time_s": time.perf_counter() - started}
 
 
+def plot(payload: dict, path: str) -> None:
+    """Probe accuracy against batch size, one line per head depth: pyclr's run (left) and the
+    paper's Table 2 (right: another dataset, network and length, so its own axis, spanning as
+    many points as the left one), from the script's JSON content ``payload``."""
+    cfg = payload["config"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    ours = [(r["head_layers"], r["batch_size"], r["probe_accuracy"] * 100) for r in payload["results"]]
+    paper = [(r["head_layers"], r["batch_size"], r["accuracy"]) for r in payload["paper_imagenet_100_epochs"]]
+    panels = ((axes[0], ours,
+               f"pyclr, {payload['mode']} mode: {cfg['encoder']['name']} on {cfg['dataset']['name']},\n"
+               f"{cfg['train']['epochs']} epochs, {cfg['train']['optimizer']} at lr {cfg['train']['lr']}"),
+              (axes[1], paper,
+               "paper (Intriguing Properties Table 2):\nResNet-50 on ImageNet, 100 epochs"))
+    # the same span of points on both axes, so that slopes compare
+    span = max(max(a for _, _, a in points) - min(a for _, _, a in points) for points in (ours, paper)) + 2
+    for ax, points, title in panels:
+        for depth in sorted({d for d, _, _ in points}):
+            line = sorted((b, a) for d, b, a in points if d == depth)
+            ax.plot([b for b, _ in line], [a for _, a in line], "o-", color=f"C{depth - 2}",
+                    label=f"{depth}-layer head")
+            for b, a in line:
+                # below the point where another depth's point sits just above it at this batch size
+                crowded = any(b2 == b and a < a2 < a + 0.1 * span for _, b2, a2 in points)
+                ax.annotate(f"{a:.1f}", (b, a), textcoords="offset points", xytext=(4, -10 if crowded else 4),
+                            fontsize=7, color=f"C{depth - 2}")
+        batches = sorted({b for _, b, _ in points})
+        middle = (min(a for _, _, a in points) + max(a for _, _, a in points)) / 2
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.minorticks_off()
+        ax.set_xlim(batches[0] / 1.3, batches[-1] * 1.3)
+        ax.set(title=title, xlabel="batch size", ylabel="linear probe top-1 (%)",
+               ylim=(middle - span / 2, middle + span / 2))
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle("Batch size x projection-head depth (different settings: compare the trends, not the levels)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = _common.parser(__doc__, data_root="CIFAR-10 folder (full mode)")
     _common.add_run_options(parser, resumable=True)
@@ -69,12 +118,15 @@ def main() -> None:
             rows.append(row)
             print(f"head {depth} layers, batch {batch:5}: probe {row['probe_accuracy']:.4f} "
                   f"({row['train_time_s']:.0f} s)", flush=True)
+    payload = {**_common.header(args.quick, device, threads=None), "config": cfg, "results": rows,
+               "paper_imagenet_100_epochs": [{"head_layers": d, "batch_size": b, "accuracy": a}
+                                             for (d, b), a in PAPER.items()]}
     path = os.path.join(args.out, "batch_size_head_depth.json")
-    _common.write_json(path, {**_common.header(args.quick, device, threads=None), "config": cfg, "results": rows,
-                              "paper_imagenet_100_epochs": [{"head_layers": d, "batch_size": b, "accuracy": a}
-                                                            for (d, b), a in PAPER.items()]})
+    _common.write_json(path, payload)
+    figure = os.path.join(args.out, "batch_size_head_depth.png")
+    plot(payload, figure)
     log.close()
-    print(f"wrote {path}")
+    print(f"wrote {path} and {figure}")
 
 
 if __name__ == "__main__":

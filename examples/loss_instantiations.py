@@ -3,14 +3,17 @@ different instantiations of the generalized contrastive loss perform similarly.
 
 Trains the same encoder with NT-Xent and with the four generalized losses (alignment +
 lambda x logsumexp or sliced-Wasserstein to the uniform hypersphere, SWD to the uniform
-hypercube and to the normal distribution) and reports each one's linear-probe accuracy.
+hypercube and to the normal distribution) and reports each one's linear-probe accuracy,
+beside that of the same encoder left untrained (the same probe).
 
     python examples/loss_instantiations.py --quick        # 2-core CPU, minutes
     python examples/loss_instantiations.py                # GPU: ResNet-18 on CIFAR-10 (--data-root)
 
-Writes results/loss_instantiations.json. Quick mode: the pyclr demo setting (a small ConvNet
-on 28x28 canvases of one embedded MNIST digit), a few epochs: a scaled-down stand-in for the
-paper's CIFAR-10 ResNet-50 runs, whose absolute numbers it does not reproduce.
+Writes results/loss_instantiations.json and loss_instantiations.png (probe accuracy per
+loss, the untrained encoder as a line; the paper gives its plot no numbers, so none are
+drawn beside ours). Quick mode: the pyclr demo setting (a small ConvNet on 28x28 canvases of
+one embedded MNIST digit), a few epochs: a scaled-down stand-in for the paper's CIFAR-10
+ResNet-50 runs, whose absolute numbers it does not reproduce.
 """
 from __future__ import annotations
 
@@ -18,12 +21,17 @@ import os
 import sys
 import time
 
-import torch
+import matplotlib
 
-import pyclr
-from pyclr.losses import GeneralizedContrastiveLoss, NTXentLoss
-from pyclr.train.experiment import probe
-from pyclr.train.presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+import pyclr  # noqa: E402
+from pyclr.losses import GeneralizedContrastiveLoss, NTXentLoss  # noqa: E402
+from pyclr.train.experiment import probe  # noqa: E402
+from pyclr.train.presets import (build_augment, build_dataset, build_encoder, build_head, device_of,  # noqa: E402
+                                 resolve_config)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
@@ -40,6 +48,11 @@ def losses(temperature: float, dim: int) -> dict:
         "hypercube_swd": GeneralizedContrastiveLoss("hypercube", "swd", lam=1.0),
         "gaussian_swd": GeneralizedContrastiveLoss("gaussian", "swd", lam=1.0),
     }
+
+
+LABELS = {"nt_xent": "NT-Xent", "hypersphere_logsumexp": "hypersphere\n+ logsumexp",
+          "hypersphere_swd": "hypersphere\n+ SWD", "hypercube_swd": "hypercube\n+ SWD",
+          "gaussian_swd": "Gaussian\n+ SWD"}
 
 
 def config(quick: bool, data_root: str | None) -> dict:
@@ -62,6 +75,35 @@ def train_and_probe(cfg: dict, loss, dataset, augment, device) -> dict:
             "final_loss": result.history[-1]["loss"], "train_time_s": time.perf_counter() - started}
 
 
+def random_encoder(cfg: dict, device) -> dict:
+    """The baseline: the encoder untrained, probed the same way (seeded as pyclr demo's)."""
+    torch.manual_seed(cfg["train"].get("seed", 0) + 1)
+    return {"probe_accuracy": probe(cfg, build_encoder(cfg["encoder"]).to(device), device)}
+
+
+def plot(payload: dict, path: str) -> None:
+    """Probe accuracy per loss (bars) and the untrained encoder's (a line, where ``payload``
+    has it), from the script's JSON content ``payload``."""
+    results, cfg = payload["results"], payload["config"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    accuracies = [results[name]["probe_accuracy"] * 100 for name in results]
+    bars = ax.bar(range(len(results)), accuracies, color="C0", width=0.6,
+                  label=f"SimCLR-trained (pyclr, {payload['mode']} mode)")
+    ax.bar_label(bars, [f"{a:.1f}" for a in accuracies], fontsize=8)
+    if payload.get("random_encoder"):
+        ax.axhline(payload["random_encoder"]["probe_accuracy"] * 100, color="grey", ls=":",
+                   label=f"untrained encoder ({payload['random_encoder']['probe_accuracy'] * 100:.1f})")
+    ax.set_xticks(range(len(results)), [LABELS.get(name, name) for name in results], fontsize=8)
+    ax.set(ylim=(0, 105), ylabel="linear probe top-1 (%)",
+           title=f"{cfg['encoder']['name']} on {cfg['dataset']['name']}, {cfg['train']['epochs']} epochs "
+                 f"(batch {cfg['train']['batch_size']}, tau {cfg['train']['temperature']})")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle("Loss instantiations (Intriguing Properties, Table 1 and its plot)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = _common.parser(__doc__, data_root="CIFAR-10 folder (full mode)")
     _common.add_run_options(parser, resumable=True)
@@ -76,10 +118,16 @@ def main() -> None:
     for name, loss in losses(cfg["train"]["temperature"], cfg["head"]["out_dim"]).items():
         rows[name] = log.unit(name, lambda: train_and_probe(cfg, loss, dataset, augment, device))
         print(f"{name:24} probe {rows[name]['probe_accuracy']:.4f}  ({rows[name]['train_time_s']:.0f} s)", flush=True)
+    baseline = log.unit("random_encoder", lambda: random_encoder(cfg, device))
+    print(f"{'untrained encoder':24} probe {baseline['probe_accuracy']:.4f}", flush=True)
+    payload = {**_common.header(args.quick, device, threads=None), "config": cfg, "results": rows,
+               "random_encoder": baseline}
     path = os.path.join(args.out, "loss_instantiations.json")
-    _common.write_json(path, {**_common.header(args.quick, device, threads=None), "config": cfg, "results": rows})
+    _common.write_json(path, payload)
+    figure = os.path.join(args.out, "loss_instantiations.png")
+    plot(payload, figure)
     log.close()
-    print(f"wrote {path}")
+    print(f"wrote {path} and {figure}")
 
 
 if __name__ == "__main__":
