@@ -476,7 +476,9 @@ __device__ void scores_to_coefficients(float* strip, const StripLane& me, const 
 #pragma unroll
   for (int j = 0; j < kBN / 2; ++j)
     out[me.r * Layout<T>::kLdc + me.column(j)] = Mma<T>::operand(coef[j]);
-  residual += positive - Mma<T>::value(Mma<T>::operand(positive));
+  // Against the value stored (this lane's own write): `positive` is computed apart from the
+  // loop, and a different FMA contraction could round it to the other side of a 16-bit step.
+  if (has_positive) residual += positive - Mma<T>::value(out[me.r * Layout<T>::kLdc + pc]);
   __syncwarp();  // lanes load coefficients other lanes wrote
 }
 
