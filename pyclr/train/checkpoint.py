@@ -2,7 +2,9 @@
 run killed while saving leaves the previous checkpoint intact."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
 
 import torch
@@ -11,6 +13,32 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def save_atomic(state: dict, path: str) -> None:
+    """Writes ``state`` to ``path`` through a temporary file and a rename. Ctrl-C (SIGINT) or
+    SIGTERM arriving meanwhile is held until the file is in place, then delivered: torch.save
+    interrupted inside its writer fails with an unreadable RuntimeError instead."""
+    with _signals_deferred():
+        _save(state, path)
+
+
+@contextlib.contextmanager
+def _signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Holds ``signums`` inside the block and re-raises them, to the handlers they had, after it."""
+    received = []
+    try:
+        previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in signums}
+    except ValueError:  # not the main thread: signals go to the main thread anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+        for s in dict.fromkeys(received):
+            signal.raise_signal(s)
+
+
+def _save(state: dict, path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)

@@ -3,6 +3,7 @@ distributed training on gloo."""
 import json
 import math
 import os
+import signal
 import tempfile
 
 import pytest
@@ -110,6 +111,23 @@ def test_save_atomic_keeps_the_old_file(tmp_path):
         save_atomic({"step": 2, "bad": lambda: None}, path)  # lambdas do not pickle
     assert load_checkpoint(path)["step"] == 1
     assert os.listdir(tmp_path) == ["checkpoint.pt"]
+
+
+class InterruptsWhilePickled:
+    """Sends this process SIGINT (Ctrl-C) from inside torch.save."""
+
+    def __reduce__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        return int, (7,)
+
+
+def test_ctrl_c_during_a_save_lets_it_finish_then_interrupts(tmp_path):
+    path = str(tmp_path / "checkpoint.pt")
+    with pytest.raises(KeyboardInterrupt):
+        save_atomic({"step": 3, "value": InterruptsWhilePickled()}, path)
+    assert load_checkpoint(path) == {"step": 3, "value": 7}
+    assert os.listdir(tmp_path) == ["checkpoint.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])
