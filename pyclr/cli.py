@@ -58,14 +58,11 @@ def _loss(args) -> int:
 
 def _train(args) -> int:
     from .train.experiment import run_experiment
-    from .train.presets import resolve_config, set_option
+    from .train.presets import resolve_config
 
-    config = resolve_config(args.config)
-    for name, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed)):
-        if value is not None:
-            config["train"][name] = value
-    for assignment in args.set:
-        set_option(config, assignment)
+    flags = [f"train.{name}={value}" for name, value in
+             (("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed)) if value is not None]
+    config = resolve_config(args.config, overrides=flags + args.set)  # --set wins over the flags
     report = run_experiment(config, args.out, device=args.device, resume=not args.no_resume,
                             progress=not args.quiet, baseline=not args.no_baseline)
     _print_report(report, args.out)
@@ -158,7 +155,9 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--seed", type=int)
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override any option, e.g. --set dataset.root=data/ --set train.lr=0.5")
+                       help="override any option, e.g. --set dataset.root=data/ --set train.lr=0.5 "
+                            "--set eval.train.size=500 (values parse as JSON when they can); a new encoder or "
+                            "dataset name, or augment policy, starts that section afresh")
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if visible)")
     train.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")
     train.add_argument("--no-baseline", action="store_true", help="skip the random-encoder probe")

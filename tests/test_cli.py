@@ -71,6 +71,40 @@ def test_config_errors(tmp_path, capsys):
     assert "is not valid JSON" in capsys.readouterr().err
 
 
+def without(section: dict, key: str) -> dict:
+    return {k: v for k, v in section.items() if k != key}
+
+
+@pytest.mark.parametrize("config,flags,message", [
+    # a missing required key: named with its section, not a KeyError
+    ({**TINY, "encoder": without(TINY["encoder"], "name")}, [],
+     "encoder: needs a 'name' (one of resnet18, resnet34, resnet50, lenet, small_convnet)"),
+    ({**TINY, "dataset": without(TINY["dataset"], "name")}, [], "dataset: needs a 'name' (one of mnist,"),
+    ({**TINY, "augment": without(TINY["augment"], "policy")}, [], "augment: needs a 'policy' (one of"),
+    ({**TINY, "augment": {"policy": "crop_without_resize"}}, [], "augment 'crop_without_resize': needs a 'size'"),
+    ({**TINY, "eval": without(TINY["eval"], "train")}, [], "eval: needs a 'train' dataset section"),
+    ({**TINY, "eval": {**TINY["eval"], "test": {"size": 60}}}, [], "eval.test: needs a 'name'"),
+    # an unknown key: named with the keys the section takes
+    (TINY, ["--set", "train.epochz=3"], "train: unknown options ['epochz']; it takes loss, method, epochs,"),
+    (TINY, ["--set", "head.hiden_dim=3"], "head: unknown options ['hiden_dim']; it takes in_dim, hidden_dim,"),
+    (TINY, ["--set", "augment.polcy=none"], "augment 'simclr_cifar': unknown options ['polcy']; it takes size,"),
+    (TINY, ["--set", "eval.lable=x"], "eval: unknown options ['lable']; it takes train, test, label"),
+    (TINY, ["--set", "augment.policy=simclr_cfar"], "augment.policy: expected one of crop_without_resize,"),
+    ({**TINY, "augment": {"policy": "random_bits_crop", "crop_scale": [0.5, 1]}}, [],
+     "augment 'random_bits_crop': unknown options ['crop_scale']; it takes none"),
+    ({**TINY, "augment": "simclr_cifar"}, [], "augment: expected a section of keys (a dict), got str"),
+    # a label the eval items do not carry: found on one item, before training
+    ({**TINY, "eval": {**TINY["eval"], "label": "colour"}}, [],
+     "eval.label: expected one of digits, positions, cells, mnist_index, n_digits, label, got 'colour'"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_config_errors_come_before_training(tmp_path, capsys, config, flags, message):
+    out = tmp_path / "run"
+    assert main(["train", write_config(tmp_path, config), "--out", str(out), "--quiet", *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pyclr train: ") and message in err and "Traceback" not in err
+    assert not out.exists()  # nothing trained, nothing written
+
+
 def test_unknown_option_exits_with_usage(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "demo", "--out", "x", "--epochz", "3"])

@@ -23,17 +23,14 @@ def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, pr
     """Trains as ``config`` says (a preset name, a file or a dict; see pyclr.train.presets),
     probes the result, and returns (and writes to ``out_dir/report.json``) the report:
     settings, last epoch's metrics, probe accuracy of the trained and of a random encoder."""
-    cfg = resolve_config(config)
+    cfg = resolve_config(config)  # every section's keys checked
     device = device_of(device)
     seed = cfg["train"].get("seed", 0)
     torch.manual_seed(seed)
     encoder = build_encoder(cfg["encoder"])
     dataset = build_dataset(cfg["dataset"])
     check_channels(encoder, dataset, "dataset", "; set encoder.in_channels to match")
-    for split in ("train", "test"):  # an eval set the encoder cannot read fails now, not after training
-        if (cfg.get("eval") or {}).get(split):
-            check_channels(encoder, build_dataset(cfg["eval"][split]), f"eval.{split}",
-                           "; build the eval sets like the training set (e.g. the same bits)")
+    eval_sets = eval_datasets(cfg, encoder)  # an eval set the probe cannot use fails now, not after training
     augment = build_augment(cfg.get("augment"))
     head = build_head(cfg.get("head"), encoder)
     os.makedirs(out_dir, exist_ok=True)
@@ -45,23 +42,54 @@ def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, pr
     report = {"config": cfg, "train_time_s": time.perf_counter() - started,
               "last_epoch": result.history[-1] if result.history else None, "device": str(device)}
     if cfg.get("eval"):
-        report["probe_accuracy"] = probe(cfg, result.encoder, device)
+        report["probe_accuracy"] = probe(cfg, result.encoder, device, eval_sets)
         if baseline:
             torch.manual_seed(seed + 1)
-            report["random_encoder_probe_accuracy"] = probe(cfg, build_encoder(cfg["encoder"]).to(device), device)
+            report["random_encoder_probe_accuracy"] = probe(cfg, build_encoder(cfg["encoder"]).to(device), device,
+                                                            eval_sets)
     with open(os.path.join(out_dir, REPORT), "w") as f:
         json.dump(report, f, indent=1)
     return report
 
 
-def probe(cfg: dict, encoder, device) -> float:
-    """The configuration's linear evaluation: train split -> held-out split (or 20% of it)."""
+def eval_datasets(cfg: dict, encoder) -> dict:
+    """The eval section's datasets by split (``{}`` without one), each checked on its first
+    item: images with the encoder's channels, and labels that carry ``eval.label``."""
+    spec = cfg.get("eval") or {}
+    sets = {}
+    for split in ("train", "test"):
+        if spec.get(split):
+            name = f"eval.{split}"
+            sets[split] = build_dataset(spec[split], name)
+            check_channels(encoder, sets[split], name,
+                           "; build the eval sets like the training set (e.g. the same bits)")
+            check_label(sets[split], spec.get("label"), name)
+    return sets
+
+
+def check_label(dataset, label, name: str) -> None:
+    """``dataset``'s items are ``(image, labels)`` whose labels include ``label`` (reads one item)."""
+    if len(dataset) == 0:
+        raise ValueError(f"{name}: the dataset is empty")
+    item = dataset[0]
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise ValueError(f"{name}: expected items (image, labels) for the probe, got {type(item).__name__}")
+    try:
+        pick_label(item[1], label, "eval.label")
+    except ValueError as exc:
+        raise ValueError(f"{exc} (the labels of {name}'s items)") from exc
+
+
+def probe(cfg: dict, encoder, device, datasets: dict | None = None) -> float:
+    """The configuration's linear evaluation: train split -> held-out split (or 20% of it).
+    ``datasets``: the eval sets already built (:func:`eval_datasets`), else built here."""
     spec = cfg["eval"]
+    datasets = datasets or eval_datasets(cfg, encoder)
     label = spec.get("label")
-    x, labels = extract_features(encoder, build_dataset(spec["train"]), device=device)
+    x, labels = extract_features(encoder, datasets["train"], device=device)
     y = pick_label(labels, label)
-    if spec.get("test"):
-        tx, test_labels = extract_features(encoder, build_dataset(spec["test"]), device=device)
+    if "test" in datasets:
+        tx, test_labels = extract_features(encoder, datasets["test"], device=device)
         return linear_probe(x, y, tx, pick_label(test_labels, label)).accuracy
     return linear_probe(x, y).accuracy
 

@@ -11,7 +11,11 @@ A configuration is a plain dict (JSON or YAML on disk):
               "test": {"name": "cifar10", "root": "data/", "train": false},  (optional)
               "label": "label"}}
 
-``{"preset": NAME, ...}`` starts from a preset and overrides it key by key.
+``{"preset": NAME, ...}`` starts from a preset and overrides it key by key; a section that
+names another encoder, dataset or augmentation policy than the preset's replaces the preset's
+section (its options belong to what it named), and so does ``--set augment.policy=...``.
+Every key is checked before anything is built: a missing or misspelt one is an error that
+names it and its section.
 """
 from __future__ import annotations
 
@@ -22,7 +26,19 @@ import os
 import torch
 from torch import nn
 
+from ..losses._checks import check_options
+
 SECTIONS = ("encoder", "dataset", "augment", "head", "train", "eval", "description", "preset")
+# The key that says what a section builds. A section (or a --set) naming another one than the
+# base's starts afresh instead of merging: the base's other keys (a ResNet's cifar_stem, a
+# dataset's bits, a policy's crop_scale) belong to what the base named.
+SELECTORS = {"encoder": "name", "dataset": "name", "augment": "policy"}
+# pyclr.train's arguments that run_experiment passes itself: not train-section keys.
+RUN_ARGUMENTS = ("encoder", "dataset", "augment", "head", "out_dir", "device", "resume", "progress",
+                 "callbacks", "on_epoch_end")
+EVAL_KEYS = ("train", "test", "label")
+# Augmentations that are functions of pyclr.data.augment rather than SimCLRAugment policies.
+AUGMENT_FUNCTIONS = ("crop_without_resize", "random_bits_crop")
 
 PRESETS = {
     "demo": {
@@ -95,11 +111,14 @@ PRESETS = {
 }
 
 
-def resolve_config(config: dict | str) -> dict:
-    """A full configuration from a preset name, a path to a JSON/YAML file or a dict
-    (``"preset"`` in a dict or file names the base to override). Sections merge key by key,
-    except a section whose ``name`` differs from the base's (another encoder or dataset),
-    which replaces it."""
+def resolve_config(config: dict | str, overrides=()) -> dict:
+    """A full, checked configuration from a preset name, a path to a JSON/YAML file or a dict
+    (``"preset"`` in a dict or file names the base to override), with ``overrides``
+    (``section.key=value`` strings, as ``--set`` takes them; see :func:`apply_overrides`)
+    applied last. Sections merge key by key, except a section that names another encoder,
+    dataset or augmentation policy than the base's, which replaces it, and ``eval``, which
+    replaces the base's. Raises ValueError naming the section and key of anything missing,
+    misspelt or unknown (:func:`check_config`)."""
     if isinstance(config, str):
         if config in PRESETS:
             config = {"preset": config}
@@ -118,17 +137,21 @@ def resolve_config(config: dict | str) -> dict:
             raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {config['preset']!r}")
         base = copy.deepcopy(PRESETS[config["preset"]])
     for key, value in config.items():
-        # A section naming another encoder/dataset replaces the base's: the base's options
-        # (a ResNet's cifar_stem, a dataset's bits) belong to what it named.
-        renamed = isinstance(value, dict) and "name" in value and value["name"] != (base.get(key) or {}).get("name")
-        if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "eval" and not renamed:
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "eval" \
+                and not _renames(key, base[key], value):
             base[key] = {**base[key], **value}
         else:
             base[key] = copy.deepcopy(value)
-    for key in ("encoder", "dataset", "train"):
-        if not isinstance(base.get(key), dict):
-            raise ValueError(f"config: needs an {key!r} section")
+    if overrides:
+        base = apply_overrides(base, overrides)
+    check_config(base)
     return base
+
+
+def _renames(section: str, base: dict, value: dict) -> bool:
+    """Whether ``value`` names another encoder, dataset or policy than the ``base`` section."""
+    selector = SELECTORS.get(section)
+    return selector in value and value[selector] != base.get(selector)
 
 
 def _read(path: str) -> dict:
@@ -146,33 +169,154 @@ def _read(path: str) -> dict:
         raise ValueError(f"config: {path} is not valid JSON ({exc})") from exc
 
 
-def set_option(config: dict, assignment: str) -> None:
-    """Applies ``section.key=value`` (value parsed as JSON when it parses, else a string)."""
-    if "=" not in assignment or "." not in assignment.split("=", 1)[0]:
+def parse_assignment(assignment: str) -> tuple[str, list[str], object]:
+    """``"section.key=value"`` -> ``(section, [key, ...], value)``; the value is parsed as JSON
+    when it parses (numbers, true/false/null, lists, dicts), else kept as a string."""
+    path, sep, text = assignment.partition("=")
+    section, *keys = path.split(".")
+    if not sep or not keys or not all(keys):
         raise ValueError(f"--set: expected section.key=value, got {assignment!r}")
-    path, text = assignment.split("=", 1)
-    section, key = path.split(".", 1)
     if section not in SECTIONS or section in ("description", "preset"):
         raise ValueError(f"--set: unknown section {section!r}; expected among encoder, dataset, augment, head, train, eval")
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
         value = text
-    if not isinstance(config.get(section), dict):
-        config[section] = {}
-    config[section][key] = value
+    return section, keys, value
+
+
+def apply_overrides(config: dict, assignments) -> dict:
+    """A copy of ``config`` with the ``section.key=value`` ``assignments`` (``--set``) applied.
+    They are taken together, so their order does not matter except between two of the same key
+    (the last wins): keys merge into their section, except that a new encoder/dataset ``name``
+    or augmentation ``policy`` starts the section afresh, keeping only the assignments made to
+    it (``--set augment.policy=crop_without_resize --set augment.size=28``), as a config file's
+    section would. ``section.key.subkey=value`` sets a nested key (``eval.train.root=data/``)."""
+    config = copy.deepcopy(config)
+    by_section = {}
+    for assignment in assignments:
+        section, keys, value = parse_assignment(assignment)
+        by_section.setdefault(section, []).append((keys, value))
+    for section, values in by_section.items():
+        current = config.get(section) if isinstance(config.get(section), dict) else {}
+        if _renames(section, current, {keys[0]: value for keys, value in values if len(keys) == 1}):
+            current = {}
+        for keys, value in values:
+            target = current
+            for key in keys[:-1]:
+                if not isinstance(target.get(key), dict):
+                    target[key] = {}
+                target = target[key]
+            target[keys[-1]] = value
+        config[section] = current
+    return config
+
+
+def check_config(cfg: dict) -> None:
+    """Every section's keys, before anything is built or trained: the required ones present
+    (encoder and dataset ``name``, augment ``policy``, eval ``train``), none unknown to what
+    the section builds (``pyclr.train``'s options, ``ProjectionHead``'s, the policy's; the
+    encoders and datasets check theirs when built, also before training)."""
+    from ..models import ProjectionHead
+    from .loop import train
+
+    for key in ("encoder", "dataset", "train"):
+        if not isinstance(cfg.get(key), dict):
+            raise ValueError(f"config: needs an {key!r} section")
+    _require_name(cfg["encoder"], "encoder", _encoder_names())
+    _require_name(cfg["dataset"], "dataset", _dataset_names())
+    check_options("train", train, cfg["train"], fixed=RUN_ARGUMENTS)
+    if cfg.get("augment") is not None:
+        _check_augment(cfg["augment"])
+    if cfg.get("head") is not None:
+        _check_section("head", cfg["head"])
+        check_options("head", ProjectionHead, cfg["head"])
+    if cfg.get("eval"):
+        _check_eval(cfg["eval"])
+
+
+def _check_section(name: str, spec) -> None:
+    if not isinstance(spec, dict):
+        raise ValueError(f"{name}: expected a section of keys (a dict), got {type(spec).__name__} {spec!r}")
+
+
+def _require_name(spec, section: str, names) -> None:
+    _check_section(section, spec)
+    if "name" not in spec:
+        raise ValueError(f"{section}: needs a 'name' (one of {', '.join(names)})")
+
+
+def _encoder_names():
+    from ..models import ENCODERS
+
+    return tuple(ENCODERS)
+
+
+def _dataset_names():
+    from ..data.registry import DATASETS
+
+    return tuple(DATASETS)
+
+
+def _augment_policies():
+    from ..data.augment import POLICIES
+
+    return AUGMENT_FUNCTIONS + tuple(POLICIES)
+
+
+def _check_augment(spec) -> None:
+    """The ``augment`` section: a known ``policy`` and only the keys it takes."""
+    from ..data import augment as aug
+
+    _check_section("augment", spec)
+    policies = _augment_policies()
+    if "policy" not in spec:
+        raise ValueError(f"augment: needs a 'policy' (one of {', '.join(policies)}); "
+                         "for no augmentation, leave the section out or set it to null")
+    policy = spec["policy"]
+    if policy not in policies:
+        raise ValueError(f"augment.policy: expected one of {', '.join(policies)}, got {policy!r}")
+    options = {k: v for k, v in spec.items() if k != "policy"}
+    name = f"augment {policy!r}"
+    if policy in AUGMENT_FUNCTIONS:
+        check_options(name, getattr(aug, policy), options, fixed=("x", "generator"))
+        if policy == "crop_without_resize" and "size" not in options:
+            raise ValueError(f"{name}: needs a 'size' (the crop's height and width, e.g. 28)")
+    else:
+        check_options(name, aug.SimCLRAugment, options)
+
+
+def _check_eval(spec) -> None:
+    """The ``eval`` section: ``train`` (and optionally ``test``) dataset sections, ``label``."""
+    _check_section("eval", spec)
+    unknown = sorted(set(spec) - set(EVAL_KEYS))
+    if unknown:
+        raise ValueError(f"eval: unknown options {unknown}; it takes {', '.join(EVAL_KEYS)}")
+    if not spec.get("train"):
+        raise ValueError("eval: needs a 'train' dataset section (the probe's training set, e.g. "
+                         "{\"name\": \"multidigit_eval\", \"size\": 3000}); 'test' is optional, else 20% "
+                         "of 'train' is held out")
+    for split in ("train", "test"):
+        if spec.get(split) is not None:
+            _require_name(spec[split], f"eval.{split}", _dataset_names())
+    label = spec.get("label")
+    if label is not None and not isinstance(label, str):
+        raise ValueError(f"eval.label: expected a label name (a string) or null, got {label!r}")
 
 
 def build_encoder(spec: dict) -> nn.Module:
     from ..models import make_encoder
 
+    _require_name(spec, "encoder", _encoder_names())
     spec = dict(spec)
     return make_encoder(spec.pop("name"), **spec)
 
 
-def build_dataset(spec: dict):
+def build_dataset(spec: dict, section: str = "dataset"):
+    """The dataset a ``{"name": ..., options}`` section names; ``section`` names it in errors."""
     from ..data import make_dataset
 
+    _require_name(spec, section, _dataset_names())
     spec = dict(spec)
     return make_dataset(spec.pop("name"), **spec)
 
@@ -183,6 +327,7 @@ def build_augment(spec: dict | None):
         return None
     from ..data import augment as aug
 
+    _check_augment(spec)
     spec = dict(spec)
     policy = spec.pop("policy")
     if policy == "crop_without_resize":
@@ -200,6 +345,8 @@ def build_head(spec: dict | None, encoder: nn.Module):
 
     if spec is None:
         return None
+    _check_section("head", spec)
+    check_options("head", ProjectionHead, spec)
     spec = dict(spec)
     return ProjectionHead(spec.pop("in_dim", encoder.feature_dim), **spec)
 

@@ -29,3 +29,41 @@ def test_a_section_naming_another_encoder_replaces_the_presets():
     assert encoder(torch.rand(2, 3, 32, 32)).shape == (2, encoder.feature_dim)
     same = resolve_config({"preset": "sprites", "encoder": {"name": "resnet18", "width": 2}})
     assert same["encoder"] == {"name": "resnet18", "cifar_stem": True, "width": 2}
+
+
+def test_another_policy_starts_the_augment_section_afresh():
+    """The demo's crop_scale and jitter_strength belong to its simclr_cifar policy: naming
+    another policy (in a config or with --set) drops them instead of failing on them."""
+    cfg = resolve_config({"preset": "demo", "augment": {"policy": "random_bits_crop"}})
+    assert cfg["augment"] == {"policy": "random_bits_crop"}
+    cfg = resolve_config("demo", overrides=["augment.policy=random_bits_crop"])
+    assert cfg["augment"] == {"policy": "random_bits_crop"}
+    # the assignments go together: their order does not matter
+    cfg = resolve_config("demo", overrides=["augment.size=24", "augment.policy=crop_without_resize"])
+    assert cfg["augment"] == {"policy": "crop_without_resize", "size": 24}
+    # the same policy merges key by key
+    cfg = resolve_config("demo", overrides=["augment.policy=simclr_cifar", "augment.size=24"])
+    assert cfg["augment"] == {**PRESETS["demo"]["augment"], "size": 24}
+    # keys written beside the new policy are checked, not dropped
+    with pytest.raises(ValueError, match=r"augment 'random_bits_crop': unknown options \['crop_scale'\]; it takes none"):
+        resolve_config({"preset": "demo", "augment": {"policy": "random_bits_crop", "crop_scale": [0.5, 1.0]}})
+
+
+def test_overrides_reach_nested_keys_and_keep_the_rest():
+    cfg = resolve_config("demo", overrides=["eval.train.size=100", "eval.label=label", "train.lr=0.01"])
+    assert cfg["eval"]["train"] == {**PRESETS["demo"]["eval"]["train"], "size": 100}
+    assert cfg["eval"]["test"] == PRESETS["demo"]["eval"]["test"]
+    assert cfg["train"] == {**PRESETS["demo"]["train"], "lr": 0.01}
+    cfg = resolve_config("demo", overrides=["encoder.name=lenet", "encoder.in_channels=1"])
+    assert cfg["encoder"] == {"name": "lenet", "in_channels": 1}  # another encoder: the ConvNet's input_size goes
+    for bad in ("train.lr", "train.=1", "model.width=2"):
+        with pytest.raises(ValueError, match="--set: "):
+            resolve_config("demo", overrides=[bad])
+
+
+def test_every_section_is_checked():
+    with pytest.raises(ValueError, match=r"train: unknown options \['device'\]"):
+        resolve_config({"preset": "demo", "train": {"device": "cuda"}})  # a run's argument, not a train key
+    with pytest.raises(ValueError, match="eval.label: expected a label name"):
+        resolve_config({"preset": "demo", "eval": {**PRESETS["demo"]["eval"], "label": 3}})
+    assert resolve_config({"preset": "demo", "augment": None, "head": None, "eval": None})["augment"] is None
