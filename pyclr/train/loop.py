@@ -143,6 +143,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
 
     autocast = autocast_for(device, precision)
     net.train()
+    bar = _ProgressBar(progress and dist.is_main, total_steps, step, batch_size, epochs)
     try:
         with _sigterm_as_interrupt():
             while step < total_steps:
@@ -150,7 +151,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                 started, losses, first = time.perf_counter(), [], step
                 batches = _EpochBatches(len(dataset), batch_size, seed, epoch, step % steps_per_epoch, dist)
                 loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=_images)
-                for images in _progress(loader, progress and dist.is_main, epoch, epochs):
+                bar.start_epoch(epoch)
+                for images in loader:
                     set_lr(opt, lr * lr_multiplier(schedule, step, total_steps, warmup_steps))
                     images = images.to(device, non_blocking=True)
                     gen = torch.Generator(device=images.device).manual_seed(_step_seed(seed, step, dist.rank))
@@ -175,8 +177,10 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                     step += 1
                     losses.append(loss_value)
                     info = {"step": step, "epoch": epoch, "loss": loss_value, "lr": opt.param_groups[0]["lr"]}
+                    bar.step(loss_value, info["lr"])
                     for cb in callbacks:
                         cb(info)
+                bar.refresh()
                 record = _epoch_record(epoch, step, losses, opt, started, (step - first) * batch_size)
                 if on_epoch_end is not None:
                     record.update(on_epoch_end(epoch, encoder) or {})
@@ -189,6 +193,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
             ckpt.save_atomic(state(), path)
         raise
     finally:
+        bar.close()
         log.close()
     return TrainResult(encoder, head, history, path)
 
@@ -335,14 +340,44 @@ def _epoch_record(epoch, step, losses, opt, started, images):
             "time_s": elapsed}
 
 
-def _progress(loader, enabled, epoch, epochs):
-    if not enabled:
-        return loader
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return loader
-    return tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+class _ProgressBar:
+    """tqdm over the whole run, counted in images: its rate is images/s and its ETA the run's;
+    the postfix holds the epoch's mean loss so far and the learning rate. It shows values the
+    step has already read to the host (the loss's one sync per step), so it costs no device
+    sync; tqdm redraws at most every 0.1 s, and at each epoch's end. Without tqdm: nothing."""
+
+    def __init__(self, enabled: bool, total_steps: int, step: int, batch_size: int, epochs: int):
+        self.bar, self.epochs = None, epochs
+        if not enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return
+        # unit_scale=batch_size: counts (and the rate) in images, while update(1) is a step.
+        epoch = min(step * epochs // total_steps, epochs - 1)
+        self.bar = tqdm(total=total_steps, initial=step, unit="img", unit_scale=batch_size, leave=False,
+                        dynamic_ncols=True, desc=f"epoch {epoch + 1}/{epochs}")
+
+    def start_epoch(self, epoch: int) -> None:
+        self.loss_sum, self.count = 0.0, 0
+        if self.bar is not None:
+            self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}", refresh=False)
+
+    def step(self, loss: float, lr: float) -> None:
+        if self.bar is None:
+            return
+        self.loss_sum, self.count = self.loss_sum + loss, self.count + 1
+        self.bar.set_postfix(loss=f"{self.loss_sum / self.count:.4f}", lr=f"{lr:.3g}", refresh=False)
+        self.bar.update(1)
+
+    def refresh(self) -> None:
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class _MetricsLog:

@@ -27,7 +27,7 @@ from ..evaluate.features import pick_label
 from ..losses._checks import check_nonnegative, check_positive
 from ..models.encoder import check_int
 from .distributed import DistributedContext
-from .loop import PRECISIONS, _EpochBatches, _finite_value, _progress, _step_seed, autocast_for
+from .loop import PRECISIONS, _EpochBatches, _finite_value, _ProgressBar, _step_seed, autocast_for
 from .optim import make_optimizer, set_lr, warmup_cosine
 from .presets import device_of
 
@@ -87,10 +87,12 @@ def train_supervised(encoder: nn.Module, dataset, *, label: str | Sequence[str] 
     autocast = autocast_for(device, precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     total, step, history = epochs * steps_per_epoch, 0, []
+    bar = _ProgressBar(progress, total, 0, batch_size, epochs)
     try:
         for epoch in range(epochs):
             started, losses, hits, seen = time.perf_counter(), [], dict.fromkeys(classifiers, 0), 0
-            for images, labels in _progress(_loader(dataset, batch_size, seed, epoch), progress, epoch, epochs):
+            bar.start_epoch(epoch)
+            for images, labels in _loader(dataset, batch_size, seed, epoch):
                 set_lr(opt, lr * warmup_cosine(step, total, 0))
                 images = images.to(device, non_blocking=True)
                 if augment is not None:
@@ -99,13 +101,16 @@ def train_supervised(encoder: nn.Module, dataset, *, label: str | Sequence[str] 
                 targets = {_key(n): _targets(pick_label(labels, n), _key(n), classes[_key(n)], device) for n in names}
                 loss, logits = _step(encoder, classifiers, images, targets, opt, scaler, autocast, step)
                 losses.append(loss)
+                bar.step(loss, opt.param_groups[0]["lr"])
                 step, seen = step + 1, seen + len(images)
                 for k in classifiers:  # a tensor sum: no device sync per step
                     hits[k] = hits[k] + _hits(logits[k], targets[k][1])
             history.append({"epoch": epoch, "step": step, "loss": sum(losses) / len(losses),
                             "lr": opt.param_groups[0]["lr"], "time_s": time.perf_counter() - started,
                             "train_accuracy": {k: float(hits[k]) / seen for k in classifiers}})
+            bar.refresh()
     finally:
+        bar.close()
         encoder.train(was_training)
     for c in classifiers.values():
         c.eval()

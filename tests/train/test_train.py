@@ -218,6 +218,16 @@ def test_generalized_loss_under_bf16_autocast():
     assert math.isfinite(result.history[-1]["loss"])
 
 
+def test_progress_bar_shows_loss_lr_and_images_per_second(capsys):
+    pyclr.train(model(), images(), epochs=2, batch_size=32, head=small_head(), progress=True, lr=0.5,
+                warmup_epochs=0, schedule="constant")
+    err = capsys.readouterr().err  # tqdm writes to stderr
+    assert "epoch 2/2" in err and "img/s" in err
+    assert "loss=4.1" in err and "lr=0.5" in err  # NT-Xent starts near log(2N - 1) = log(63) = 4.14
+    pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False)
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 @pytest.mark.parametrize("options", [
     {"precision": "bf16"},
