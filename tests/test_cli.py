@@ -1,10 +1,11 @@
-"""The pyclr command end to end on a tiny configuration, and its error handling."""
 import json
 import os
 
 import pytest
+import yaml
 
 from pyclr.cli import main
+from pyclr.train.presets import resolve_config
 
 TINY = {
     "encoder": {"name": "small_convnet", "in_channels": 1, "input_size": 28, "feature_dim": 32},
@@ -103,6 +104,18 @@ def test_config_errors_come_before_training(tmp_path, capsys, config, flags, mes
     err = capsys.readouterr().err
     assert err.startswith("pyclr train: ") and message in err and "Traceback" not in err
     assert not out.exists()  # nothing trained, nothing written
+
+
+def test_yaml_config_round_trips(tmp_path, capsys):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    assert resolve_config(str(path)) == resolve_config(write_config(tmp_path))
+    out = tmp_path / "run"
+    assert main(["train", str(path), "--out", str(out), "--quiet", "--no-baseline", "--epochs", "1"]) == 0
+    assert json.load(open(out / "config.json")) == {**TINY, "train": {**TINY["train"], "epochs": 1}}
+    (tmp_path / "bad.yaml").write_text("train: [unclosed")
+    assert main(["train", str(tmp_path / "bad.yaml"), "--out", str(out)]) == 1
+    assert "is not valid YAML" in capsys.readouterr().err
 
 
 def test_unknown_option_exits_with_usage(capsys):

@@ -162,7 +162,10 @@ def _read(path: str) -> dict:
             import yaml
         except ImportError as exc:
             raise ImportError(f"config: reading {path} needs PyYAML (pip install pyyaml), or use JSON") from exc
-        return yaml.safe_load(text)
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config: {path} is not valid YAML ({exc})") from exc
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
