@@ -1,7 +1,13 @@
+"""The pyclr command end to end on a tiny configuration, and its error handling."""
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
+import torch
 import yaml
 
 from pyclr.cli import main
@@ -116,6 +122,32 @@ def test_yaml_config_round_trips(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("train: [unclosed")
     assert main(["train", str(tmp_path / "bad.yaml"), "--out", str(out)]) == 1
     assert "is not valid YAML" in capsys.readouterr().err
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+    """SIGINT to a `pyclr train` process: exit status 130 (128 + SIGINT, as a shell expects), a
+    message saying a checkpoint was saved, and the checkpoint."""
+    out = tmp_path / "run"
+    endless = {**TINY, "train": {**TINY["train"], "epochs": 100_000}}
+    proc = subprocess.Popen([sys.executable, "-m", "pyclr", "train", write_config(tmp_path, endless), "--out",
+                             str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text():  # an epoch done
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no epoch finished in 120 s"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "pyclr train: interrupted (a checkpoint was saved in the run folder; run again to resume)" in err
+    assert "Traceback" not in err
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert saved["step"] >= 3 and saved["config"]["epochs"] == 100_000
 
 
 def test_unknown_option_exits_with_usage(capsys):

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 import pyclr
 from pyclr.models import ProjectionHead, SmallConvNet
-from pyclr.train import LARS, MoCo, load_checkpoint, param_groups, warmup_cosine
+from pyclr.train import LARS, MoCo, default_lr, load_checkpoint, param_groups, warmup_cosine
 from pyclr.train.checkpoint import save_atomic
 
 
@@ -100,6 +100,18 @@ def test_a_checkpoint_from_before_schedule_existed_resumes_as_cosine(tmp_path):
     with pytest.raises(ValueError, match=r"resume: .* other settings \(schedule: 'cosine' -> 'constant'\)"):
         pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False,
                     out_dir=str(tmp_path), schedule="constant")
+
+
+def test_default_lr_scales_with_the_batch():
+    assert default_lr("lars", 256) == pytest.approx(0.3) and default_lr("lars", 4096) == pytest.approx(4.8)
+    assert default_lr("sgd", 512) == pytest.approx(0.12) and default_lr("adam", 4096) == 1e-3
+    for optimizer, expected in (("lars", 0.3 * 32 / 256), ("sgd", 0.06 * 32 / 256), ("adam", 1e-3)):
+        rates = []
+        result = pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False,
+                             optimizer=optimizer, warmup_epochs=0, schedule="constant",
+                             callbacks=[lambda info: rates.append(info["lr"])])
+        assert rates == pytest.approx([expected] * 3), optimizer
+        assert result.history[-1]["lr"] == pytest.approx(expected)
 
 
 # --- checkpoints and resume ------------------------------------------------------------------
@@ -218,6 +230,28 @@ def test_generalized_loss_under_bf16_autocast():
     assert math.isfinite(result.history[-1]["loss"])
 
 
+@pytest.mark.parametrize("options", [
+    {"channels_last": True},
+    {"precision": "fp16"},  # autocast to float16 on the CPU, with loss scaling
+    pytest.param({"compile": True}, marks=pytest.mark.slow),  # inductor's first compile: ~15 s on 2 cores
+], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_trains_on_cpu_with_each_option(tmp_path, options):
+    """The options a GPU user picks also run on the CPU: finite losses, weights that moved,
+    a checkpoint that loads (the CUDA runs are test_trains_on_cuda)."""
+    encoder = model()
+    before = weights(encoder)
+    result = pyclr.train(encoder, images(), epochs=1, batch_size=32, augment=jitter, head=small_head(),
+                         device="cpu", progress=False, lr=1.0, out_dir=str(tmp_path), **options)
+    assert all(math.isfinite(h["loss"]) for h in result.history), result.history
+    assert any(not torch.equal(result.encoder.state_dict()[k], before[k]) for k in before)
+    saved = load_checkpoint(result.checkpoint_path)
+    assert saved["step"] == 3 and saved["config"]["precision"] == options.get("precision", "fp32")
+    if options.get("channels_last"):
+        assert result.encoder.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    if options.get("precision") == "fp16":
+        assert saved["scaler"]["scale"] > 0  # the scaler was on (its state is empty when off)
+
+
 def test_progress_bar_shows_loss_lr_and_images_per_second(capsys):
     pyclr.train(model(), images(), epochs=2, batch_size=32, head=small_head(), progress=True, lr=0.5,
                 warmup_epochs=0, schedule="constant")
@@ -226,6 +260,20 @@ def test_progress_bar_shows_loss_lr_and_images_per_second(capsys):
     assert "loss=4.1" in err and "lr=0.5" in err  # NT-Xent starts near log(2N - 1) = log(63) = 4.14
     pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_tensorboard_logs_each_epoch(tmp_path):
+    pytest.importorskip("torch.utils.tensorboard")  # only when tensorboard is installed
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    pyclr.train(model(), images(), epochs=2, batch_size=32, head=small_head(), progress=False,
+                out_dir=str(tmp_path))
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert {"loss", "lr", "images_per_s"} <= set(events.Tags()["scalars"])
+    logged = [json.loads(line)["loss"] for line in open(tmp_path / "metrics.jsonl")]
+    assert [e.step for e in events.Scalars("loss")] == [3, 6]
+    assert [e.value for e in events.Scalars("loss")] == pytest.approx(logged)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
