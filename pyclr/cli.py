@@ -24,7 +24,7 @@ def _loss(args) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
-        print("pyclr demo: --device cuda was asked for but no GPU is visible", file=sys.stderr)
+        print("pyclr loss: --device cuda was asked for but no GPU is visible", file=sys.stderr)
         return 2
     gen = torch.Generator(device=device).manual_seed(args.seed)
     shape = (args.batch_size, args.dim)

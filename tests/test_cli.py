@@ -150,6 +150,13 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     assert saved["step"] >= 3 and saved["config"]["epochs"] == 100_000
 
 
+def test_loss_without_a_gpu_names_its_command(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    assert main(["loss", "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.startswith("pyclr loss: --device cuda was asked for but no GPU is visible")
+
+
 def test_unknown_option_exits_with_usage(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "demo", "--out", "x", "--epochz", "3"])
