@@ -112,6 +112,23 @@ def test_config_errors_come_before_training(tmp_path, capsys, config, flags, mes
     assert not out.exists()  # nothing trained, nothing written
 
 
+def test_resume_refuses_a_changed_config(tmp_path, capsys):
+    """A run folder resumes only under the config it was started with (train() checks its own
+    settings; this covers the encoder, dataset, augmentation and head); the eval section may
+    change, and --no-resume starts over."""
+    out = str(tmp_path / "run")
+    config = write_config(tmp_path, {**TINY, "train": {**TINY["train"], "epochs": 1}})
+    assert main(["train", config, "--out", out, "--quiet", "--no-baseline"]) == 0
+    assert main(["train", config, "--out", out, "--quiet", "--no-baseline", "--set", "eval.test.size=30"]) == 0
+    capsys.readouterr()
+    assert main(["train", config, "--out", out, "--quiet", "--set", "augment.jitter_strength=0.3"]) == 1
+    err = capsys.readouterr().err
+    assert "holds a run started with another config (augment.jitter_strength: (unset) -> 0.3)" in err
+    assert json.load(open(os.path.join(out, "config.json")))["augment"] == TINY["augment"]  # not overwritten
+    assert main(["train", config, "--out", out, "--quiet", "--no-baseline", "--no-resume",
+                 "--set", "augment.jitter_strength=0.3"]) == 0
+
+
 def test_yaml_config_round_trips(tmp_path, capsys):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY))

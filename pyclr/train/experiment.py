@@ -33,6 +33,8 @@ def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, pr
     eval_sets = eval_datasets(cfg, encoder)  # an eval set the probe cannot use fails now, not after training
     augment = build_augment(cfg.get("augment"))
     head = build_head(cfg.get("head"), encoder)
+    if resume:
+        check_resumable(out_dir, cfg)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, CONFIG), "w") as f:
         json.dump(cfg, f, indent=1)
@@ -50,6 +52,41 @@ def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, pr
     with open(os.path.join(out_dir, REPORT), "w") as f:
         json.dump(report, f, indent=1)
     return report
+
+
+def check_resumable(out_dir: str, cfg: dict) -> None:
+    """A run folder with a checkpoint resumes only under the config it was started with:
+    train() compares its own settings, but a changed encoder option, dataset, augmentation or
+    head would otherwise continue silently from weights trained on something else (the eval
+    section may change: it only reads the result)."""
+    path = os.path.join(out_dir, CONFIG)
+    if not (os.path.exists(os.path.join(out_dir, ckpt.CHECKPOINT)) and os.path.exists(path)):
+        return
+    with open(path) as f:
+        before = json.load(f)
+    now = json.loads(json.dumps(cfg))  # tuples as the file holds them: lists
+    old, new = (_flatten({k: v for k, v in c.items() if k != "eval"}) for c in (before, now))
+    def show(values, key):
+        return repr(values[key]) if key in values else "(unset)"
+
+    changed = [f"{key}: {show(old, key)} -> {show(new, key)}"
+               for key in sorted(old.keys() | new.keys()) if old.get(key, _MISSING) != new.get(key, _MISSING)]
+    if changed:
+        raise ValueError(f"resume: {out_dir} holds a run started with another config ({'; '.join(changed)}); "
+                         "use another out dir, or start over (--no-resume / resume=False)")
+
+
+_MISSING = object()
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def eval_datasets(cfg: dict, encoder) -> dict:
