@@ -13,7 +13,8 @@ A configuration is a plain dict (JSON or YAML on disk):
 
 ``{"preset": NAME, ...}`` starts from a preset and overrides it key by key; a section that
 names another encoder, dataset or augmentation policy than the preset's replaces the preset's
-section (its options belong to what it named), and so does ``--set augment.policy=...``.
+section (its options belong to what it named), and so does ``--set augment.policy=...``. An
+eval split of the training dataset's kind without a root reads from ``dataset.root``.
 Every key is checked before anything is built: a missing or misspelt one is an error that
 names it and its section.
 """
@@ -58,7 +59,7 @@ PRESETS = {
     },
     "simclr_cifar10": {
         "description": "SimCLR on CIFAR-10, ResNet-18 with the CIFAR stem (the [Re] paper's setting); "
-                       "needs dataset.root",
+                       "needs dataset.root (the eval sets read it too)",
         "encoder": {"name": "resnet18", "cifar_stem": True},
         "dataset": {"name": "cifar10", "root": None},
         "augment": {"policy": "simclr_cifar", "size": 32},
@@ -144,8 +145,21 @@ def resolve_config(config: dict | str, overrides=()) -> dict:
             base[key] = copy.deepcopy(value)
     if overrides:
         base = apply_overrides(base, overrides)
+    _inherit_data_root(base)
     check_config(base)
     return base
+
+
+def _inherit_data_root(config: dict) -> None:
+    """An eval split of the training dataset's kind with no root of its own reads from the
+    dataset's root: ``--set dataset.root=data/`` is enough for the CIFAR-10 preset."""
+    dataset, evaluation = config.get("dataset"), config.get("eval")
+    if not (isinstance(dataset, dict) and dataset.get("root") is not None and isinstance(evaluation, dict)):
+        return
+    for split in ("train", "test"):
+        spec = evaluation.get(split)
+        if isinstance(spec, dict) and spec.get("name") == dataset.get("name") and spec.get("root") is None:
+            spec["root"] = dataset["root"]
 
 
 def _renames(section: str, base: dict, value: dict) -> bool:

@@ -67,3 +67,11 @@ def test_every_section_is_checked():
     with pytest.raises(ValueError, match="eval.label: expected a label name"):
         resolve_config({"preset": "demo", "eval": {**PRESETS["demo"]["eval"], "label": 3}})
     assert resolve_config({"preset": "demo", "augment": None, "head": None, "eval": None})["augment"] is None
+
+
+def test_eval_sets_of_the_same_dataset_read_its_root():
+    cfg = resolve_config("simclr_cifar10", ["dataset.root=/data/cifar"])
+    assert cfg["eval"]["train"]["root"] == cfg["eval"]["test"]["root"] == "/data/cifar"
+    own = resolve_config("simclr_cifar10", ["dataset.root=/data/cifar", "eval.test.root=/other"])
+    assert own["eval"]["train"]["root"] == "/data/cifar" and own["eval"]["test"]["root"] == "/other"
+    assert resolve_config("simclr_cifar10")["eval"]["train"]["root"] is None  # nothing to inherit
