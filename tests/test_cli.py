@@ -146,8 +146,11 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     message saying a checkpoint was saved, and the checkpoint."""
     out = tmp_path / "run"
     endless = {**TINY, "train": {**TINY["train"], "epochs": 100_000}}
+    # SIGINT at its default in the child, as in a terminal: a background job of a
+    # non-interactive shell (how CI may run the suite) starts with it ignored, and exec keeps that
     proc = subprocess.Popen([sys.executable, "-m", "pyclr", "train", write_config(tmp_path, endless), "--out",
-                             str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text():  # an epoch done

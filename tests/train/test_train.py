@@ -134,12 +134,18 @@ class InterruptsWhilePickled:
 
 
 def test_ctrl_c_during_a_save_lets_it_finish_then_interrupts(tmp_path):
-    path = str(tmp_path / "checkpoint.pt")
-    with pytest.raises(KeyboardInterrupt):
-        save_atomic({"step": 3, "value": InterruptsWhilePickled()}, path)
-    assert load_checkpoint(path) == {"step": 3, "value": 7}
-    assert os.listdir(tmp_path) == ["checkpoint.pt"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    # Python's own Ctrl-C handler, also where the suite runs as a background job of a
+    # non-interactive shell (which starts with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        path = str(tmp_path / "checkpoint.pt")
+        with pytest.raises(KeyboardInterrupt):
+            save_atomic({"step": 3, "value": InterruptsWhilePickled()}, path)
+        assert load_checkpoint(path) == {"step": 3, "value": 7}
+        assert os.listdir(tmp_path) == ["checkpoint.pt"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])
