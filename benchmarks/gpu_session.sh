@@ -22,7 +22,7 @@
 #   bash benchmarks/gpu_session.sh plan      (device tool, timeout_s 600, carry [".whl"])
 # then unpack session.tar.gz and commit its JSON under benchmarks/results/. Stages one by one
 # (build is a no-op on a warm machine): bash benchmarks/gpu_session.sh build bench.
-# On the CPU: BENCHES="... render" BENCH_K=cpu.
+# On the CPU: BENCH_K=cpu (bench_render.py's cases carry no "cpu" in their ids: run it with pytest).
 set -uo pipefail
 if (($# == 0)) || [[ "$1" == -h || "$1" == --help ]]; then  # the comment above is the usage
   sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0
