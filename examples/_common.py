@@ -20,6 +20,8 @@ from typing import Callable
 
 import torch
 
+from pyclr.train.checkpoint import write_atomic
+
 QUICK_HELP = "the 2-core CPU setting (minutes)"
 THREADS_HELP = "CPU threads for torch (default: torch's choice; 1 is faster on a CPU shared with other jobs)"
 
@@ -70,19 +72,7 @@ def write_json(path: str, payload) -> None:
     """``payload`` as indented JSON, atomically: a temporary file in the same folder, then
     os.replace, so that a run stopped at any moment leaves the old file or the new one."""
     text = json.dumps(payload, indent=1)  # fails before anything is written
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    write_atomic(path, lambda f: f.write(text), mode="w")
 
 
 def _units(count: int) -> str:

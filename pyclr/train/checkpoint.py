@@ -17,7 +17,7 @@ def save_atomic(state: dict, path: str) -> None:
     SIGTERM arriving meanwhile is held until the file is in place, then delivered: torch.save
     interrupted inside its writer fails with an unreadable RuntimeError instead."""
     with _signals_deferred():
-        _save(state, path)
+        write_atomic(path, lambda f: torch.save(state, f))
 
 
 @contextlib.contextmanager
@@ -38,13 +38,16 @@ def _signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
             signal.raise_signal(s)
 
 
-def _save(state: dict, path: str) -> None:
+def write_atomic(path: str, write, mode: str = "wb") -> None:
+    """Calls ``write(f)`` on a temporary file beside ``path`` (opened with ``mode``), then
+    renames it over ``path``: a process stopped at any moment leaves the old file or the new
+    one, never a part, and no temporary file behind."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

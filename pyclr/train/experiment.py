@@ -66,17 +66,15 @@ def check_resumable(out_dir: str, cfg: dict) -> None:
         before = json.load(f)
     now = json.loads(json.dumps(cfg))  # tuples as the file holds them: lists
     old, new = (_flatten({k: v for k, v in c.items() if k != "eval"}) for c in (before, now))
-    def show(values, key):
-        return repr(values[key]) if key in values else "(unset)"
-
-    changed = [f"{key}: {show(old, key)} -> {show(new, key)}"
-               for key in sorted(old.keys() | new.keys()) if old.get(key, _MISSING) != new.get(key, _MISSING)]
+    differ = sorted(k for k in old.keys() | new.keys() if k not in old or k not in new or old[k] != new[k])
+    changed = [f"{key}: {_shown(old, key)} -> {_shown(new, key)}" for key in differ]
     if changed:
         raise ValueError(f"resume: {out_dir} holds a run started with another config ({'; '.join(changed)}); "
                          "use another out dir, or start over (--no-resume / resume=False)")
 
 
-_MISSING = object()
+def _shown(values: dict, key: str) -> str:
+    return repr(values[key]) if key in values else "(unset)"
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:
