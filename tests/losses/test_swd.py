@@ -213,6 +213,7 @@ def test_non_finite_input_gives_non_finite_loss(device, where, value):
     assert grad.shape == h.shape
 
 
+@pytest.mark.not_emulated("opcheck and torch.compile of torch.ops.pyclr itself")
 def test_opcheck(device):
     h, p, w = problem(20, 6, 4, "gaussian", torch.float32, device, seed=1)
     torch.library.opcheck(torch.ops.pyclr.swd_forward.default, (h.requires_grad_(), p, w))
@@ -221,6 +222,7 @@ def test_opcheck(device):
         torch.library.opcheck(torch.ops.pyclr.swd_forward.default, (h.detach().double().requires_grad_(), p, w))
 
 
+@pytest.mark.not_emulated("opcheck and torch.compile of torch.ops.pyclr itself")
 def test_torch_compile_op(device):
     # The op and its backward trace into one graph (the fake kernel, strides included).
     # sliced_wasserstein itself breaks the graph: check_projections reads |W^T W - I| on the host.

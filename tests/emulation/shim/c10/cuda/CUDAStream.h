@@ -1,0 +1,2 @@
+#pragma once
+#include "../../pyclr_emu_c10.h"
