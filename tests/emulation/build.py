@@ -112,17 +112,16 @@ def build(verbose: bool = False):
     """Compiles (when anything changed) and loads the emulated kernels."""
     include = cuda_include()
     flags = ["-O2", "-std=c++20", "-DWITH_CUDA", "-fno-strict-aliasing", "-w"]
-    if os.environ.get("PYCLR_EMU_SANITIZE"):
-        flags += [f"-fsanitize={os.environ['PYCLR_EMU_SANITIZE']}", "-g", "-fno-omit-frame-pointer"]
+    sanitize = os.environ.get("PYCLR_EMU_SANITIZE", "")
+    if sanitize:
+        flags += [f"-fsanitize={sanitize}", "-g", "-fno-omit-frame-pointer"]
     kernel_dirs = sorted({str(CSRC / Path(rel).parent) for rel in KERNELS})
     cpp_extension.load(
-        name="pyclr_emu",
+        name="pyclr_emu" + (f"_{sanitize}" if sanitize else ""),
         sources=sources(),
         extra_include_paths=[str(SHIM), *kernel_dirs, str(CSRC), str(include)],
         extra_cflags=flags,
-        extra_ldflags=[f"-fsanitize={os.environ['PYCLR_EMU_SANITIZE']}"]
-        if os.environ.get("PYCLR_EMU_SANITIZE")
-        else [],
+        extra_ldflags=[f"-fsanitize={sanitize}"] if sanitize else [],
         is_python_module=False,
         verbose=verbose,
     )

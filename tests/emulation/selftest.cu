@@ -65,6 +65,11 @@ __global__ void divergent_kernel(float* out) {
   }
 }
 
+// Reads the element just past the end of in (AddressSanitizer's case).
+__global__ void past_the_end_kernel(const float* in, float* out, int n) {
+  out[threadIdx.x] = in[n - kThreads + 1 + threadIdx.x];
+}
+
 __global__ void trap_kernel(float* out) {
   if (threadIdx.x == 5) __trap();
   out[threadIdx.x] = 1.f;
@@ -143,6 +148,10 @@ at::Tensor run(const std::string& name, const at::Tensor& x) {
     if (name == "early_exit_shuffle") early_exit_shuffle_kernel<<<1, kThreads>>>(o);
     if (name == "divergent") divergent_kernel<<<1, kThreads>>>(o);
     if (name == "trap") trap_kernel<<<1, kThreads>>>(o);
+  } else if (name == "past_the_end") {
+    out = at::empty({kThreads}, x.options());
+    past_the_end_kernel<<<1, kThreads>>>(x.const_data_ptr<float>(), out.mutable_data_ptr<float>(),
+                                         static_cast<int>(x.numel()));
   } else if (name == "dynamic_shared" || name == "dynamic_shared_optin") {
     const int bytes = static_cast<int>(x.numel());
     if (name == "dynamic_shared_optin")

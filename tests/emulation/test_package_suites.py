@@ -3,8 +3,10 @@
 Every CPU case of tests/losses and tests/cluster whose dtype the CUDA kernels take (float32,
 bfloat16, float16) then calls torch.ops.pyclr_emu, that is csrc/*/*_cuda.cu as a GPU would run
 it, within the emulator's model (shim/pyclr_emu.h). Once with blocks and threads in launch
-order, once reversed, so that a thread reading what another wrote without a barrier between
-reads the shared-memory poison in one of the two.
+order, once reversed (so that a thread reading what another wrote without a barrier between
+reads the shared-memory poison in one of the two runs) and built with AddressSanitizer, which
+then checks every access of the kernels to global and shared memory (compute-sanitizer's
+memcheck, as far as a CPU can tell).
 """
 import os
 import re
@@ -20,15 +22,36 @@ KERNEL_SUITES = ["tests/losses/test_ntxent.py", "tests/losses/test_generalized.p
                  "tests/losses/test_swd.py", "tests/cluster/test_kmeans_step.py"]
 
 
-@pytest.mark.skipif(os.environ.get("PYCLR_EMULATE_CUDA") == "1", reason="already emulating")
-@pytest.mark.parametrize("order,suites", [("forward", ALL_SUITES), ("reverse", KERNEL_SUITES)])
-def test_suites_pass_on_emulated_cuda_kernels(emu, order, suites):
-    # `emu` builds the emulated kernels here, so the runs below find them built
-    env = {**os.environ, "PYCLR_EMULATE_CUDA": "1", "PYCLR_EMU_THREAD_ORDER": order,
-           "PYCLR_EMU_BLOCK_ORDER": order}
+def asan_environment():
+    """What a process needs to load the AddressSanitizer build, or None where gcc has no ASan.
+    libstdc++ is preloaded too: ASan intercepts C++ throws only if it finds it at start-up."""
+    libs = []
+    for name in ("libasan.so", "libstdc++.so"):
+        path = subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True,
+                              text=True).stdout.strip()
+        if not os.path.isabs(path):
+            return None
+        libs.append(path)
+    return {"PYCLR_EMU_SANITIZE": "address", "LD_PRELOAD": " ".join(libs),
+            "ASAN_OPTIONS": "detect_leaks=0"}
+
+
+@pytest.fixture(scope="module")
+def asan_env():
+    env = asan_environment()
+    if env is None:
+        pytest.skip("gcc without AddressSanitizer")
+    # built here, once, so that a failure to build is not mistaken for a test failure
+    subprocess.run([sys.executable, "-m", "tests.emulation.build"], cwd=ROOT,
+                   env={**os.environ, **env}, check=True, capture_output=True, timeout=1800)
+    return env
+
+
+def run_suites(suites, env):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", *suites],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600,
+        cwd=ROOT, env={**os.environ, "PYCLR_EMULATE_CUDA": "1", **env}, capture_output=True,
+        text=True, timeout=3600,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-8000:]
@@ -36,3 +59,26 @@ def test_suites_pass_on_emulated_cuda_kernels(emu, order, suites):
     assert counts, output[-3000:]
     calls = dict(re.findall(r"(\w+) (\d+)", counts.group(1)))
     assert all(int(n) > 0 for n in calls.values()), f"an operator never reached the emulator: {calls}"
+
+
+@pytest.mark.skipif(os.environ.get("PYCLR_EMULATE_CUDA") == "1", reason="already emulating")
+def test_suites_pass_on_emulated_cuda_kernels(emu):
+    # `emu` builds the emulated kernels here, so the run below finds them built
+    run_suites(ALL_SUITES, {})
+
+
+@pytest.mark.skipif(os.environ.get("PYCLR_EMULATE_CUDA") == "1", reason="already emulating")
+def test_kernel_suites_pass_reversed_under_address_sanitizer(asan_env):
+    run_suites(KERNEL_SUITES, {**asan_env, "PYCLR_EMU_THREAD_ORDER": "reverse",
+                               "PYCLR_EMU_BLOCK_ORDER": "reverse"})
+
+
+def test_address_sanitizer_build_reports_a_read_past_the_end(asan_env):
+    """The sanitized build is not vacuous: a kernel reading one element past its input aborts
+    with AddressSanitizer's report."""
+    code = ("import sys, torch; sys.path.insert(0, '.'); from tests.emulation.build import build; "
+            "build().selftest('past_the_end', torch.zeros(256))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **asan_env},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "heap-buffer-overflow" in proc.stderr and "past_the_end_kernel" in proc.stderr, proc.stderr[-3000:]

@@ -94,8 +94,11 @@ extern "C" void pyclr_emu_switch(void** save_sp, void* load_sp);
 extern "C" void pyclr_emu_trampoline();
 struct Context {
   void* sp = nullptr;
+  const void* stack = nullptr;  // lowest address and size (AddressSanitizer's fiber switches)
+  size_t stack_size = 0;
+  void* fake_stack = nullptr;
 };
-inline void switch_context(Context& from, Context& to) { pyclr_emu_switch(&from.sp, to.sp); }
+inline void raw_switch(Context& from, Context& to) { pyclr_emu_switch(&from.sp, to.sp); }
 // The stack as pyclr_emu_switch leaves it: control words, r15..r12, rbx, rbp, return address.
 // The trampoline calls rbx(r12).
 inline void make_context(Context& c, unsigned char* stack, size_t size, void (*entry)(void*),
@@ -113,6 +116,8 @@ inline void make_context(Context& c, unsigned char* stack, size_t size, void (*e
   frame[6] = 0;                                          // rbp
   frame[7] = reinterpret_cast<uint64_t>(&pyclr_emu_trampoline);
   c.sp = frame;
+  c.stack = stack;
+  c.stack_size = size;
 }
 #else
 }  // namespace pyclr_emu
@@ -120,8 +125,11 @@ inline void make_context(Context& c, unsigned char* stack, size_t size, void (*e
 namespace pyclr_emu {
 struct Context {
   ucontext_t uc;
+  const void* stack = nullptr;
+  size_t stack_size = 0;
+  void* fake_stack = nullptr;
 };
-inline void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+inline void raw_switch(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
 inline void make_context(Context& c, unsigned char* stack, size_t size, void (*entry)(void*),
                          void* arg) {
   getcontext(&c.uc);
@@ -137,7 +145,33 @@ inline void make_context(Context& c, unsigned char* stack, size_t size, void (*e
                 target(reinterpret_cast<void*>((uintptr_t{hi} << 32) | lo));
               }),
               2, static_cast<unsigned>(bits >> 32), static_cast<unsigned>(bits));
+  c.stack = stack;
+  c.stack_size = size;
 }
+#endif
+
+// Built with -fsanitize=address (PYCLR_EMU_SANITIZE=address), every switch tells the sanitizer
+// which stack is live, so that it checks the fibers' stacks as it checks threads'.
+#if defined(__SANITIZE_ADDRESS__)
+}  // namespace pyclr_emu
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+namespace pyclr_emu {
+// A fiber's first code: completes the switch that started it and returns the stack it came
+// from (the scheduler's, whose extent only the sanitizer knows).
+inline void started_fiber(Context& scheduler) {
+  __sanitizer_finish_switch_fiber(nullptr, &scheduler.stack, &scheduler.stack_size);
+}
+// from_finishes: the fiber switching away never resumes (its fake stack is released).
+inline void switch_context(Context& from, Context& to, bool from_finishes = false) {
+  __sanitizer_start_switch_fiber(from_finishes ? nullptr : &from.fake_stack, to.stack,
+                                 to.stack_size);
+  raw_switch(from, to);
+  __sanitizer_finish_switch_fiber(from.fake_stack, nullptr, nullptr);
+}
+#else
+inline void started_fiber(Context&) {}
+inline void switch_context(Context& from, Context& to, bool = false) { raw_switch(from, to); }
 #endif
 
 // Thrown through a fiber whose block has already failed; carries no message of its own.
@@ -427,7 +461,13 @@ class Stacks {
     for (unsigned i = 0; i < count; ++i) mprotect(base_ + i * stride_, page, PROT_NONE);
     page_ = page;
   }
-  ~Stacks() { munmap(base_, stride_ * count_); }
+  ~Stacks() {
+#if defined(__SANITIZE_ADDRESS__)
+    // the fibers' frames left their redzones poisoned; the pages may next hold anything
+    __asan_unpoison_memory_region(base_, stride_ * count_);
+#endif
+    munmap(base_, stride_ * count_);
+  }
   unsigned char* stack(unsigned i) const { return base_ + i * stride_ + page_; }
   size_t size() const { return size_; }
 
@@ -446,6 +486,7 @@ inline void fiber_main(void* arg) {
   const FiberStart start = *static_cast<FiberStart*>(arg);
   Block& b = *start.block;
   Fiber& me = b.fibers[start.index];
+  started_fiber(b.scheduler);
   try {
     (*start.body)();
   } catch (const Abandoned&) {
@@ -455,7 +496,7 @@ inline void fiber_main(void* arg) {
   me.done = true;
   b.all.drop();
   b.warps[start.index / 32]->drop();
-  switch_context(me.context, b.scheduler);
+  switch_context(me.context, b.scheduler, /*from_finishes=*/true);
   std::abort();  // a finished fiber is never resumed
 }
 
