@@ -10,6 +10,8 @@ the peak memory of one run beyond the inputs. scikit-learn stops early when the 
 changing; ``iterations`` records how many it ran (it splits the case when it is not 20).
 scikit-learn and faiss always run on the CPU: on GPU cases their rows say device "cpu".
 """
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -71,6 +73,16 @@ def run_fused(x, centroids):
     return lloyd(torch.ops.pyclr.kmeans_step, x, centroids)
 
 
+def run_fused_two_pass(x, centroids):
+    """The two-pass CUDA kernel (each tile of x read twice), which the one-pass kernel replaces
+    where it fits: the measured gain of reading x once."""
+    os.environ["PYCLR_KMEANS_TWO_PASS"] = "1"
+    try:
+        return lloyd(torch.ops.pyclr.kmeans_step, x, centroids)
+    finally:
+        del os.environ["PYCLR_KMEANS_TWO_PASS"]
+
+
 def run_reference(x, centroids):
     return lloyd(eager_step, x.float(), centroids)  # in fp32, as one would write it
 
@@ -96,22 +108,24 @@ def run_faiss(x, centroids):
     return ITERATIONS
 
 
-IMPLS = {"fused": run_fused, "reference": run_reference, "sklearn": run_sklearn, "faiss": run_faiss}
+IMPLS = {"fused": run_fused, "fused_two_pass": run_fused_two_pass, "reference": run_reference, "sklearn": run_sklearn, "faiss": run_faiss}
 
 
 @pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("case", CASES, ids=lambda case: "-".join(map(str, case)))
 def test_lloyd_20_iterations(benchmark, impl, case):
     device, mode, b, n, c, k, dtype = case
-    if impl == "fused" and not _ops.has_kernel("kmeans_step", device):
+    if impl.startswith("fused") and not _ops.has_kernel("kmeans_step", device):
         pytest.skip("pyclr's kmeans_step was not built for " + device)
+    if impl == "fused_two_pass" and device != "cuda":
+        pytest.skip("the CPU kernel has one pass only")
     if impl in ("sklearn", "faiss"):
         pytest.importorskip({"sklearn": "sklearn", "faiss": "faiss"}[impl])
         if dtype != "fp32":
             pytest.skip(f"{impl} runs on fp32 points on the CPU: the fp32 case times it")
     x, centroids = inputs(device, b, n, c, k, dtype)
     fn = IMPLS[impl]
-    on_gpu = device == "cuda" and impl in ("fused", "reference")
+    on_gpu = device == "cuda" and impl in ("fused", "fused_two_pass", "reference")
     if impl in ("sklearn", "faiss"):  # CPU libraries: their copy of the points is not timed
         x, centroids = x.float().cpu(), centroids.cpu()
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
@@ -134,6 +148,6 @@ def test_lloyd_20_iterations(benchmark, impl, case):
                                 C=c, k=k, dtype=dtype, iterations=iterations, torch=torch.__version__)
     # the features as the implementation reads them: the fused kernel in their dtype, the
     # others in fp32
-    itemsize = DTYPES[dtype].itemsize if impl == "fused" else 4
+    itemsize = DTYPES[dtype].itemsize if impl.startswith("fused") else 4
     benchmark.extra_info["bytes"] = iterations * x.numel() * itemsize
     benchmark.extra_info["flops"] = iterations * 2 * b * n * k * c

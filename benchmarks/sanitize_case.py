@@ -6,6 +6,8 @@ NT-Xent anchor window (offset > 0, count < N) that only multi-GPU gathering uses
 
 (without the caching allocator's big segments, an access past a tensor's end is one memcheck sees)
 """
+import os
+
 import torch
 
 from pyclr import _ops
@@ -32,9 +34,15 @@ for dtype in (torch.float32, torch.bfloat16, torch.float16):
             p = sample_prior("gaussian", 2 * n, d, gen, device="cuda")
             sliced_wasserstein(h, p, w).backward()
     if _ops.has_kernel("kmeans_step", "cuda"):
-        for b, points, c, k in ((1, 1, 1, 1), (3, 131, 37, 5), (2, 1000, 300, 9)):
-            x = torch.randn(b, points, c, generator=gen).to("cuda", dtype)
-            centroids = torch.randn(b, k, c, generator=gen).cuda()
-            torch.ops.pyclr.kmeans_step(x, centroids)
+        # both kernels: one-pass on the first four shapes (C <= 2048), two-pass on the last
+        # (C > 2048) and, forced, on all
+        for two_pass in ("0", "1"):
+            os.environ["PYCLR_KMEANS_TWO_PASS"] = two_pass
+            for b, points, c, k in ((1, 1, 1, 1), (3, 131, 37, 5), (2, 1000, 300, 9),
+                                    (1, 70, 2048, 3), (1, 40, 2053, 2)):
+                x = torch.randn(b, points, c, generator=gen).to("cuda", dtype)
+                centroids = torch.randn(b, k, c, generator=gen).cuda()
+                torch.ops.pyclr.kmeans_step(x, centroids)
+        del os.environ["PYCLR_KMEANS_TWO_PASS"]
 torch.cuda.synchronize()
 print("sanitize_case: done")

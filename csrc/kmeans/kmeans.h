@@ -23,6 +23,9 @@
 // clusters are l2-normalised (||x|| = 1), where it is negligible, and distances are clamped at
 // 0 so that rounding never makes them negative.
 //
+// CUDA runs a one-pass kernel (x read once per iteration) where C <= 2048 and the centroids
+// and their sums fit in shared memory, else a two-pass one (kmeans_cuda.cu);
+// PYCLR_KMEANS_TWO_PASS=1 forces the latter, for benchmarks and tests.
 // Counts are int64, exact for any n (a float32 count stops being exact at 2^24 points).
 // One pass over the points: no (n, k) distance matrix is ever stored. The CPU kernel is
 // deterministic (fixed partition of the points, partial sums merged in a fixed order); the

@@ -1,5 +1,18 @@
-// One fused Lloyd iteration on CUDA (contract: kmeans.h). One launch covers all B problems:
-// the grid is flat over (problem, tile of kTilePoints points), one block of kThreads per tile.
+// One fused Lloyd iteration on CUDA (contract: kmeans.h). Two kernels; the host picks.
+//
+// One-pass kernel (C <= 2048 and the centroids and their sums fit in 200 KB of shared memory:
+// k * C <= 25K, e.g. k <= 12 at C = 2048): the floor, one read of x per iteration. The grid is
+// flat over (problem, slice of its points), one block per slice, one wave of blocks in all. A block stages its problem's centroids in shared memory with ||c||^2 and zeroed sums;
+// each warp then takes kP points at a time and holds them whole in registers (lane owns
+// channels lane, lane + 32, ...: coalesced loads), computes the k dot products against the
+// staged centroids (one shared load feeds kP FMAs), sums them over the lanes with shuffles,
+// keeps the argmin (strict <, increasing j: ties to the lowest j), and adds the points it
+// still holds into the shared sums and counts of their labels with shared-memory atomics.
+// The block ends by adding its non-zero sums and counts to the outputs with one atomicAdd
+// each. x is read once; nothing of size n x k exists.
+//
+// Two-pass kernel (any k and C; PYCLR_KMEANS_TWO_PASS=1 forces it). One launch covers all B
+// problems: the grid is flat over (problem, tile of kTilePoints points), one block of kThreads per tile.
 // A small kernel before it computes ||c||^2 for every centroid.
 //
 // Assignment. A tile is visited in kRounds rounds of 32 points, 4 per warp. For each group of
@@ -20,12 +33,13 @@
 // consecutive addresses. Counts take one atomicAdd per run.
 //
 // Memory: x is read once for the distances (k / kGroup times through L1/L2 when k > kGroup)
-// and once more for the sums, which L2 serves only in part; no (n, k) matrix exists. Keeping
-// the tile in shared memory between the two (one read, the floor) would need tiles of ~32
-// points at C = 2048 in 16-bit, i.e. 4x the atomics: left for measurements on a GPU to decide.
+// and once more for the sums, which L2 serves only in part; no (n, k) matrix exists. Where
+// the centroids fit in shared memory the one-pass kernel above reads x once instead.
 // Exact ties: equal centroids are staged and summed by identical instruction sequences, so
 // they get bitwise equal distances and the strict < keeps the lowest j.
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <tuple>
 
@@ -33,6 +47,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -290,6 +305,150 @@ __global__ void __launch_bounds__(kThreads, 2) step_kernel(Problem<T> p) {
   accumulate_tile(p, t, order, sorted_label);
 }
 
+// ---------------------------------------------------------------------------------------------
+// One-pass kernel
+
+constexpr int kOnePassMaxValues = 64;  // channels per lane: C <= 32 * 64 = 2048
+// Shared memory it may take; beyond, the two-pass kernel runs. One block per SM at the most,
+// then, for the largest problems: still 8 warps x kP points of loads in flight per SM.
+constexpr size_t kOnePassSmemLimit = 200 * 1024;
+
+// Dynamic shared memory of a one-pass block: centroids and sums (k x C floats each), ||c||^2
+// (k floats), counts (k unsigned ints).
+inline size_t onepass_smem_bytes(int64_t k, int64_t c) {
+  return static_cast<size_t>(2 * k * c + 2 * k) * sizeof(float);
+}
+
+template <typename T>
+struct OnePass {
+  const T* x;                  // (B, n, C)
+  const float* centroids;      // (B, k, C)
+  int64_t* labels;             // (B, n)
+  float* distances;            // (B, n)
+  float* sums;                 // (B, k, C), zeroed
+  unsigned long long* counts;  // (B, k), zeroed
+  int64_t n;
+  int c, k;
+  int slices;                  // blocks per problem
+  int64_t slice_points;        // points per slice (the last may have fewer)
+};
+
+// kV values per lane per point (channels lane + 32 e, e < kV), kP points per warp at a time.
+template <typename T, int kV, int kP>
+__global__ void __launch_bounds__(kThreads, 1) onepass_kernel(OnePass<T> p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  float* cent = reinterpret_cast<float*>(smem);
+  float* ssum = cent + p.k * p.c;
+  float* cnorm = ssum + p.k * p.c;
+  unsigned* scount = reinterpret_cast<unsigned*>(cnorm + p.k);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t b = blockIdx.x / p.slices;
+  const int64_t lo = (blockIdx.x % p.slices) * p.slice_points;
+  const int64_t hi = lo + p.slice_points < p.n ? lo + p.slice_points : p.n;
+  const int kc = p.k * p.c;
+
+  const float* cb = p.centroids + b * kc;
+  for (int e = threadIdx.x; e < kc; e += kThreads) {
+    cent[e] = cb[e];
+    ssum[e] = 0.f;
+  }
+  for (int j = threadIdx.x; j < p.k; j += kThreads) scount[j] = 0u;
+  __syncthreads();
+  // ||c_j||^2 by one warp per centroid, every row by the same code: equal centroids get
+  // bitwise equal norms (and, below, equal dot products), so exact ties go to the lowest j.
+  for (int j = warp; j < p.k; j += kWarps) {
+    float s = 0.f;
+    for (int ch = lane; ch < p.c; ch += 32) s = fmaf(cent[j * p.c + ch], cent[j * p.c + ch], s);
+    s = warp_sum(s);
+    if (lane == 0) cnorm[j] = s;
+  }
+  __syncthreads();
+
+  const T* xb = p.x + b * p.n * int64_t(p.c);
+  for (int64_t i0 = lo + int64_t(warp) * kP; i0 < hi; i0 += int64_t(kWarps) * kP) {
+    float xv[kP][kV];
+    float xnorm[kP];
+#pragma unroll
+    for (int q = 0; q < kP; ++q) {
+      xnorm[q] = 0.f;
+#pragma unroll
+      for (int e = 0; e < kV; ++e) {
+        const int ch = lane + 32 * e;
+        xv[q][e] = (i0 + q < hi && ch < p.c) ? to_float(xb[(i0 + q) * p.c + ch]) : 0.f;
+        xnorm[q] = fmaf(xv[q][e], xv[q][e], xnorm[q]);
+      }
+    }
+    float best[kP];
+    int label[kP];
+#pragma unroll
+    for (int q = 0; q < kP; ++q) {
+      best[q] = INFINITY;
+      label[q] = 0;
+    }
+    for (int j = 0; j < p.k; ++j) {
+      float dot[kP];
+#pragma unroll
+      for (int q = 0; q < kP; ++q) dot[q] = 0.f;
+      const float* cj = cent + j * p.c + lane;
+#pragma unroll
+      for (int e = 0; e < kV; ++e) {
+        const float cv = lane + 32 * e < p.c ? cj[32 * e] : 0.f;
+#pragma unroll
+        for (int q = 0; q < kP; ++q) dot[q] = fmaf(xv[q][e], cv, dot[q]);
+      }
+#pragma unroll
+      for (int q = 0; q < kP; ++q) {
+        const float d = cnorm[j] - 2.f * warp_sum(dot[q]);
+        if (d < best[q]) {
+          best[q] = d;
+          label[q] = j;
+        }
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < kP; ++q) {
+      const float norm = warp_sum(xnorm[q]);
+      if (i0 + q >= hi) continue;  // uniform over the warp
+      if (lane == 0) {
+        p.labels[b * p.n + i0 + q] = label[q];
+        p.distances[b * p.n + i0 + q] = fmaxf(norm + best[q], 0.f);
+        atomicAdd(scount + label[q], 1u);
+      }
+      float* row = ssum + label[q] * p.c;
+#pragma unroll
+      for (int e = 0; e < kV; ++e)
+        if (lane + 32 * e < p.c) atomicAdd(row + lane + 32 * e, xv[q][e]);
+    }
+  }
+  __syncthreads();
+  // A zero sum adds nothing (clusters absent from the slice are common in per-image mode).
+  float* sums = p.sums + b * kc;
+  for (int e = threadIdx.x; e < kc; e += kThreads)
+    if (ssum[e] != 0.f) atomicAdd(sums + e, ssum[e]);
+  for (int j = threadIdx.x; j < p.k; j += kThreads)
+    if (scount[j] != 0u) atomicAdd(p.counts + b * p.k + j, static_cast<unsigned long long>(scount[j]));
+}
+
+// Values per lane for C channels (a power of two, at least 8), or 0 when C is too wide.
+inline int onepass_values(int64_t c) {
+  int v = 8;
+  while (v < kOnePassMaxValues && 32 * int64_t{v} < c) v *= 2;
+  return 32 * int64_t{v} >= c ? v : 0;
+}
+
+template <typename T, int kV>
+void launch_onepass(const OnePass<T>& p, int64_t blocks, size_t smem, cudaStream_t stream) {
+  // Two points per warp at a time: each shared centroid load feeds two FMAs. ptxas (sm_90):
+  // 61 / 107 / 128 / 254 registers for kV = 8 / 16 / 32 / 64, no spills; at kV = 64 that is
+  // one block per SM, as the shared memory of k = 8 centroids of 2048 channels is anyway.
+  constexpr int kP = 2;
+  auto* kernel = onepass_kernel<T, kV, kP>;
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(smem)));
+  kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 
 }  // namespace
 
@@ -312,15 +471,62 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> step_cuda(const at::T
   const at::Tensor centroids = centroids_in.detach().contiguous();
   const auto options = centroids.options();
   const auto stream = at::cuda::getCurrentCUDAStream();
+  at::Tensor labels = at::empty({batch, n}, options.dtype(at::kLong));
+  at::Tensor distances = at::empty({batch, n}, options);
+  at::Tensor sums = at::zeros({batch, k, c}, options);
+  at::Tensor counts = at::zeros({batch, k}, options.dtype(at::kLong));
+  auto* counts_p = reinterpret_cast<unsigned long long*>(counts.mutable_data_ptr<int64_t>());
+
+  const int values = onepass_values(c);
+  const size_t smem = onepass_smem_bytes(k, c);
+  // PYCLR_KMEANS_TWO_PASS=1 forces the two-pass kernel (benchmarks compare the two; tests
+  // run both on the same shapes).
+  const char* force = std::getenv("PYCLR_KMEANS_TWO_PASS");
+  const bool two_pass = force != nullptr && force[0] == '1';
+  if (!two_pass && values > 0 && smem <= kOnePassSmemLimit) {
+    // One wave: as many blocks as fit on the GPU at once, split evenly among the problems,
+    // with at least kMinSlice points each (each block ends with k * C atomics).
+    constexpr int64_t kMinSlice = 64;
+    int sms = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
+                                          c10::cuda::current_device()));
+    const int64_t per_sm = std::clamp<int64_t>(int64_t{200 * 1024} / int64_t(smem + 1024), 1, 2);
+    const int64_t target = int64_t(sms) * per_sm;
+    const int64_t slices = std::clamp<int64_t>((target + batch - 1) / batch, 1,
+                                               (n + kMinSlice - 1) / kMinSlice);
+    const int64_t slice_points = (n + slices - 1) / slices;
+    const int64_t blocks = batch * ((n + slice_points - 1) / slice_points);
+    TORCH_CHECK(blocks <= std::numeric_limits<int>::max(), "kmeans_step (CUDA): x of shape ",
+                x_in.sizes(), " is too large for the CUDA kernel");
+    dispatch_float_types(x.scalar_type(), "kmeans_step", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      OnePass<T> p{};
+      p.x = static_cast<const T*>(x.const_data_ptr());
+      p.centroids = centroids.const_data_ptr<float>();
+      p.labels = labels.mutable_data_ptr<int64_t>();
+      p.distances = distances.mutable_data_ptr<float>();
+      p.sums = sums.mutable_data_ptr<float>();
+      p.counts = counts_p;
+      p.n = n;
+      p.c = static_cast<int>(c);
+      p.k = static_cast<int>(k);
+      p.slices = static_cast<int>(blocks / batch);
+      p.slice_points = slice_points;
+      switch (values) {
+        case 8: return launch_onepass<T, 8>(p, blocks, smem, stream);
+        case 16: return launch_onepass<T, 16>(p, blocks, smem, stream);
+        case 32: return launch_onepass<T, 32>(p, blocks, smem, stream);
+        default: return launch_onepass<T, 64>(p, blocks, smem, stream);
+      }
+    });
+    return {labels, distances, sums, counts};
+  }
+
   at::Tensor cnorm = at::empty({batch, k}, options);
   centroid_norms_kernel<<<static_cast<unsigned>(norm_blocks), kThreads, 0, stream>>>(
       centroids.const_data_ptr<float>(), batch * k, static_cast<int>(c),
       cnorm.mutable_data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  at::Tensor labels = at::empty({batch, n}, options.dtype(at::kLong));
-  at::Tensor distances = at::empty({batch, n}, options);
-  at::Tensor sums = at::zeros({batch, k, c}, options);
-  at::Tensor counts = at::zeros({batch, k}, options.dtype(at::kLong));
   dispatch_float_types(x.scalar_type(), "kmeans_step", [&](auto tag) {
     using T = typename decltype(tag)::type;
     Problem<T> p{};
@@ -330,7 +536,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> step_cuda(const at::T
     p.labels = labels.mutable_data_ptr<int64_t>();
     p.distances = distances.mutable_data_ptr<float>();
     p.sums = sums.mutable_data_ptr<float>();
-    p.counts = reinterpret_cast<unsigned long long*>(counts.mutable_data_ptr<int64_t>());
+    p.counts = counts_p;
     p.n = n;
     p.c = static_cast<int>(c);
     p.k = static_cast<int>(k);

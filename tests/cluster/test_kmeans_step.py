@@ -76,6 +76,16 @@ def test_matches_exact_shapes(device, batch, n, k, c):
     check_step(x, centroids)
 
 
+@pytest.mark.parametrize("batch,n,k,c", [
+    (1, 5000, 8, 2048),  # CUDA: the one-pass kernel at its widest (64 channels per lane)
+    (2, 300, 3, 2100),   # CUDA: too wide for one pass, the two-pass kernel
+    (1, 400, 40, 1500),  # CUDA: centroids beyond shared memory, the two-pass kernel
+])
+def test_matches_exact_wide(device, batch, n, k, c):
+    x, centroids = problem(batch, n, k, c, torch.float32, device, seed=n + k + c)
+    check_step(x, centroids)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("n,k,c", [(9, 3, 5), (1500, 17, 64), (3000, 8, 130)])
 def test_matches_exact_dtypes(device, dtype, n, k, c):

@@ -116,8 +116,13 @@ def build(verbose: bool = False):
     if sanitize:
         flags += [f"-fsanitize={sanitize}", "-g", "-fno-omit-frame-pointer"]
     kernel_dirs = sorted({str(CSRC / Path(rel).parent) for rel in KERNELS})
+    name = "pyclr_emu" + (f"_{sanitize}" if sanitize else "")
+    # One build directory per checkout and variant: two checkouts never rebuild each other's.
+    build_dir = _source_dir().with_name(_source_dir().name.replace("_src_", f"_build_{name}_"))
+    build_dir.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(
-        name="pyclr_emu" + (f"_{sanitize}" if sanitize else ""),
+        name=name,
+        build_directory=str(build_dir),
         sources=sources(),
         extra_include_paths=[str(SHIM), *kernel_dirs, str(CSRC), str(include)],
         extra_cflags=flags,

@@ -68,6 +68,13 @@ def test_suites_pass_on_emulated_cuda_kernels(emu):
 
 
 @pytest.mark.skipif(os.environ.get("PYCLR_EMULATE_CUDA") == "1", reason="already emulating")
+def test_kmeans_step_suite_passes_on_the_two_pass_kernel(emu):
+    """The K-Means step has two CUDA kernels; the suite's shapes mostly take the one-pass one,
+    so the two-pass one runs them all once more, forced."""
+    run_suites(["tests/cluster/test_kmeans_step.py"], {"PYCLR_KMEANS_TWO_PASS": "1"})
+
+
+@pytest.mark.skipif(os.environ.get("PYCLR_EMULATE_CUDA") == "1", reason="already emulating")
 def test_kernel_suites_pass_reversed_under_address_sanitizer(asan_env):
     run_suites(KERNEL_SUITES, {**asan_env, "PYCLR_EMU_THREAD_ORDER": "reverse",
                                "PYCLR_EMU_BLOCK_ORDER": "reverse"})
