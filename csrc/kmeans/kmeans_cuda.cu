@@ -42,6 +42,7 @@
 #include <cstdlib>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -475,7 +476,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> step_cuda(const at::T
   at::Tensor distances = at::empty({batch, n}, options);
   at::Tensor sums = at::zeros({batch, k, c}, options);
   at::Tensor counts = at::zeros({batch, k}, options.dtype(at::kLong));
-  auto* counts_p = reinterpret_cast<unsigned long long*>(counts.mutable_data_ptr<int64_t>());
+  // The fields both kernels' parameter structs share.
+  const auto set_common = [&](auto& p) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(p.x)>>;
+    p.x = static_cast<const T*>(x.const_data_ptr());
+    p.centroids = centroids.const_data_ptr<float>();
+    p.labels = labels.mutable_data_ptr<int64_t>();
+    p.distances = distances.mutable_data_ptr<float>();
+    p.sums = sums.mutable_data_ptr<float>();
+    p.counts = reinterpret_cast<unsigned long long*>(counts.mutable_data_ptr<int64_t>());
+    p.n = n;
+    p.c = static_cast<int>(c);
+    p.k = static_cast<int>(k);
+  };
 
   const int values = onepass_values(c);
   const size_t smem = onepass_smem_bytes(k, c);
@@ -501,15 +514,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> step_cuda(const at::T
     dispatch_float_types(x.scalar_type(), "kmeans_step", [&](auto tag) {
       using T = typename decltype(tag)::type;
       OnePass<T> p{};
-      p.x = static_cast<const T*>(x.const_data_ptr());
-      p.centroids = centroids.const_data_ptr<float>();
-      p.labels = labels.mutable_data_ptr<int64_t>();
-      p.distances = distances.mutable_data_ptr<float>();
-      p.sums = sums.mutable_data_ptr<float>();
-      p.counts = counts_p;
-      p.n = n;
-      p.c = static_cast<int>(c);
-      p.k = static_cast<int>(k);
+      set_common(p);
       p.slices = static_cast<int>(blocks / batch);
       p.slice_points = slice_points;
       switch (values) {
@@ -530,16 +535,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> step_cuda(const at::T
   dispatch_float_types(x.scalar_type(), "kmeans_step", [&](auto tag) {
     using T = typename decltype(tag)::type;
     Problem<T> p{};
-    p.x = static_cast<const T*>(x.const_data_ptr());
-    p.centroids = centroids.const_data_ptr<float>();
+    set_common(p);
     p.cnorm = cnorm.const_data_ptr<float>();
-    p.labels = labels.mutable_data_ptr<int64_t>();
-    p.distances = distances.mutable_data_ptr<float>();
-    p.sums = sums.mutable_data_ptr<float>();
-    p.counts = counts_p;
-    p.n = n;
-    p.c = static_cast<int>(c);
-    p.k = static_cast<int>(k);
     p.tiles_per_problem = tiles;
     step_kernel<T><<<static_cast<unsigned>(batch * tiles), kThreads, 0, stream>>>(p);
     C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -18,6 +18,7 @@ Nothing else changes: the device code that runs is the code a GPU would run.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import tempfile
@@ -130,7 +131,25 @@ def build(verbose: bool = False):
         is_python_module=False,
         verbose=verbose,
     )
+    _define_operators()
     return torch.ops.pyclr_emu
+
+
+_LIBRARY = None
+
+
+def _define_operators() -> None:
+    """Declares torch.ops.pyclr_emu.<op> with the schema of torch.ops.pyclr.<op>, once; the
+    library just loaded registers their CPU kernels."""
+    global _LIBRARY
+    if _LIBRARY is not None:
+        return
+    ops = importlib.import_module("pyclr._ops")
+    library = torch.library.Library("pyclr_emu", "FRAGMENT")
+    for name in ops.OPERATORS:
+        schema = str(getattr(torch.ops.pyclr, name).default._schema)
+        library.define(schema.split("::", 1)[1])
+    _LIBRARY = library
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-// The emulated kernels registered as the ops torch.ops.pyclr_emu.* (the schemas of
-// torch.ops.pyclr.*, taking CPU tensors).
+// The emulated kernels registered as the ops torch.ops.pyclr_emu.*, taking CPU tensors; build.py
+// defines their schemas as those of torch.ops.pyclr.* (csrc/pyclr.cpp).
 #include <torch/library.h>
 
 #include "kmeans/kmeans.h"
@@ -51,17 +51,6 @@ pyclr_emu_trampoline:
   .size pyclr_emu_trampoline, .-pyclr_emu_trampoline
 )");
 #endif
-
-TORCH_LIBRARY(pyclr_emu, m) {
-  m.def(
-      "nt_xent_forward(Tensor z, float temperature, int negatives, int anchor_offset, "
-      "int anchor_count) -> (Tensor, Tensor)");
-  m.def(
-      "nt_xent_backward(Tensor grad_loss, Tensor z, Tensor lse, float temperature, "
-      "int negatives, int anchor_offset, int anchor_count) -> Tensor");
-  m.def("swd_forward(Tensor h, Tensor prior_samples, Tensor projections) -> (Tensor, Tensor)");
-  m.def("kmeans_step(Tensor x, Tensor centroids) -> (Tensor, Tensor, Tensor, Tensor)");
-}
 
 // The CPU dispatch key: the emulated kernels take CPU tensors (and autograd, registered from
 // Python as pyclr registers its own, sits above them).
