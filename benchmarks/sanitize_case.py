@@ -21,6 +21,10 @@ for dtype in (torch.float32, torch.bfloat16, torch.float16):
         z1, z2 = (torch.randn(n, d, generator=gen).to("cuda", dtype).requires_grad_() for _ in range(2))
         for negatives in ("all", "cross"):
             nt_xent(z1, z2, 0.3, negatives=negatives).backward()
+        if dtype == torch.float32:  # the single-TF32 kernels (3xTF32 is the default)
+            torch.set_float32_matmul_precision("high")
+            nt_xent(z1, z2, 0.3).backward()
+            torch.set_float32_matmul_precision("highest")
         h = torch.cat([z1, z2])
         logsumexp_uniformity(torch.nn.functional.normalize(h.float(), dim=1).to(dtype)).backward()
         if n > 2:  # a window of anchors, as one rank of a gathered batch computes

@@ -6,7 +6,8 @@ reference of the same case, peak memory and, given the device's measured ceiling
 
 A benchmark's extra_info names its case (device, m, d, dtype, ...), its ``impl`` and
 optionally ``flops`` (arithmetic it must do) and ``bytes`` (device memory it must move). fp32
-cases on a GPU are floored at a third of the tf32 rate: the kernels run fp32 as 3xTF32.
+cases on a GPU are floored at a third of the tf32 rate (the kernels run fp32 as 3xTF32), "tf32"
+cases (fp32 inputs, TF32 allowed) at the tf32 rate.
 """
 import argparse
 import json
@@ -23,7 +24,7 @@ def floor_ms(info: dict, ceilings: dict):
         return None
     if info["device"] == "cuda":
         rate = {"bf16": ceilings["tflops_bf16"], "fp16": ceilings["tflops_fp16"],
-                "fp32": ceilings["tflops_tf32"] / 3}.get(info.get("dtype"))
+                "fp32": ceilings["tflops_tf32"] / 3, "tf32": ceilings["tflops_tf32"]}.get(info.get("dtype"))
     else:
         rate = ceilings["tflops_fp32"] if info.get("dtype") == "fp32" else None
     times = []

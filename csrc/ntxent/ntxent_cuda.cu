@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
@@ -29,6 +30,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
+#include <torch/version.h>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -124,8 +126,9 @@ __host__ __device__ inline int partner(int row, int n) { return row < n ? row + 
 
 // How each input dtype meets the tensor cores. 16-bit types are m16n16k16 operands as they are.
 // fp32 is staged as is and split when a fragment is loaded (see Operand): tf32 (m16n16k8)
-// alone keeps 11 significant bits, far from the fp32 accuracy callers expect. Products
-// accumulate in fp32.
+// alone keeps 11 significant bits, far from the fp32 accuracy callers expect unless they
+// allowed TF32 for fp32 matrix products, as torch.mm reads it (fp32_tf32_allowed, with_split).
+// Products accumulate in fp32.
 template <typename T>
 struct Mma;
 
@@ -169,11 +172,12 @@ using FragB = wmma::fragment<wmma::matrix_b, 16, 16, Mma<T>::kK, typename Mma<T>
 template <typename T>
 using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, Mma<T>::kK, float>;
 
-// A loaded MMA operand. For fp32 inputs it is split 3xTF32-style into a tf32 head and the tf32
-// rounding of the remainder, and a product takes three MMAs (head*head + head*tail + tail*head,
-// dropping tail*tail): about 22 significant bits instead of tf32's 11. 16-bit operands are
-// exact and use `head` alone.
-template <typename T, typename Frag>
+// A loaded MMA operand. With kSplit (fp32 only) it is split 3xTF32-style into a tf32 head and
+// the tf32 rounding of the remainder, and a product takes three MMAs (head*head + head*tail +
+// tail*head, dropping tail*tail): about 22 significant bits instead of tf32's 11. Without it,
+// fp32 operands are rounded to tf32 and a product is one MMA. 16-bit operands are exact and use
+// `head` alone. The kernels are compiled for each kSplit their type takes (see with_split).
+template <bool kSplit, typename T, typename Frag>
 struct Operand {
   Frag head, tail;
 
@@ -183,15 +187,16 @@ struct Operand {
       for (int i = 0; i < head.num_elements; ++i) {
         const float x = head.x[i];
         head.x[i] = wmma::__float_to_tf32(x);
-        tail.x[i] = wmma::__float_to_tf32(x - head.x[i]);
+        if constexpr (kSplit) tail.x[i] = wmma::__float_to_tf32(x - head.x[i]);
       }
     }
   }
 };
 
-template <typename T, typename FragA, typename FragB>
-__device__ void mma(FragAcc<T>& acc, const Operand<T, FragA>& a, const Operand<T, FragB>& b) {
-  if constexpr (std::is_same_v<T, float>) {
+template <bool kSplit, typename T, typename FragA, typename FragB>
+__device__ void mma(FragAcc<T>& acc, const Operand<kSplit, T, FragA>& a,
+                    const Operand<kSplit, T, FragB>& b) {
+  if constexpr (kSplit) {
     wmma::mma_sync(acc, a.tail, b.head, acc);  // the small terms first
     wmma::mma_sync(acc, a.head, b.tail, acc);
   }
@@ -313,14 +318,14 @@ __device__ void stage_resident_q(const Smem<T>& sm, const Problem<T>& p, int row
 
 // acc[t] += Q_w K_t^T over one staged chunk: Q_w is the warp's 16 rows of the row tile,
 // K_t rows [16 t, 16 t + 16) of the column tile.
-template <typename T>
+template <bool kSplit, typename T>
 __device__ void mma_scores(FragAcc<T> (&acc)[kBN / 16], const T* q_w, const T* k, int width) {
   for (int kk = 0; kk < width; kk += Mma<T>::kK) {
-    Operand<T, FragA<T>> a;
+    Operand<kSplit, T, FragA<T>> a;
     a.load(q_w + kk, Layout<T>::kLdt);
 #pragma unroll
     for (int t = 0; t < kBN / 16; ++t) {
-      Operand<T, FragBt<T>> b;
+      Operand<kSplit, T, FragBt<T>> b;
       b.load(k + t * 16 * Layout<T>::kLdt + kk, Layout<T>::kLdt);
       mma(acc[t], a, b);
     }
@@ -331,7 +336,7 @@ __device__ void mma_scores(FragAcc<T> (&acc)[kBN / 16], const T* q_w, const T* k
 // Chunks are visited so that chunk `last` comes last: its column tile is still staged on
 // return (the backward multiplies it by C). `at_first_sync` runs right after the first
 // __syncthreads, once every warp is done with the previous column tile.
-template <typename T, typename F>
+template <bool kSplit, typename T, typename F>
 __device__ void compute_scores(FragAcc<T> (&acc)[kBN / 16], const Smem<T>& sm,
                                const Problem<T>& p, int row0, int row_end, int col0,
                                int col_end, int last, F&& at_first_sync) {
@@ -350,7 +355,7 @@ __device__ void compute_scores(FragAcc<T> (&acc)[kBN / 16], const Smem<T>& sm,
     }
     stage_tile(sm.k, p, col0, col_end, c * kDC, width);
     __syncthreads();  // staged tiles visible to every warp
-    mma_scores(acc, q + warp * 16 * Layout<T>::kLdt, sm.k, width);
+    mma_scores<kSplit>(acc, q + warp * 16 * Layout<T>::kLdt, sm.k, width);
   }
 }
 
@@ -483,17 +488,17 @@ __device__ void scores_to_coefficients(float* strip, const StripLane& me, const 
 }
 
 // g[f] += C_w (16 x kBN) * Z (kBN x 16, columns [16 f, 16 f + 16) of the staged chunk).
-template <typename T>
+template <bool kSplit, typename T>
 __device__ void mma_gradient(FragAcc<T> (&g)[kDC / 16], const T* c_w, const T* z_tile,
                              int width) {
 #pragma unroll
   for (int kk = 0; kk < kBN; kk += Mma<T>::kK) {
-    Operand<T, FragA<T>> a;
+    Operand<kSplit, T, FragA<T>> a;
     a.load(c_w + kk, Layout<T>::kLdc);
 #pragma unroll
     for (int f = 0; f < kDC / 16; ++f) {
       if (f * 16 < width) {
-        Operand<T, FragB<T>> b;
+        Operand<kSplit, T, FragB<T>> b;
         b.load(z_tile + kk * Layout<T>::kLdt + f * 16, Layout<T>::kLdt);
         mma(g[f], a, b);
       }
@@ -533,7 +538,7 @@ __device__ void write_gradient(const FragAcc<T> (&g)[kDC / 16], float* strip,
 #endif  // PYCLR_NTXENT_HAS_MMA
 
 // One block per anchor row tile; writes loss and lse of its anchors.
-template <typename T>
+template <typename T, bool kSplit>
 __global__ void __launch_bounds__(kThreads, kForwardBlocksPerSm<T>)
     forward_kernel(Problem<T> p, float* loss, float* lse) {
 #if PYCLR_NTXENT_HAS_MMA
@@ -551,7 +556,7 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocksPerSm<T>)
   OnlineLse state;
   for (int col0 = cols.begin; col0 < cols.end; col0 += kBN) {
     FragAcc<T> acc[kBN / 16];
-    compute_scores(acc, sm, p, row0, row_end, col0, cols.end, p.chunks - 1, [] {});
+    compute_scores<kSplit>(acc, sm, p, row0, row_end, col0, cols.end, p.chunks - 1, [] {});
     store_strip<T>(strip, acc);
     fold_strip(state, strip, me, col0, cols.end, p.exclude_self, p.scale_log2);
     // The next column tile stores into the strip only after compute_scores' __syncthreads.
@@ -580,7 +585,7 @@ __device__ float coefficient_scale(const float* grad_max) {
   return __int_as_float((e + 127) << 23);  // 2^e exactly (a normal float for |e| <= 126)
 }
 
-template <typename T>
+template <typename T, bool kSplit>
 __global__ void __launch_bounds__(kThreads)
     backward_kernel(Problem<T> p, const float* w, const float* lse, T* grad, const float* grad_max) {
 #if PYCLR_NTXENT_HAS_MMA
@@ -609,13 +614,13 @@ __global__ void __launch_bounds__(kThreads)
     // With no anchor among the rows or the columns, w_j = w_k = 0 and C vanishes.
     if (!rows_have_anchor && !has_anchor(p, col0, min(col0 + kBN, cols.end))) continue;
     FragAcc<T> acc[kBN / 16];
-    compute_scores(acc, sm, p, row0, row_end, col0, cols.end, chunk,
+    compute_scores<kSplit>(acc, sm, p, row0, row_end, col0, cols.end, chunk,
                    [&] { stage_column_terms(sm, w, lse, col0, cols.end); });
     store_strip<T>(strip, acc);
     scores_to_coefficients<T>(strip, me, sm.col_w, sm.col_lse, w_row, lse_row, col0, cols.end,
                               p.exclude_self, positive_col, p.scale_log2, sigma, residual);
     // sm.k still holds this column tile's chunk `chunk`: exactly the rows z_k to multiply.
-    mma_gradient(g, reinterpret_cast<const T*>(strip), sm.k, width);
+    mma_gradient<kSplit>(g, reinterpret_cast<const T*>(strip), sm.k, width);
   }
   __syncwarp();  // the last coefficient loads are done before the strip is reused
   write_gradient(g, strip, me, row_ok, p, w, w_row, grad, chunk, width, inv_sigma, residual);
@@ -632,6 +637,20 @@ void check_cuda_input(const at::Tensor& z) {
   TORCH_CHECK(z.is_cuda(), "z: expected a CUDA tensor, got device ", z.device());
   TORCH_CHECK(z.size(0) <= (int64_t{1} << 30) && z.size(1) <= int64_t{65535} * kDC,
               "z: shape ", z.sizes(), " is too large for the CUDA kernel");
+}
+
+// Whether fp32 matrix products may use TF32, read as torch.mm reads it (torch 2.10+:
+// torch.backends.cuda.matmul.fp32_precision == "tf32", which
+// torch.set_float32_matmul_precision("high") sets; older: allow_tf32). Off by default.
+bool fp32_tf32_allowed() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 10)
+  return at::globalContext().float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL) ==
+         at::Float32Precision::TF32;
+#elif TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR == 9
+  return at::globalContext().float32Precision("cuda", "matmul") == "tf32";
+#else
+  return at::globalContext().allowTF32CuBLAS();
+#endif
 }
 
 template <typename T>
@@ -663,6 +682,16 @@ Problem<T> make_problem(const at::Tensor& z, double temperature, int64_t negativ
   return p;
 }
 
+// Calls f(std::bool_constant<kSplit>{}) with the products fp32 inputs get: 3xTF32 unless TF32
+// is allowed. 16-bit inputs have one kernel (kSplit false).
+template <typename T, typename F>
+void with_split(F&& f) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!fp32_tf32_allowed()) return f(std::true_type{});
+  }
+  f(std::false_type{});
+}
+
 template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), dim3 grid, size_t smem, Args&&... args) {
   C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -687,8 +716,11 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& z_in, double t
   dispatch_float_types(z.scalar_type(), "nt_xent", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const Problem<T> p = make_problem<T>(z, temperature, negatives, offset, count, count);
-    launch(forward_kernel<T>, dim3(2 * p.tiles_per_view), Layout<T>::bytes(p.q_slots()), p,
-           loss.mutable_data_ptr<float>(), lse.mutable_data_ptr<float>());
+    with_split<T>([&](auto split) {
+      launch(forward_kernel<T, decltype(split)::value>, dim3(2 * p.tiles_per_view),
+             Layout<T>::bytes(p.q_slots()), p, loss.mutable_data_ptr<float>(),
+             lse.mutable_data_ptr<float>());
+    });
   });
   return {loss, lse};
 }
@@ -720,10 +752,12 @@ at::Tensor backward_cuda(const at::Tensor& grad_loss, const at::Tensor& z_in,
   dispatch_float_types(z.scalar_type(), "nt_xent", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const Problem<T> p = make_problem<T>(z, temperature, negatives, offset, count, n);
-    launch(backward_kernel<T>, dim3(2 * p.tiles_per_view, p.chunks),
-           Layout<T>::bytes(p.q_slots()), p, w.const_data_ptr<float>(),
-           lse_full.const_data_ptr<float>(), static_cast<T*>(grad.mutable_data_ptr()),
-           grad_max.const_data_ptr<float>());
+    with_split<T>([&](auto split) {
+      launch(backward_kernel<T, decltype(split)::value>, dim3(2 * p.tiles_per_view, p.chunks),
+             Layout<T>::bytes(p.q_slots()), p, w.const_data_ptr<float>(),
+             lse_full.const_data_ptr<float>(), static_cast<T*>(grad.mutable_data_ptr()),
+             grad_max.const_data_ptr<float>());
+    });
   });
   return grad;
 }

@@ -27,7 +27,8 @@ def logsumexp_uniformity(z: torch.Tensor, temperature: float = 1.0) -> torch.Ten
     (self included) on ``z`` as given, ``(M, d)`` with ``M`` even (the two views stacked).
 
     Runs on the NT-Xent kernels without building the M x M matrix; returns float32 (float64
-    for float64 inputs on the CPU). The generalized loss passes l2-normalised rows.
+    for float64 inputs on the CPU). The generalized loss passes l2-normalised rows. float32 on
+    CUDA follows torch's float32 matmul precision as :func:`pyclr.losses.nt_xent` does.
     """
     check_matrix("z", z)
     check_kernel_dtype("z", z)

@@ -9,7 +9,7 @@ import torch
 from pyclr import _ops
 from pyclr.losses import NTXentLoss, nt_xent, reference
 
-from ..conftest import ABS_FLOOR, max_error
+from ..conftest import ABS_FLOOR, EMULATE_CUDA, max_error
 
 
 def views(n, d, dtype, device, seed, scale=1.0):
@@ -192,6 +192,39 @@ def test_aligned_pairs_16bit_gradients_at_rounding_floor(device, dtype, negative
     for g, e in ((g1, e1), (g2, e2)):
         error = ((g.double() - e.cpu()).norm() / e.norm()).item()
         assert error < 2 * floor, f"relative gradient error {error:.3g} >= {2 * floor:.3g}"
+
+
+def _tf32(x: torch.Tensor) -> torch.Tensor:
+    """x rounded to TF32 (10 mantissa bits; halves away from zero)."""
+    bits = x.float().contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_fp32_products_follow_torch_matmul_precision(device, temperature):
+    """With TF32 allowed for fp32 matrix products (as torch.mm reads it), the CUDA kernels take
+    one TF32 product instead of three: the error grows to TF32's, never beyond twice what
+    rounding the inputs to TF32 costs the float64 reference. The CPU kernels compute in fp32
+    whatever the setting."""
+    z1, z2 = views(130, 96, torch.float32, device, seed=3)
+    options = dict(temperature=temperature, reduction="none")
+    exact = loss_and_grads(reference.nt_xent, z1.double(), z2.double(), **options)
+    tf32_inputs = loss_and_grads(reference.nt_xent, _tf32(z1).double(), _tf32(z2).double(), **options)
+    default = loss_and_grads(nt_xent, z1, z2, **options)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        fast = loss_and_grads(nt_xent, z1, z2, **options)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    cuda_kernel = device.type == "cuda" or EMULATE_CUDA
+    for name, f, d, t, e in zip(("loss", "grad z1", "grad z2"), fast, default, tf32_inputs, exact):
+        allowed = 2 * max_error(t, e) + ABS_FLOOR[torch.float32] * (1 + e.abs().max().item())
+        assert max_error(f, e) <= allowed, f"{name}: error {max_error(f, e):.3g} > {allowed:.3g}"
+        if cuda_kernel:  # the setting took effect: one TF32 product is far less exact than three
+            assert max_error(f, e) > 10 * max_error(d, e), name
+        else:
+            assert torch.equal(f, d), name
 
 
 def test_identical_views_lower_the_loss(device):
