@@ -41,10 +41,12 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
 
     On CUDA, float32 inputs meet the tensor cores as three TF32 products each (3xTF32, about
     fp32's accuracy); when torch allows TF32 for float32 matrix products
-    (``torch.set_float32_matmul_precision("high")``, or
-    ``torch.backends.cuda.matmul.fp32_precision = "tf32"``) they take one, as ``torch.mm``
-    does: faster, with TF32's 11 significant bits. bfloat16/float16 inputs and the CPU kernels
-    are not affected.
+    (``torch.set_float32_matmul_precision("high")``, or for CUDA alone
+    ``torch.backends.cuda.matmul.fp32_precision = "tf32"``, ``allow_tf32 = True`` before torch
+    2.9) they take one, as ``torch.mm`` does: faster, with TF32's 11 significant bits. The
+    setting is read when each kernel runs (a backward reads it again). The positive's score is
+    an fp32 dot product either way; bfloat16/float16 inputs are not affected. The CPU kernels'
+    products are ``torch.mm``'s, which follow torch's CPU matmul precision.
     """
     check_views(z1, z2, kernel=True)
     temperature = check_nt_xent_options(temperature, normalize, negatives, reduction,

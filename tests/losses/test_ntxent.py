@@ -1,4 +1,5 @@
 """The fused NT-Xent kernels against the plain-PyTorch reference (SPEC.md section 1)."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -200,31 +201,86 @@ def _tf32(x: torch.Tensor) -> torch.Tensor:
     return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
 
 
+@contextlib.contextmanager
+def cuda_matmul_tf32(allowed: bool):
+    """Allows or forbids TF32 in fp32 matrix products on CUDA only (torch.backends.cuda.matmul,
+    what torch.mm reads; the CPU's matmul precision is left alone), then restores the setting
+    as it was: the string of torch >= 2.9 (which keeps "none", inherit), else allow_tf32."""
+    matmul = torch.backends.cuda.matmul
+    name, value = (("fp32_precision", "tf32" if allowed else "ieee") if hasattr(matmul, "fp32_precision")
+                   else ("allow_tf32", allowed))
+    previous = getattr(matmul, name)
+    setattr(matmul, name, value)
+    try:
+        yield
+    finally:
+        setattr(matmul, name, previous)
+
+
+@pytest.mark.skipif(os.environ.get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE") == "1",
+                    reason="TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 allows TF32 whatever the setting")
 @pytest.mark.parametrize("temperature", [0.1, 0.5])
 def test_fp32_products_follow_torch_matmul_precision(device, temperature):
-    """With TF32 allowed for fp32 matrix products (as torch.mm reads it), the CUDA kernels take
-    one TF32 product instead of three: the error grows to TF32's, never beyond twice what
-    rounding the inputs to TF32 costs the float64 reference. The CPU kernels compute in fp32
-    whatever the setting."""
-    z1, z2 = views(130, 96, torch.float32, device, seed=3)
-    options = dict(temperature=temperature, reduction="none")
-    exact = loss_and_grads(reference.nt_xent, z1.double(), z2.double(), **options)
-    tf32_inputs = loss_and_grads(reference.nt_xent, _tf32(z1).double(), _tf32(z2).double(), **options)
-    default = loss_and_grads(nt_xent, z1, z2, **options)
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high")
-    try:
-        fast = loss_and_grads(nt_xent, z1, z2, **options)
-    finally:
-        torch.set_float32_matmul_precision(previous)
+    """With TF32 allowed for fp32 matrix products on CUDA (as torch.mm reads it), the CUDA
+    kernels take one TF32 product instead of three (3xTF32, about fp32's accuracy); the CPU
+    kernels do not read that setting.
+
+    Forward, told apart exactly: z = t (1 + 2^-13) with t exact in TF32, so TF32 rounds z to t
+    (the added part is below half a TF32 unit) while fp32 holds z exactly: the loss must be
+    the float64 loss of z without TF32, and with it that of t but for the positive's score,
+    which both CUDA kernels take as an fp32 dot product (the two differ by far more than
+    fp32's rounding). Gradients, on inputs exact in TF32: one TF32 product rounds the fp32
+    coefficients to TF32 (an error of a few TF32 units of the gradient, far above fp32's),
+    three keep them (fp32's error)."""
+    options = dict(temperature=temperature, normalize=False, reduction="none")
+    gen = torch.Generator().manual_seed(3)
+    # aligned views around a shared direction: every score is well above 0, so TF32's
+    # rounding moves the lse (not only the positive's score)
+    base = torch.randn(130, 96, generator=gen, dtype=torch.float64) + 2 * torch.randn(96, generator=gen,
+                                                                                  dtype=torch.float64)
+    t1, t2 = (_tf32(torch.nn.functional.normalize(base + 0.5 * torch.randn(base.shape, generator=gen,
+                                                                           dtype=torch.float64), dim=1))
+              for _ in range(2))
+    z1, z2 = (t * (1 + 2.0 ** -13) for t in (t1, t2))  # exact in fp32 (11 + 13 bits)
+    assert torch.equal(_tf32(z1), t1) and torch.equal(_tf32(z2), t2)
     cuda_kernel = device.type == "cuda" or EMULATE_CUDA
-    for name, f, d, t, e in zip(("loss", "grad z1", "grad z2"), fast, default, tf32_inputs, exact):
-        allowed = 2 * max_error(t, e) + ABS_FLOOR[torch.float32] * (1 + e.abs().max().item())
-        assert max_error(f, e) <= allowed, f"{name}: error {max_error(f, e):.3g} > {allowed:.3g}"
-        if cuda_kernel:  # the setting took effect: one TF32 product is far less exact than three
-            assert max_error(f, e) > 10 * max_error(d, e), name
-        else:
-            assert torch.equal(f, d), name
+
+    def run(allowed, a, b):
+        with cuda_matmul_tf32(allowed):
+            return loss_and_grads(nt_xent, a.to(device), b.to(device), **options)
+
+    of_t = reference.nt_xent(t1.double(), t2.double(), **options)
+    of_z = reference.nt_xent(z1.double(), z2.double(), **options)
+    # both CUDA kernels take the positive's score as an fp32 dot product of its rows, apart
+    # from the tensor-core products: with TF32, the lse is t's and the positive z's
+    m = 2 * len(z1)
+    partner = (torch.arange(m) + m // 2) % m
+    positive = [(c * c[partner]).sum(1) / temperature for c in (torch.cat(v).double() for v in ((t1, t2), (z1, z2)))]
+    of_tf32 = of_t + positive[0] - positive[1]
+    gap = max_error(of_tf32, of_z)
+    assert gap > 100 * 2.0 ** -24 * of_z.abs().max().item()  # the inputs tell them apart
+    assert max_error(run(False, z1, z2)[0], of_z) <= gap / 10, "3xTF32 forward"
+    assert max_error(run(True, z1, z2)[0], of_tf32 if cuda_kernel else of_z) <= gap / 10, "TF32 forward"
+
+    # Gradients on inputs exact in TF32: the kernels' products sum A_kj z_j over the rows j,
+    # A_kj = (g_k P_kj + g_j P_jk) / tau (g: the loss's upstream gradient, P: the softmax
+    # weights; the positive's term is applied in fp32 apart). TF32 rounds each A_kj by at most
+    # 2^-10 of it (truncation; 2^-11 rounding), so the error of element (k, e) is within
+    # 2^-10 sum_j |A_kj| |z_je|; the bound allows twice that.
+    zc = torch.cat((t1, t2)).double()
+    logits = zc @ zc.T / temperature
+    logits.fill_diagonal_(-torch.inf)
+    weights = torch.softmax(logits, 1)
+    g = torch.randn(m, generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # loss_and_grads'
+    terms = ((g[:, None] * weights + (g[:, None] * weights).T).abs() / temperature) @ zc.abs()
+    exact = torch.cat(loss_and_grads(reference.nt_xent, t1.double(), t2.double(), **options)[1:])
+    default, fast = (torch.cat(run(allowed, t1, t2)[1:]).cpu().double() for allowed in (False, True))
+    assert ((fast - exact).abs() <= 2.0 ** -9 * terms).all(), "TF32 gradients"
+    assert ((default - exact).abs() <= 2.0 ** -12 * terms).all(), "3xTF32 gradients"
+    if cuda_kernel:
+        assert max_error(fast, exact) > 10 * max_error(default, exact), "TF32 gradients: TF32 taken"
+    else:
+        assert torch.equal(fast, default)
 
 
 def test_identical_views_lower_the_loss(device):
