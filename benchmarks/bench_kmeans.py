@@ -7,7 +7,8 @@ same run.
 Each case records ``bytes`` (one read of the features per iteration: the floor of a fused
 iteration) and ``flops`` (the 2 B n k C multiply-adds of the distances per iteration), and
 the peak memory of one run beyond the inputs. scikit-learn stops early when the labels stop
-changing; ``iterations`` records how many it ran (it splits the case when it is not 20).
+changing; ``iterations`` records how many it ran (it splits the case when it is not 20), and
+so does ``library``, the loop that ``pyclr.cluster.kmeans`` runs around the same kernel.
 scikit-learn and faiss always run on the CPU: on GPU cases their rows say device "cpu".
 """
 import os
@@ -19,6 +20,7 @@ import torch
 from memory import cpu_peak_mib, record_peak  # benchmarks/ is on sys.path (pytest prepends it)
 import pyclr.cluster  # noqa: F401  (registers the fake kernel)
 from pyclr import _ops
+from pyclr.cluster import _lloyd
 
 ITERATIONS = 20
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -83,6 +85,17 @@ def run_fused_two_pass(x, centroids):
         del os.environ["PYCLR_KMEANS_TWO_PASS"]
 
 
+def run_library(x, centroids):
+    """The loop that pyclr.cluster.kmeans runs (_lloyd.lloyd: convergence checks, reseeding of
+    empty clusters, one host sync per iteration, a final assignment step) from the same start:
+    what the minimal loop of run_fused leaves out, small ops that can cost as much as the
+    kernel on a GPU. Movement never counts as converged (tol < 0), but the run stops when the
+    labels stop changing: it returns the iterations it ran (its steps are one more)."""
+    tol = torch.full((x.shape[0],), -1.0, device=x.device)
+    solution = _lloyd.lloyd(x, centroids, torch.ops.pyclr.kmeans_step, ITERATIONS, tol)
+    return int(solution.n_iter.max())
+
+
 def run_reference(x, centroids):
     return lloyd(eager_step, x.float(), centroids)  # in fp32, as one would write it
 
@@ -108,14 +121,16 @@ def run_faiss(x, centroids):
     return ITERATIONS
 
 
-IMPLS = {"fused": run_fused, "fused_two_pass": run_fused_two_pass, "reference": run_reference, "sklearn": run_sklearn, "faiss": run_faiss}
+IMPLS = {"fused": run_fused, "fused_two_pass": run_fused_two_pass, "library": run_library,
+         "reference": run_reference, "sklearn": run_sklearn, "faiss": run_faiss}
+KERNEL_IMPLS = ("fused", "fused_two_pass", "library")  # those that call pyclr's kmeans_step
 
 
 @pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("case", CASES, ids=lambda case: "-".join(map(str, case)))
 def test_lloyd_20_iterations(benchmark, impl, case):
     device, mode, b, n, c, k, dtype = case
-    if impl.startswith("fused") and not _ops.has_kernel("kmeans_step", device):
+    if impl in KERNEL_IMPLS and not _ops.has_kernel("kmeans_step", device):
         pytest.skip("pyclr's kmeans_step was not built for " + device)
     if impl == "fused_two_pass" and device != "cuda":
         pytest.skip("the CPU kernel has one pass only")
@@ -125,7 +140,7 @@ def test_lloyd_20_iterations(benchmark, impl, case):
             pytest.skip(f"{impl} runs on fp32 points on the CPU: the fp32 case times it")
     x, centroids = inputs(device, b, n, c, k, dtype)
     fn = IMPLS[impl]
-    on_gpu = device == "cuda" and impl in ("fused", "fused_two_pass", "reference")
+    on_gpu = device == "cuda" and impl in KERNEL_IMPLS + ("reference",)
     if impl in ("sklearn", "faiss"):  # CPU libraries: their copy of the points is not timed
         x, centroids = x.float().cpu(), centroids.cpu()
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
@@ -148,6 +163,6 @@ def test_lloyd_20_iterations(benchmark, impl, case):
                                 C=c, k=k, dtype=dtype, iterations=iterations, torch=torch.__version__)
     # the features as the implementation reads them: the fused kernel in their dtype, the
     # others in fp32
-    itemsize = DTYPES[dtype].itemsize if impl.startswith("fused") else 4
+    itemsize = DTYPES[dtype].itemsize if impl in KERNEL_IMPLS else 4
     benchmark.extra_info["bytes"] = iterations * x.numel() * itemsize
     benchmark.extra_info["flops"] = iterations * 2 * b * n * k * c

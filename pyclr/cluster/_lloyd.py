@@ -94,12 +94,14 @@ def initial_centroids(x: torch.Tensor, k: int, init: str,
     return kmeans_plusplus(x, k, uniforms.to(x.device))
 
 
-def updated_centroids(x, centroids, sums, counts, distances) -> torch.Tensor:
+def updated_centroids(x, centroids, sums, counts, distances, may_be_empty: bool = True) -> torch.Tensor:
     """Cluster means; the j-th empty cluster of a problem moves onto its j-th farthest point
-    from its centroid (scikit-learn's rule), so that no centroid is ever 0/0 = NaN."""
-    means = sums / counts.clamp_min(1)[..., None].to(sums.dtype)
+    from its centroid (scikit-learn's rule), so that no centroid is ever 0/0 = NaN.
+    ``may_be_empty=False`` (the caller knows that no count is 0) skips the reseeding ops,
+    whose result would then be the means anyway."""
+    means = sums / counts.clamp_min(1)[..., None]  # int64 counts convert as in a .to(sums.dtype)
     k = counts.shape[1]
-    if k == 1:  # the lone cluster holds every point: never empty
+    if k == 1 or not may_be_empty:  # the lone cluster holds every point: never empty
         return means
     empty = counts == 0
     farthest = distances.topk(k - 1, dim=1).indices  # at most k - 1 clusters are empty
@@ -113,14 +115,20 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, step: Step, max_iter: int,
     """Lloyd iterations from ``centroids`` until, per problem, the labels stop changing or the
     centroids move by at most ``tol[b]`` (squared Frobenius norm), or max_iter. Problems that
     converged keep their centroids while the others go on; a last assignment step makes the
-    labels and inertia those of the returned centroids (as scikit-learn does)."""
+    labels and inertia those of the returned centroids (as scikit-learn does).
+
+    Each iteration runs the step on the centroids it just updated, so the step after the last
+    update is that final assignment, and reads back one pair of flags (one host sync): whether
+    a problem is still active and whether a cluster is empty. Without empty clusters (the
+    usual case after the first iterations) the reseeding ops are skipped: on a GPU these small
+    ops, not the fused step, would otherwise dominate an iteration on small problems."""
     batch = x.shape[0]
     active = torch.ones(batch, dtype=torch.bool, device=x.device)
     n_iter = torch.zeros(batch, dtype=torch.int64, device=x.device)
-    previous = None
+    labels, distances, sums, counts = step(x, centroids)
+    previous, may_be_empty = None, True  # nothing read back yet: take the general path
     for _ in range(max_iter):
-        labels, distances, sums, counts = step(x, centroids)
-        new = updated_centroids(x, centroids, sums, counts, distances)
+        new = updated_centroids(x, centroids, sums, counts, distances, may_be_empty)
         converged = (new - centroids).square().sum((1, 2)) <= tol
         if previous is not None:
             converged |= (labels == previous).all(1)
@@ -128,9 +136,10 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, step: Step, max_iter: int,
         n_iter += active
         active &= ~converged
         previous = labels
-        if not bool(active.any()):
+        labels, distances, sums, counts = step(x, centroids)
+        any_active, may_be_empty = torch.stack((active.any(), (counts == 0).any())).tolist()
+        if not any_active:
             break
-    labels, distances, _, _ = step(x, centroids)
     return Solution(centroids, labels, distances.sum(1), n_iter)
 
 

@@ -137,6 +137,69 @@ def test_empty_clusters_are_reseeded_with_the_farthest_points():
     assert sorted(result.centroids.flatten().tolist()) == pytest.approx([0.5, 10.5, 30.0])
 
 
+def plain_lloyd(x, centroids, step, max_iter, tol):
+    """Lloyd's loop written plainly: every iteration takes the reseeding path and stops on the
+    same rules, then one more step gives the labels and inertia of the final centroids."""
+    active = torch.ones(x.shape[0], dtype=torch.bool)
+    n_iter = torch.zeros(x.shape[0], dtype=torch.int64)
+    previous = None
+    for _ in range(max_iter):
+        labels, distances, sums, counts = step(x, centroids)
+        new = _lloyd.updated_centroids(x, centroids, sums, counts, distances)
+        converged = (new - centroids).square().sum((1, 2)) <= tol
+        if previous is not None:
+            converged |= (labels == previous).all(1)
+        centroids = torch.where(active[:, None, None], new, centroids)
+        n_iter += active
+        active &= ~converged
+        previous = labels
+        if not active.any():
+            break
+    labels, distances, _, _ = step(x, centroids)
+    return centroids, labels, distances.sum(1), n_iter
+
+
+def step_for(backend):
+    return torch.ops.pyclr.kmeans_step if backend == "pyclr" else reference.kmeans_step
+
+
+@pytest.mark.parametrize("backend", TORCH_BACKENDS)
+def test_a_cluster_emptied_by_an_update_is_reseeded(backend):
+    """lloyd skips the reseeding ops while no cluster is empty, reading that from the step it
+    ran last: a cluster that empties after an update (here cluster 2 at the second step) must
+    still be reseeded, exactly as when every iteration reseeds."""
+    step = step_for(backend)
+    x = torch.tensor([12.0, 3.0, 17.0, 2.0, 13.0, 5.0]).view(1, 6, 1)
+    centroids = torch.tensor([0.0, 18.0, 8.0]).view(1, 3, 1)
+    _, distances, sums, counts = step(x, centroids)
+    assert counts.tolist() == [[2, 2, 2]]
+    assert step(x, _lloyd.updated_centroids(x, centroids, sums, counts, distances))[3].tolist() == [[3, 3, 0]]
+    result = _lloyd.lloyd(x, centroids, step, 50, torch.zeros(1))
+    expected = plain_lloyd(x, centroids, step, 50, torch.zeros(1))
+    for got, want in zip((result.centroids, result.labels, result.inertia, result.n_iter), expected):
+        assert torch.equal(got, want)
+    assert len(result.labels.unique()) == 3
+
+
+@pytest.mark.parametrize("backend", TORCH_BACKENDS)
+def test_lloyd_equals_the_plain_loop(backend):
+    """Bit for bit, on problems with and without empty clusters, early and late stops."""
+    step, gen = step_for(backend), torch.Generator().manual_seed(3)
+    for trial in range(40):
+        b, n, c = 1 + trial % 4, 5 + 7 * trial, 1 + trial % 6
+        k = 1 + trial % min(n, 9)
+        x = torch.randn(b, n, c, generator=gen, dtype=torch.float64 if trial % 5 == 0 else torch.float32)
+        if trial % 3 == 0:
+            x[:, : n // 2] = 0.25  # repeated points
+        centroids = torch.randn(b, k, c, generator=gen, dtype=x.dtype) * (6.0 if trial % 2 else 1.0)
+        tol = torch.rand(b, generator=gen, dtype=x.dtype) * (1e-2 if trial % 4 else 0.0)
+        max_iter = trial % 13
+        result = _lloyd.lloyd(x, centroids, step, max_iter, tol)
+        expected = plain_lloyd(x, centroids, step, max_iter, tol)
+        for got, want in zip((result.centroids, result.labels, result.inertia, result.n_iter), expected):
+            assert torch.equal(got, want), trial
+
+
 def test_tolerance_and_max_iter():
     x, _ = blobs(3000, 6, 8, 3.0, seed=7)
     one = kmeans(x, 6, n_init=1, max_iter=1)
