@@ -136,10 +136,14 @@ def _pcg64_state(words) -> dict:
 def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Resizes a (C, H, W) float image; antialiased bilinear, so shrinking averages like
     area interpolation and enlarging is plain bilinear."""
-    if image.shape[-2:] == (height, width):
-        return image
-    out = F.interpolate(image[None], size=(height, width), mode="bilinear",
-                        align_corners=False, antialias=True)[0]
+    return resize_batch(image[None], height, width)[0]
+
+
+def resize_batch(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """:func:`resize` of each image of a (B, C, H, W) batch, in one call."""
+    if images.shape[-2:] == (height, width):
+        return images
+    out = F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
     return out.clamp_(0.0, 1.0)
 
 

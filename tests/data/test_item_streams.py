@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from pyclr.data import MNIST, MultiDigit, RandomBits, load_mnist
+from pyclr.data import MNIST, MultiDigit, RandomBits, TwoDigitSizes, load_mnist
 from pyclr.data import _util
 from pyclr.data._util import item_rng, item_rngs
 
@@ -73,6 +73,14 @@ PINNED = {
     "random bits 5 seed 3": (lambda root: RandomBits(5, base=Greys(), seed=3), "3aedadf0f59d1dbe"),
     "random bits 63 seed 0": (lambda root: RandomBits(63, base=Greys(), seed=0), "6c294c8da392869c"),
     "random bits 2 mnist seed 7": (lambda root: RandomBits(2, base=MNIST(root), seed=7), "4b2d562bbf86f0a7"),
+    "two digit sizes 20 seed 5": (lambda root: TwoDigitSizes(20, size=40, seed=5, root=root), "df1581ef54971d2e"),
+    "two digit sizes 80 seed 1": (lambda root: TwoDigitSizes(80, size=40, seed=1, root=root), "953a071d5e9d2ff4"),
+    "two digit sizes 60 overlap seed 2": (lambda root: TwoDigitSizes(60, overlap=True, size=40, seed=2, root=root),
+                                          "0967f9ed3bd66e60"),
+    "two digit sizes 42 first 14 canvas 56 test": (
+        lambda root: TwoDigitSizes(42, 14, 56, size=40, seed=0, root=root, train=False), "d0f7afa31ff9e632"),
+    "two digit sizes 5 first 3 canvas 12": (lambda root: TwoDigitSizes(5, 3, 12, size=40, seed=3, root=root),
+                                            "69db8ee09888dc35"),
 }
 
 
@@ -96,6 +104,7 @@ EMBEDDED = {
     "multidigit 4 random seed 0": (lambda: MultiDigit(4), "172b5fec7e239855"),
     "multidigit 1 grid test seed 0": (lambda: MultiDigit(1, "grid", size=500, train=False), "bab885dbc1b46209"),
     "random bits 5 seed 0": (lambda: RandomBits(5), "43b363541d049d08"),
+    "two digit sizes 40 seed 0": (lambda: TwoDigitSizes(40, size=400), "5d25c767c3a1dd91"),
 }
 
 
@@ -166,6 +175,31 @@ def test_random_bits_getitems_equals_getitem(noise, bits, count):
         assert_same_items(data.__getitems__(indices), [data[i] for i in indices])
 
 
+@pytest.mark.parametrize("second,first,canvas,overlap", [(20, 20, 112, False), (80, 20, 112, False),
+                                                         (42, 14, 56, False), (100, 20, 112, True), (1, 1, 2, False)])
+def test_two_digit_sizes_getitems_equals_getitem(noise, second, first, canvas, overlap):
+    data = TwoDigitSizes(second, first, canvas, overlap=overlap, size=100, seed=4, root=noise)
+    for count in (1, 5, 40):
+        indices = [int(i) for i in np.random.default_rng(count).permutation(100)[:count]]  # any order
+        assert_same_items(data.__getitems__(indices), [data[i] for i in indices])
+
+
+@pytest.mark.parametrize("second,first,canvas", [(20, 20, 112), (80, 20, 112), (92, 20, 112), (42, 14, 56),
+                                                 (5, 3, 12), (1, 1, 2), (28, 28, 56)])
+def test_two_digit_sizes_corners_follow_the_rule(noise, second, first, canvas):
+    """The corners are drawn as the documented rule's numpy calls draw them (choice of the
+    second corner by the weights, then uniform choice among the free first corners)."""
+    data = TwoDigitSizes(second, first, canvas, size=1, root=noise)
+    span_first, span_second = canvas - first + 1, canvas - second + 1
+    for seed in range(300):
+        rng, rule = np.random.default_rng(seed), np.random.default_rng(seed)
+        sy, sx = divmod(rule.choice(span_second ** 2, p=data._second_weights), span_second)
+        free = ~(data._overlap_1d(sy)[:, None] & data._overlap_1d(sx)[None, :])
+        fy, fx = divmod(rule.choice(np.flatnonzero(free)), span_first)
+        assert data._corners(rng).tolist() == [[fy, fx], [sy, sx]]
+        assert rng.random() == rule.random()  # the same draws were taken
+
+
 class Mixed(Dataset):
     """Images of two shapes and dtypes, bare labels."""
 
@@ -184,7 +218,7 @@ def test_random_bits_getitems_mixed_base():
 
 
 def test_getitems_checks_indices_and_takes_none(noise):
-    for data in (MultiDigit(2, size=10, root=noise), RandomBits(3, base=Greys())):
+    for data in (MultiDigit(2, size=10, root=noise), RandomBits(3, base=Greys()), TwoDigitSizes(size=10, root=noise)):
         assert data.__getitems__([]) == []
         with pytest.raises(IndexError):
             data.__getitems__([0, len(data)])
