@@ -353,6 +353,7 @@ class DigitsOnImages(_DigitSource):
     over the whole image (H×W); an int places a ``digit_size``² digit at a random position.
     Labels: the image's (a bare class becomes ``label``) plus ``digit`` (its class) and
     ``digit_id`` (its pool entry). ``root``, ``train``, ``download``: the digits' source.
+    Each pool digit is resized once per image size and kept (up to ``RESIZED_BYTES``).
     """
 
     def __init__(self, images: Dataset, unique_digits: int = 100, digit_size: int | None = None,
@@ -369,6 +370,24 @@ class DigitsOnImages(_DigitSource):
                              f"the MNIST source ({self.source}), got {self.unique_digits}")
         pool_rng = np.random.default_rng([self.seed, salt("DigitsOnImages pool")])
         self.pool = pool_rng.choice(len(self.labels), self.unique_digits, replace=False)
+        self._resized: dict = {}  # (MNIST index, height, width) -> the resized digit
+        self._resized_bytes = 0
+
+    # Bytes of resized pool digits kept (the pool is small and images share a few sizes, so
+    # each digit is resized once per size, not once per item).
+    RESIZED_BYTES = 64 << 20
+
+    def _pool_digit(self, k: int, height: int, width: int) -> torch.Tensor:
+        """Digit ``k`` resized to (1, height, width), from the cache when it was resized before
+        (the oldest entries make room past RESIZED_BYTES). Callers must not modify it."""
+        digit = self._resized.get((k, height, width))
+        if digit is None:
+            digit = resize(self.images[k][None].float() / 255.0, height, width)
+            while self._resized and self._resized_bytes + digit.nbytes > self.RESIZED_BYTES:
+                self._resized_bytes -= self._resized.pop(next(iter(self._resized))).nbytes
+            self._resized[(k, height, width)] = digit
+            self._resized_bytes += digit.nbytes
+        return digit
 
     def __len__(self) -> int:
         return len(self.images_dataset)
@@ -376,14 +395,14 @@ class DigitsOnImages(_DigitSource):
     def _overlay(self, image: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
         h, w = image.shape[-2:]
         if self.digit_size is None:
-            return torch.maximum(image, resize(self.images[k][None].float() / 255.0, h, w))
+            return torch.maximum(image, self._pool_digit(k, h, w))
         if self.digit_size > min(h, w):
             raise ValueError(f"digit_size: a {self.digit_size}×{self.digit_size} digit does not "
                              f"fit on a {h}×{w} image")
         y, x = rng.integers(0, h - self.digit_size + 1), rng.integers(0, w - self.digit_size + 1)
         out = image.clone()
         patch = out[:, y:y + self.digit_size, x:x + self.digit_size]
-        torch.maximum(patch, self._digit(k, self.digit_size), out=patch)
+        torch.maximum(patch, self._pool_digit(k, self.digit_size, self.digit_size), out=patch)
         return out
 
     def __getitem__(self, index):

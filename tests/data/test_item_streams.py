@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from pyclr.data import MNIST, MultiDigit, RandomBits, TwoDigitSizes, load_mnist
+from pyclr.data import MNIST, DigitsOnImages, MultiDigit, RandomBits, TwoDigitSizes, load_mnist
 from pyclr.data import _util
 from pyclr.data._util import item_rng, item_rngs
 
@@ -90,6 +90,43 @@ def test_items_are_pinned(noise, name):
     data = make(noise)
     assert digest(data[i] for i in range(40)) == expected
     assert digest(data.__getitems__(list(range(40)))) == expected  # the batched path
+
+
+class Photos(Dataset):
+    """Seeded noise images of three shapes (3, H, W), bare labels."""
+
+    shapes = [(40, 56), (56, 40), (30, 30)]
+
+    def __len__(self):
+        return 60
+
+    def __getitem__(self, i):
+        gen = torch.Generator().manual_seed(i)
+        return torch.rand(3, *self.shapes[i % 3], generator=gen), i % 10
+
+
+DIGITS_ON_IMAGES = {  # name -> (options, digest of items 0..59); per item (no __getitems__)
+    "digits on images stretched seed 3": (dict(unique_digits=20, seed=3), "ca8ff55fd3ff8265"),
+    "digits on images 16 px seed 1": (dict(unique_digits=5, digit_size=16, seed=1), "4e2c4498808ae5cc"),
+}
+
+
+@pytest.mark.parametrize("name", DIGITS_ON_IMAGES)
+def test_digits_on_images_items_are_pinned(noise, name):
+    options, expected = DIGITS_ON_IMAGES[name]
+    data = DigitsOnImages(Photos(), root=noise, **options)
+    assert digest(data[i] for i in range(60)) == expected
+    assert digest(data[i] for i in range(60)) == expected  # again, from resized digits kept
+
+
+def test_digits_on_images_cache_stays_in_budget(noise):
+    data = DigitsOnImages(Photos(), unique_digits=20, seed=3, root=noise)
+    fresh = [data[i] for i in range(60)]
+    small = DigitsOnImages(Photos(), unique_digits=20, seed=3, root=noise)
+    small.RESIZED_BYTES = 3 * 40 * 56 * 4  # about three resized digits: evicts all the time
+    for _ in range(2):
+        assert_same_items([small[i] for i in range(60)], fresh)
+        assert small._resized_bytes == sum(d.nbytes for d in small._resized.values()) <= small.RESIZED_BYTES
 
 
 def _mlxtend_available() -> bool:
