@@ -251,20 +251,20 @@ class TwoDigitSizes(_DigitSource):
             corners[b] = self._corners(rng)
         items, side = len(indices), self.canvas
         canvas = torch.zeros(items * side * side)
-        first_row = torch.from_numpy(np.arange(items) * side * side)
+        item_start = torch.from_numpy(np.arange(items) * side * side)  # flat offset of each canvas
         for slot, size in enumerate((self.first_size, self.second_size)):
             digits = self.images[torch.from_numpy(picks[:, slot])][:, None].float() / 255.0
             digits = resize_batch(digits, size, size).reshape(items, -1)
-            top_left = first_row + torch.from_numpy(corners[:, slot, 0] * side + corners[:, slot, 1])
+            top_left = item_start + torch.from_numpy(corners[:, slot, 0] * side + corners[:, slot, 1])
             patch = (torch.arange(size)[:, None] * side + torch.arange(size)).view(-1)
             canvas.scatter_add_(0, (top_left[:, None] + patch).view(-1), digits.view(-1))
         images = canvas.view(items, 1, side, side).clamp_(max=1.0)
         classes = self.labels[torch.from_numpy(picks)]
         positions, mnist_index = torch.from_numpy(corners), torch.from_numpy(picks)
         sizes = torch.tensor([self.first_size, self.second_size])
-        return [(image, {"first_digit": first, "second_digit": second, "digits": digits,
-                         "positions": position, "sizes": sizes.clone(), "mnist_index": index})
-                for image, (first, second), digits, position, index
+        return [(image, {"first_digit": first, "second_digit": second, "digits": pair,
+                         "positions": position, "sizes": sizes.clone(), "mnist_index": picked})
+                for image, (first, second), pair, position, picked
                 in zip(images.unbind(0), classes.tolist(), classes.unbind(0), positions.unbind(0),
                        mnist_index.unbind(0))]
 
