@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ._util import (as_labels, check_bool, check_choice, check_index, check_int, check_seed,
-                    item_rng, item_rngs, resize, resize_batch, salt)
+                    item_rng, item_rngs, resize_batch, salt)
 from .mnist import MNIST, load_mnist
 
 DIGIT = 28  # MNIST digits are 28×28
@@ -41,9 +41,29 @@ class _DigitSource(Dataset):
     def _load(self, root, train, download) -> None:
         self.images, self.labels, self.source = load_mnist(root, train, download)
 
-    def _digit(self, k: int, side: int = DIGIT) -> torch.Tensor:
-        """Digit ``k`` of the pool as a (1, side, side) float image in [0, 1]."""
-        return resize(self.images[k][None].float() / 255.0, side, side)
+    def _digits(self, picks, height: int = DIGIT, width: int | None = None) -> torch.Tensor:
+        """Digits ``picks`` (B,) of the source as (B, 1, height, width) float images in [0, 1]
+        (width: height unless given), resized in one call."""
+        images = self.images[torch.from_numpy(np.asarray(picks, dtype=np.int64))][:, None].float() / 255.0
+        return resize_batch(images, height, height if width is None else width)
+
+    def _digit(self, k: int, height: int = DIGIT, width: int | None = None) -> torch.Tensor:
+        """Digit ``k`` as a (1, height, width) float image in [0, 1]."""
+        return self._digits([k], height, width)[0]
+
+    @staticmethod
+    def _compose(side: int, slots, corners: np.ndarray) -> torch.Tensor:
+        """B ``side``×``side`` canvases ``(B, 1, side, side)``: the digits of slot j (``slots[j]``,
+        (B, 1, s, s)) added at top-left ``corners[:, j]`` ((B, n, 2), (y, x)), one slot at a
+        time, so overlapping pixels sum in drawing order, then clipped to 1."""
+        items = len(corners)
+        start = torch.from_numpy((np.arange(items)[:, None] * side + corners[..., 0]) * side + corners[..., 1])
+        canvas = torch.zeros(items * side * side)
+        for slot, digits in enumerate(slots):  # a slot's pixels are distinct: one addition each
+            size = digits.shape[-1]
+            patch = (torch.arange(size)[:, None] * side + torch.arange(size)).view(-1)
+            canvas.scatter_add_(0, (start[:, slot, None] + patch).view(-1), digits.reshape(-1))
+        return canvas.view(items, 1, side, side).clamp_(max=1.0)
 
 
 class MultiDigit(_DigitSource):
@@ -130,21 +150,8 @@ class MultiDigit(_DigitSource):
         if self.n_digits == 1:
             for row, label in zip(rows, classes[:, 0].tolist()):
                 row["label"] = label
-        return list(zip(self._compose(picks, corners).unbind(0), rows))
-
-    def _compose(self, picks: np.ndarray, corners: np.ndarray) -> torch.Tensor:
-        """The canvases ``(B, 1, canvas, canvas)`` of B items' digits ``picks`` (B, n) at
-        top-left ``corners`` (B, n, 2): each digit is added onto its canvas (flattened), one
-        digit slot at a time, so overlapping pixels sum in drawing order, then clipped to 1."""
-        (items, n), side = picks.shape, self.canvas
-        by_slot = torch.from_numpy(np.ascontiguousarray(picks.T).ravel())
-        digits = (self.images[by_slot].float() / 255.0).view(n, -1)  # slot-major
-        top_left = torch.from_numpy((np.arange(items) * side + corners[..., 0].T) * side + corners[..., 1].T)
-        patch = (torch.arange(DIGIT)[:, None] * side + torch.arange(DIGIT)).view(-1)
-        canvas = torch.zeros(items * side * side)
-        for slot in range(n):  # a slot's pixels are distinct: each gets exactly one addition
-            canvas.scatter_add_(0, (top_left[slot, :, None] + patch).view(-1), digits[slot])
-        return canvas.view(items, 1, side, side).clamp_(max=1.0)
+        images = self._compose(self.canvas, [self._digits(column) for column in picks.T], corners)
+        return list(zip(images.unbind(0), rows))
 
 
 def multidigit_eval(placement: str = "random", canvas: int = 112, size: int = 10_000,
@@ -249,16 +256,8 @@ class TwoDigitSizes(_DigitSource):
         for b, rng in enumerate(item_rngs(self.seed, indices, "TwoDigitSizes")):
             picks[b] = rng.integers(0, len(self.labels), 2)
             corners[b] = self._corners(rng)
-        items, side = len(indices), self.canvas
-        canvas = torch.zeros(items * side * side)
-        item_start = torch.from_numpy(np.arange(items) * side * side)  # flat offset of each canvas
-        for slot, size in enumerate((self.first_size, self.second_size)):
-            digits = self.images[torch.from_numpy(picks[:, slot])][:, None].float() / 255.0
-            digits = resize_batch(digits, size, size).reshape(items, -1)
-            top_left = item_start + torch.from_numpy(corners[:, slot, 0] * side + corners[:, slot, 1])
-            patch = (torch.arange(size)[:, None] * side + torch.arange(size)).view(-1)
-            canvas.scatter_add_(0, (top_left[:, None] + patch).view(-1), digits.view(-1))
-        images = canvas.view(items, 1, side, side).clamp_(max=1.0)
+        images = self._compose(self.canvas, [self._digits(picks[:, 0], self.first_size),
+                                             self._digits(picks[:, 1], self.second_size)], corners)
         classes = self.labels[torch.from_numpy(picks)]
         positions, mnist_index = torch.from_numpy(corners), torch.from_numpy(picks)
         sizes = torch.tensor([self.first_size, self.second_size])
@@ -382,7 +381,7 @@ class DigitsOnImages(_DigitSource):
         (the oldest entries make room past RESIZED_BYTES). Callers must not modify it."""
         digit = self._resized.get((k, height, width))
         if digit is None:
-            digit = resize(self.images[k][None].float() / 255.0, height, width)
+            digit = self._digit(k, height, width)
             while self._resized and self._resized_bytes + digit.nbytes > self.RESIZED_BYTES:
                 self._resized_bytes -= self._resized.pop(next(iter(self._resized))).nbytes
             self._resized[(k, height, width)] = digit
