@@ -15,6 +15,7 @@ from pyclr.data import MNIST, DigitsOnImages, MultiDigit, RandomBits, TwoDigitSi
 from pyclr.data import _util
 from pyclr.data._util import item_rng, item_rngs
 
+from ..conftest import TORCH_VERSION
 from .helpers import no_network, write_fake_mnist  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("no_network")
@@ -84,9 +85,17 @@ PINNED = {
 }
 
 
+# torch < 2.8 rounds antialiased bilinear downscaling differently, by an ulp at non-integer
+# factors (28 -> 3, 5 or 12 px; same values on 2.4.1, 2.6.0 and 2.7.1): items that resize digits
+# that way have other digests there (computed with torch 2.4.1).
+BEFORE_TORCH_2_8 = {"two digit sizes 5 first 3 canvas 12": "513a5dedc824acdb"}
+
+
 @pytest.mark.parametrize("name", PINNED)
 def test_items_are_pinned(noise, name):
     make, expected = PINNED[name]
+    if TORCH_VERSION < (2, 8):
+        expected = BEFORE_TORCH_2_8.get(name, expected)
     data = make(noise)
     assert digest(data[i] for i in range(40)) == expected
     assert digest(data.__getitems__(list(range(40)))) == expected  # the batched path

@@ -9,6 +9,8 @@ import torch.multiprocessing as mp
 
 from pyclr.losses import nt_xent, reference
 
+from ..conftest import end_process_group
+
 WORLD = 2
 N, D = 6, 5  # rows per rank and view
 
@@ -22,19 +24,17 @@ def full_batch():
 
 def run_rank(rank, init_file, out_dir):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        z1_all, z2_all = full_batch()
-        results = {}
-        for name, fn in (("fused", nt_xent), ("reference", reference.nt_xent)):
-            for negatives in ("all", "cross"):
-                z1 = z1_all[rank * N : (rank + 1) * N].clone().requires_grad_()
-                z2 = z2_all[rank * N : (rank + 1) * N].clone().requires_grad_()
-                loss = fn(z1, z2, temperature=0.3, negatives=negatives, gather_distributed=True)
-                loss.backward()
-                results[name, negatives] = (loss.detach(), z1.grad, z2.grad)
-        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+    z1_all, z2_all = full_batch()
+    results = {}
+    for name, fn in (("fused", nt_xent), ("reference", reference.nt_xent)):
+        for negatives in ("all", "cross"):
+            z1 = z1_all[rank * N : (rank + 1) * N].clone().requires_grad_()
+            z2 = z2_all[rank * N : (rank + 1) * N].clone().requires_grad_()
+            loss = fn(z1, z2, temperature=0.3, negatives=negatives, gather_distributed=True)
+            loss.backward()
+            results[name, negatives] = (loss.detach(), z1.grad, z2.grad)
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    end_process_group()  # an exception above ends the process with its traceback instead
 
 
 @pytest.mark.distributed
@@ -42,7 +42,7 @@ def test_gather_distributed_equals_single_process():
     with tempfile.TemporaryDirectory() as tmp:
         mp.start_processes(run_rank, args=(os.path.join(tmp, "init"), tmp), nprocs=WORLD,
                            join=True, start_method="spawn")
-        ranks = [torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(WORLD)]
+        ranks = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in range(WORLD)]
     z1_all, z2_all = full_batch()
     for (name, negatives) in ranks[0]:
         z1 = z1_all.clone().requires_grad_()
