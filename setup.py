@@ -13,7 +13,15 @@ import platform
 import shutil
 import sys
 
+import setuptools
 from setuptools import setup
+
+# pyproject.toml's [project] table (name, dependencies, extras, the `pyclr` command) needs
+# setuptools >= 64; an older one, as Python 3.9's venv brings, would silently install a
+# package named UNKNOWN without them (--no-build-isolation skips build-system.requires).
+if int(setuptools.__version__.split(".")[0]) < 64:
+    raise SystemExit(f"pyclr needs setuptools >= 64 to build, found {setuptools.__version__}: "
+                     "pip install -U 'setuptools>=64'")
 
 
 def locate_cuda_home() -> None:
