@@ -65,8 +65,15 @@ def _train(args) -> int:
     config = resolve_config(args.config, overrides=flags + args.set)  # --set wins over the flags
     report = run_experiment(config, args.out, device=args.device, resume=not args.no_resume,
                             progress=not args.quiet, baseline=not args.no_baseline)
-    _print_report(report, args.out)
+    if _is_main_process():  # under torchrun, rank 0 reports for all
+        _print_report(report, args.out)
     return 0
+
+
+def _is_main_process() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _eval(args) -> int:
@@ -89,6 +96,8 @@ def _demo(args) -> int:
     if args.epochs is not None:
         config["train"] = {"epochs": args.epochs}
     report = run_experiment(config, args.out, device=args.device, resume=False, progress=not args.quiet)
+    if not _is_main_process():
+        return 0
     _print_report(report, args.out)
     _demo_masks(report["config"], args.out, args.device)
     return 0

@@ -52,3 +52,10 @@ def all_gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(tdist.get_world_size())]
     tdist.all_gather(parts, x.contiguous())
     return torch.cat(parts)
+
+
+def mean_over_ranks(value: float, device: torch.device) -> float:
+    """The mean of a per-rank number over all ranks (a collective: every rank calls it)."""
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    tdist.all_reduce(total)
+    return total.item() / tdist.get_world_size()

@@ -11,7 +11,8 @@ import torch
 from ..evaluate import extract_features, linear_probe
 from ..evaluate.features import pick_label
 from . import checkpoint as ckpt
-from .loop import check_channels, train
+from .distributed import DistributedContext
+from .loop import _check_writable, check_channels, train
 from .presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
 
 CONFIG = "config.json"
@@ -22,9 +23,12 @@ def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, pr
                    baseline: bool = True) -> dict:
     """Trains as ``config`` says (a preset name, a file or a dict; see pyclr.train.presets),
     probes the result, and returns (and writes to ``out_dir/report.json``) the report:
-    settings, last epoch's metrics, probe accuracy of the trained and of a random encoder."""
+    settings, last epoch's metrics, probe accuracy of the trained and of a random encoder.
+    Under torchrun every rank trains; rank 0 alone writes the folder's config and report and
+    runs the probes (the other ranks return the report without them)."""
     cfg = resolve_config(config)  # every section's keys checked
-    device = device_of(device)
+    dist = DistributedContext.from_environment()  # under torchrun: rank 0 writes, probes and reports
+    device = dist.default_device() if device is None else device_of(device)
     seed = cfg["train"].get("seed", 0)
     torch.manual_seed(seed)
     encoder = build_encoder(cfg["encoder"])
@@ -35,14 +39,17 @@ def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, pr
     head = build_head(cfg.get("head"), encoder)
     if resume:
         check_resumable(out_dir, cfg)
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, CONFIG), "w") as f:
-        json.dump(cfg, f, indent=1)
+    if dist.is_main:  # atomically: other ranks may be reading it in check_resumable
+        _check_writable(out_dir)
+        ckpt.write_atomic(os.path.join(out_dir, CONFIG), lambda f: json.dump(cfg, f, indent=1), mode="w")
     started = time.perf_counter()
     result = train(encoder, dataset, augment=augment, head=head, out_dir=out_dir, device=device,
                    resume=resume, progress=progress, **cfg["train"])
     report = {"config": cfg, "train_time_s": time.perf_counter() - started,
-              "last_epoch": result.history[-1] if result.history else None, "device": str(device)}
+              "last_epoch": result.history[-1] if result.history else None, "device": str(device),
+              "world_size": dist.world_size}
+    if not dist.is_main:
+        return report  # without the probe: rank 0's report.json has it
     if cfg.get("eval"):
         report["probe_accuracy"] = probe(cfg, result.encoder, device, eval_sets)
         if baseline:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from ..losses import GeneralizedContrastiveLoss, NTXentLoss
 from ..models import ProjectionHead
 from . import checkpoint as ckpt
-from .distributed import DistributedContext, all_gather_no_grad
+from .distributed import DistributedContext, all_gather_no_grad, mean_over_ranks
 from .moco import MoCo
 from .optim import OPTIMIZERS, SCHEDULES, default_lr, lr_multiplier, make_optimizer, set_lr
 
@@ -40,7 +40,7 @@ _RUN_DEFAULTS = {"schedule": "cosine"}
 class TrainResult:
     encoder: nn.Module
     head: nn.Module
-    history: list = field(default_factory=list)  # one dict per epoch
+    history: list = field(default_factory=list)  # one dict per epoch (its loss: the mean over ranks)
     checkpoint_path: str | None = None
 
 
@@ -182,6 +182,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                         cb(info)
                 bar.refresh()
                 record = _epoch_record(epoch, step, losses, opt, started, (step - first) * batch_size)
+                if dist.world_size > 1:  # each rank's loss is the mean over its rows: so is the batch's
+                    record["loss"] = mean_over_ranks(record["loss"], device)
                 if on_epoch_end is not None:
                     record.update(on_epoch_end(epoch, encoder) or {})
                 history.append(record)

@@ -355,6 +355,32 @@ def run_rank(rank, init_file, out_dir, options):
     end_process_group()  # an exception above ends the process with its traceback instead
 
 
+def run_rank_logging(rank, init_file, out_dir):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    torch.set_num_threads(1)
+    steps = []  # this rank's own loss at every step
+    graded = [(torch.full((1, 12, 12), i / 96) + 0.2 * x, label) for i, (x, label) in enumerate(images())]
+    result = pyclr.train(model(), graded, head=small_head(), augment=jitter, epochs=2, batch_size=32, temperature=0.1,
+                         progress=False, seed=1, device="cpu", callbacks=[lambda info: steps.append(info["loss"])])
+    torch.save({"steps": torch.tensor(steps), "logged": torch.tensor([r["loss"] for r in result.history])},
+               os.path.join(out_dir, f"losses{rank}.pt"))
+    end_process_group()
+
+
+@pytest.mark.distributed
+def test_every_rank_logs_the_mean_of_the_ranks_losses():
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.start_processes(run_rank_logging, args=(os.path.join(tmp, "init"), tmp), nprocs=WORLD, join=True,
+                           start_method="spawn")
+        ranks = [torch.load(os.path.join(tmp, f"losses{r}.pt"), weights_only=True) for r in range(WORLD)]
+    own = torch.stack([r["steps"].view(2, -1).double().mean(1) for r in ranks])  # (rank, epoch) own means
+    atol = 2e-6  # float32 rounding of the means (the losses are near log 63 = 4.14)
+    # the ranks saw different views: logging either rank's own loss would miss by half of this
+    assert (own[0] - own[1]).abs().min() > 20 * atol
+    for r in ranks:
+        torch.testing.assert_close(r["logged"].double(), own.mean(0), rtol=0, atol=atol)
+
+
 @pytest.mark.distributed
 def test_two_processes_equal_one_with_the_combined_batch():
     options = dict(epochs=2, batch_size=32, progress=False, seed=1, lr=0.5, device="cpu")  # gloo, fp32
