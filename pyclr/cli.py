@@ -71,9 +71,9 @@ def _train(args) -> int:
 
 
 def _is_main_process() -> bool:
-    import torch.distributed as dist
+    from .train.distributed import DistributedContext
 
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return DistributedContext.from_environment().is_main  # the group run_experiment joined
 
 
 def _eval(args) -> int:

@@ -26,8 +26,11 @@ def toolkit_mismatch():
     return f"torch {torch.__version__} was built with CUDA {torch.version.cuda}; the toolkit's nvcc is CUDA {toolkit}"
 
 
+MISMATCH = toolkit_mismatch()
+
+
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
-@pytest.mark.skipif(toolkit_mismatch() is not None, reason=str(toolkit_mismatch()))
+@pytest.mark.skipif(MISMATCH is not None, reason=str(MISMATCH))
 def test_cmake_build_and_ctest(tmp_path):
     root = __import__("pathlib").Path(__file__).resolve().parents[2]
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
