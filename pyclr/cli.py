@@ -200,7 +200,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.run(args)
+        code = args.run(args)
+        from .train.distributed import end_process_group
+
+        end_process_group()  # under torchrun: once every rank is done, the group it started ends
+        return code
     except KeyboardInterrupt:
         print(f"pyclr {args.command}: interrupted (a checkpoint was saved in the run folder; run again to resume)",
               file=sys.stderr)

@@ -8,6 +8,8 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
+_STARTED_HERE = False  # whether DistributedContext.from_environment initialised the process group
+
 
 @dataclass
 class DistributedContext:
@@ -29,6 +31,8 @@ class DistributedContext:
             if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
                 return cls()
             tdist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            global _STARTED_HERE
+            _STARTED_HERE = True
         local = int(os.environ.get("LOCAL_RANK", tdist.get_rank()))
         if torch.cuda.is_available():
             torch.cuda.set_device(local % torch.cuda.device_count())
@@ -45,6 +49,25 @@ class DistributedContext:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
             return nn.parallel.DistributedDataParallel(net, device_ids=[device.index])
         return nn.parallel.DistributedDataParallel(net)
+
+
+def end_process_group() -> None:
+    """Ends the process group that pyclr started under torchrun, once every rank is done with it
+    (a collective: every rank calls it, after its last write). A group the caller initialised is
+    the caller's to end.
+
+    torch asks for destroy_process_group() before exit: a group left to interpreter shutdown keeps
+    its gloo worker threads, and one that needs the GIL while Python finalizes aborts the process
+    (as pytorch/pytorch#179291 describes). Before torch 2.8 destroy_process_group() itself can deadlock (the
+    gloo destructor joined its workers holding the GIL; fixed by pytorch/pytorch#154976): there the
+    group is left to the interpreter."""
+    global _STARTED_HERE
+    if not (_STARTED_HERE and tdist.is_available() and tdist.is_initialized()):
+        return
+    tdist.barrier()  # no rank tears down while another still needs a collective
+    if tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 8):
+        tdist.destroy_process_group()
+        _STARTED_HERE = False
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 
 from pyclr.losses import nt_xent, reference
 
-from ..conftest import end_process_group
+from ..conftest import exit_spawned_rank
 
 WORLD = 2
 N, D = 6, 5  # rows per rank and view
@@ -34,7 +34,7 @@ def run_rank(rank, init_file, out_dir):
             loss.backward()
             results[name, negatives] = (loss.detach(), z1.grad, z2.grad)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    end_process_group()  # an exception above ends the process with its traceback instead
+    exit_spawned_rank()  # an exception above ends the process with its traceback instead
 
 
 @pytest.mark.distributed

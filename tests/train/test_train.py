@@ -4,6 +4,7 @@ import json
 import math
 import os
 import signal
+import socket
 import tempfile
 
 import pytest
@@ -15,8 +16,9 @@ import pyclr
 from pyclr.models import ProjectionHead, SmallConvNet
 from pyclr.train import LARS, MoCo, default_lr, load_checkpoint, param_groups, warmup_cosine
 from pyclr.train.checkpoint import save_atomic
+from pyclr.train.distributed import DistributedContext, end_process_group
 
-from ..conftest import end_process_group
+from ..conftest import TORCH_VERSION, exit_spawned_rank
 
 
 def images(n=96, seed=0):
@@ -352,7 +354,7 @@ def run_rank(rank, init_file, out_dir, options):
     if rank == 0:
         torch.save({"encoder": result.encoder.state_dict(), "head": result.head.state_dict()},
                    os.path.join(out_dir, "ranked.pt"))
-    end_process_group()  # an exception above ends the process with its traceback instead
+    exit_spawned_rank()  # an exception above ends the process with its traceback instead
 
 
 def run_rank_logging(rank, init_file, out_dir):
@@ -364,7 +366,7 @@ def run_rank_logging(rank, init_file, out_dir):
                          progress=False, seed=1, device="cpu", callbacks=[lambda info: steps.append(info["loss"])])
     torch.save({"steps": torch.tensor(steps), "logged": torch.tensor([r["loss"] for r in result.history])},
                os.path.join(out_dir, f"losses{rank}.pt"))
-    end_process_group()
+    exit_spawned_rank()
 
 
 @pytest.mark.distributed
@@ -393,3 +395,34 @@ def test_two_processes_equal_one_with_the_combined_batch():
         for name, value in module.state_dict().items():
             torch.testing.assert_close(ranked[part][name], value, rtol=1e-4, atol=1e-5, msg=f"{part}.{name}")
     assert not torch.equal(model().state_dict()["conv1.0.weight"], single.encoder.state_dict()["conv1.0.weight"])
+
+
+def run_torchrun_rank(rank, port, out_dir, caller_starts_group):
+    """A rank as torchrun starts it: the group is described by the environment."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    if caller_starts_group:
+        dist.init_process_group("gloo")
+    context = DistributedContext.from_environment()
+    end_process_group()
+    ended = not dist.is_initialized()
+    torch.save({"rank": context.rank, "world_size": context.world_size, "ended": ended},
+               os.path.join(out_dir, f"rank{rank}.pt"))
+    if not ended:
+        exit_spawned_rank()
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("caller_starts_group", [False, True])
+def test_pyclr_ends_only_the_torchrun_group_it_started(caller_starts_group):
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.start_processes(run_torchrun_rank, args=(port, tmp, caller_starts_group), nprocs=WORLD, join=True,
+                           start_method="spawn")
+        ranks = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in range(WORLD)]
+    assert [(r["rank"], r["world_size"]) for r in ranks] == [(0, WORLD), (1, WORLD)]
+    # torch < 2.8 leaves the group to the interpreter (its destroy_process_group can deadlock)
+    expect_ended = not caller_starts_group and TORCH_VERSION >= (2, 8)
+    assert [r["ended"] for r in ranks] == [expect_ended] * WORLD
