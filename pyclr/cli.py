@@ -90,13 +90,15 @@ def _demo(args) -> int:
     from .train.experiment import run_experiment
     from .train.presets import PRESETS
 
-    print(format_build_info())
-    print(f"\npyclr demo: {PRESETS['demo']['description']}\nrun folder: {args.out}\n")
+    main_process = _is_main_process()  # under torchrun, rank 0 prints for all
+    if main_process:
+        print(format_build_info())
+        print(f"\npyclr demo: {PRESETS['demo']['description']}\nrun folder: {args.out}\n")
     config = {"preset": "demo"}
     if args.epochs is not None:
         config["train"] = {"epochs": args.epochs}
     report = run_experiment(config, args.out, device=args.device, resume=False, progress=not args.quiet)
-    if not _is_main_process():
+    if not main_process:
         return 0
     _print_report(report, args.out)
     _demo_masks(report["config"], args.out, args.device)

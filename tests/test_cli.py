@@ -194,14 +194,20 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert sorted(os.listdir(os.path.join(out, "masks"))) == [f"digit{i}_kmeans.png" for i in range(4)]
 
 
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node 2 -m pyclr ARGS`, which must succeed."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "pyclr",
+               *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
 @pytest.mark.distributed
 def test_torchrun_trains_on_every_rank_and_reports_once(tmp_path):
     """`torchrun --nproc_per_node 2 -m pyclr train`: one report, one config, one printout."""
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "pyclr", "train", write_config(tmp_path), "--out", str(out), "--quiet", "--no-baseline"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-4000:]
+    done = torchrun("train", write_config(tmp_path), "--out", str(out), "--quiet", "--no-baseline")
     assert done.stdout.count("trained 2 epochs") == 1 and done.stdout.count("linear probe accuracy") == 1, done.stdout
     report = json.loads((out / "report.json").read_text())
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -209,3 +215,12 @@ def test_torchrun_trains_on_every_rank_and_reports_once(tmp_path):
     assert [m["epoch"] for m in metrics] == [0, 1] and report["last_epoch"] == metrics[-1]
     assert json.loads((out / "config.json").read_text()) == report["config"]
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "report.json"]
+
+
+@pytest.mark.distributed
+def test_torchrun_demo_prints_once(tmp_path):
+    out = tmp_path / "demo"
+    done = torchrun("demo", "--out", str(out), "--epochs", "1", "--quiet")
+    for line in ("extension_loaded", "pyclr demo:", "trained 1 epochs", "linear probe accuracy", "masks:"):
+        assert done.stdout.count(line) == 1, (line, done.stdout)
+    assert json.loads((out / "report.json").read_text())["world_size"] == 2
