@@ -35,8 +35,10 @@ def exit_spawned_rank() -> None:
     joins its worker threads holding the GIL while a worker waits for the GIL to free a tensor;
     seen on torch 2.4.1 about one run in three; fixed by pytorch/pytorch#154976), and on torch
     2.14.1 one CI run saw a rank abort on its way out after destroy_process_group() (SIGABRT,
-    "terminate called without an active exception"; not reproduced in 100 runs here, with and
-    without load). pyclr's own ending of a torchrun group, pyclr.train.distributed
+    "terminate called without an active exception"; not reproduced in 140 runs here, with and
+    without load; pytorch/pytorch#190489 reports that message from threads that race the GIL's
+    teardown at interpreter finalization, through gloo and through autograd's worker threads).
+    os._exit skips the finalization. pyclr's own ending of a torchrun group, pyclr.train.distributed
     .end_process_group, has its own tests (tests/train/test_train.py, and `torchrun -m pyclr
     train` in tests/test_cli.py)."""
     import sys

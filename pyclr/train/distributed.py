@@ -58,7 +58,7 @@ def end_process_group() -> None:
 
     torch asks for destroy_process_group() before exit: a group left to interpreter shutdown keeps
     its gloo worker threads, and one that needs the GIL while Python finalizes aborts the process
-    (as pytorch/pytorch#179291 describes). Before torch 2.8 destroy_process_group() itself can deadlock (the
+    ("terminate called without an active exception": pytorch/pytorch#179291 and #190489). Before torch 2.8 destroy_process_group() itself can deadlock (the
     gloo destructor joined its workers holding the GIL; fixed by pytorch/pytorch#154976): there the
     group is left to the interpreter."""
     global _STARTED_HERE
