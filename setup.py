@@ -1,7 +1,8 @@
 """Builds pyclr._C: the C++ operators always, the CUDA ones when torch and nvcc allow.
 
 Environment switches:
-  PYCLR_WITH_CUDA   "auto" (default: a CUDA build of torch and nvcc are present), "1" or "0"
+  PYCLR_WITH_CUDA   "auto" (default: a CUDA build of torch and an nvcc of its CUDA major version
+                    are present), "1" or "0"
   PYCLR_CUDA_ARCHS  GPU architectures, e.g. "9.0" or "8.0;9.0+PTX" (default: the visible
                     GPU's; with none, DEFAULT_ARCHS). TORCH_CUDA_ARCH_LIST is honoured too.
   PYCLR_CPU_AVX2    "auto" (default: on for x86-64), "1" or "0": vectorised CPU kernels
@@ -10,18 +11,21 @@ Environment switches:
 import glob
 import os
 import platform
+import re
 import shutil
+import subprocess
 import sys
 
 import setuptools
 from setuptools import setup
 
 # pyproject.toml's [project] table (name, dependencies, extras, the `pyclr` command) needs
-# setuptools >= 64; an older one, as Python 3.9's venv brings, would silently install a
-# package named UNKNOWN without them (--no-build-isolation skips build-system.requires).
-if int(setuptools.__version__.split(".")[0]) < 64:
-    raise SystemExit(f"pyclr needs setuptools >= 64 to build, found {setuptools.__version__}: "
-                     "pip install -U 'setuptools>=64'")
+# setuptools >= 64 (an older one, as Python 3.9's venv brings, silently installs a package
+# named UNKNOWN without them), and its SPDX `license` string >= 77 (PEP 639; the older table
+# form is deprecated from 77 on). --no-build-isolation skips build-system.requires: check here.
+if int(setuptools.__version__.split(".")[0]) < 77:
+    raise SystemExit(f"pyclr needs setuptools >= 77 to build, found {setuptools.__version__}: "
+                     "pip install -U 'setuptools>=77'")
 
 
 def locate_cuda_home() -> None:
@@ -43,14 +47,41 @@ from torch.utils import cpp_extension  # noqa: E402  (reads CUDA_HOME on import)
 DEFAULT_ARCHS = "8.0;8.6;8.9;9.0;10.0;12.0+PTX"  # the kernels need sm_80+ (bf16 tensor cores)
 
 
+def toolkit_cuda_major():
+    """The CUDA major version of the nvcc torch would compile with (None if it does not say)."""
+    try:
+        done = subprocess.run([os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc"), "--version"],
+                              capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"release (\d+)\.", done.stdout)
+    return int(found.group(1)) if found else None
+
+
 def want_cuda() -> bool:
     switch = os.environ.get("PYCLR_WITH_CUDA", "auto").lower()
     if switch not in ("auto", "1", "0"):
         raise SystemExit(f"PYCLR_WITH_CUDA: expected auto, 1 or 0, got {switch!r}")
-    available = cpp_extension.CUDA_HOME is not None and __import__("torch").version.cuda is not None
-    if switch == "1" and not available:
-        raise SystemExit("PYCLR_WITH_CUDA=1 but no CUDA toolkit (nvcc) or no CUDA build of torch was found")
-    return available if switch == "auto" else switch == "1"
+    if switch == "0":
+        return False
+    import torch
+
+    available = cpp_extension.CUDA_HOME is not None and torch.version.cuda is not None
+    if not available:
+        if switch == "1":
+            raise SystemExit("PYCLR_WITH_CUDA=1 but no CUDA toolkit (nvcc) or no CUDA build of torch was found")
+        return False
+    # torch compiles extensions only with a toolkit of its own CUDA major version
+    toolkit, wanted = toolkit_cuda_major(), int(torch.version.cuda.split(".")[0])
+    if toolkit is not None and toolkit != wanted:
+        why = (f"torch {torch.__version__} was built with CUDA {torch.version.cuda} and the nvcc in "
+               f"{cpp_extension.CUDA_HOME} is CUDA {toolkit}")
+        if switch == "1":
+            raise SystemExit(f"PYCLR_WITH_CUDA=1, but {why}: set CUDA_HOME to a CUDA {wanted}.x toolkit")
+        print(f"pyclr: building the C++ operators only: {why} (set CUDA_HOME to a CUDA {wanted}.x "
+              "toolkit for the CUDA ones)", file=sys.stderr)
+        return False
+    return True
 
 
 def cuda_archs() -> str:
