@@ -58,14 +58,15 @@ def end_process_group() -> None:
 
     torch asks for destroy_process_group() before exit: a group left to interpreter shutdown keeps
     its gloo worker threads, and one that needs the GIL while Python finalizes aborts the process
-    ("terminate called without an active exception": pytorch/pytorch#179291 and #190489). Before torch 2.8 destroy_process_group() itself can deadlock (the
-    gloo destructor joined its workers holding the GIL; fixed by pytorch/pytorch#154976): there the
-    group is left to the interpreter."""
+    ("terminate called without an active exception": pytorch/pytorch#179291 and #190489).
+    Before torch 2.8 destroy_process_group() itself can deadlock (the gloo destructor joined its
+    workers holding the GIL; fixed by pytorch/pytorch#154976): there the group is left to the
+    interpreter."""
     global _STARTED_HERE
     if not (_STARTED_HERE and tdist.is_available() and tdist.is_initialized()):
         return
     tdist.barrier()  # no rank tears down while another still needs a collective
-    if tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 8):
+    if torch.__version__ >= (2, 8):  # TorchVersion compares with tuples
         tdist.destroy_process_group()
         _STARTED_HERE = False
 
