@@ -58,19 +58,25 @@ def toolkit_cuda_major():
     return int(found.group(1)) if found else None
 
 
-def want_cuda() -> bool:
+# Why the CUDA operators were not built: compiled into the extension as
+# PYCLR_CUDA_SKIPPED=<why>,<nvcc's CUDA major>,<torch's> (0 where unknown), which
+# pyclr.build_info() and the "built without CUDA kernels" error put into words (pyclr/_ops.py).
+SKIPPED_SWITCH, SKIPPED_NO_TOOLKIT, SKIPPED_CPU_TORCH, SKIPPED_OTHER_MAJOR = 1, 2, 3, 4
+
+
+def cuda_skipped():
+    """None when the CUDA operators are to be built, else (why, nvcc's CUDA major, torch's)."""
     switch = os.environ.get("PYCLR_WITH_CUDA", "auto").lower()
     if switch not in ("auto", "1", "0"):
         raise SystemExit(f"PYCLR_WITH_CUDA: expected auto, 1 or 0, got {switch!r}")
     if switch == "0":
-        return False
+        return SKIPPED_SWITCH, 0, 0
     import torch
 
-    available = cpp_extension.CUDA_HOME is not None and torch.version.cuda is not None
-    if not available:
+    if cpp_extension.CUDA_HOME is None or torch.version.cuda is None:
         if switch == "1":
             raise SystemExit("PYCLR_WITH_CUDA=1 but no CUDA toolkit (nvcc) or no CUDA build of torch was found")
-        return False
+        return (SKIPPED_CPU_TORCH, 0, 0) if torch.version.cuda is None else (SKIPPED_NO_TOOLKIT, 0, 0)
     # torch compiles extensions only with a toolkit of its own CUDA major version
     toolkit, wanted = toolkit_cuda_major(), int(torch.version.cuda.split(".")[0])
     if toolkit is not None and toolkit != wanted:
@@ -80,8 +86,8 @@ def want_cuda() -> bool:
             raise SystemExit(f"PYCLR_WITH_CUDA=1, but {why}: set CUDA_HOME to a CUDA {wanted}.x toolkit")
         print(f"pyclr: building the C++ operators only: {why} (set CUDA_HOME to a CUDA {wanted}.x "
               "toolkit for the CUDA ones)", file=sys.stderr)
-        return False
-    return True
+        return SKIPPED_OTHER_MAJOR, toolkit, wanted
+    return None
 
 
 def cuda_archs() -> str:
@@ -124,7 +130,9 @@ def openmp_flags() -> list:
 def extension():
     cpp = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
     cxx_flags = ["-O3"] + cpu_flags() + openmp_flags()
-    if not want_cuda():
+    skipped = cuda_skipped()
+    if skipped:
+        cxx_flags.append("-DPYCLR_CUDA_SKIPPED=" + ",".join(map(str, skipped)))
         return cpp_extension.CppExtension("pyclr._C", cpp, extra_compile_args={"cxx": cxx_flags})
     os.environ["TORCH_CUDA_ARCH_LIST"] = cuda_archs()  # read by cpp_extension
     return cpp_extension.CUDAExtension(

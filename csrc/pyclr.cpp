@@ -18,6 +18,18 @@ std::vector<int64_t> build_info_cuda() {
   return {};
 #endif
 }
+// Why the CUDA operators were not built: {why, nvcc's CUDA major, torch's}, setup.py's codes
+// (PYCLR_CUDA_SKIPPED), which pyclr/_ops.py puts into words; {0, 0, 0} when no reason was
+// recorded (the CMake build); empty when they were built.
+std::vector<int64_t> cuda_skipped() {
+#if defined(WITH_CUDA)
+  return {};
+#elif defined(PYCLR_CUDA_SKIPPED)
+  return {PYCLR_CUDA_SKIPPED};
+#else
+  return {0, 0, 0};
+#endif
+}
 // Whether the CPU kernels were compiled for AVX2 (setup.py: PYCLR_CPU_AVX2); pyclr._ops
 // does not run them on a CPU without it.
 bool built_for_avx2() {
@@ -31,6 +43,7 @@ bool built_for_avx2() {
 
 TORCH_LIBRARY(pyclr, m) {
   m.def("_cuda_build_info() -> int[]", &pyclr::build_info_cuda);
+  m.def("_cuda_skipped() -> int[]", &pyclr::cuda_skipped);
   m.def("_cpu_avx2() -> bool", &pyclr::built_for_avx2);
 
   // NT-Xent (SPEC.md section 1); the contract is written out in csrc/ntxent/ntxent.h.

@@ -42,6 +42,32 @@ def has_kernel(op: str, device_type: str) -> bool:
     return _KERNELS.get((op, device_type), False)
 
 
+def cuda_skipped(codes=None) -> tuple[str, str] | None:
+    """Why this build has no CUDA operators and what fixes it, in words; None when it has them
+    (or the extension did not load).
+
+    ``codes`` is what ``torch.ops.pyclr._cuda_skipped()`` returns: setup.py's
+    ``(why, nvcc's CUDA major, torch's)``, compiled into the extension."""
+    if codes is None:
+        if not EXTENSION_LOADED or not hasattr(torch.ops.pyclr, "_cuda_skipped"):
+            return None
+        codes = list(torch.ops.pyclr._cuda_skipped())
+    if not codes:
+        return None
+    why, nvcc, wanted = codes
+    if why == 1:
+        return "PYCLR_WITH_CUDA=0 at build time", "reinstall without PYCLR_WITH_CUDA=0"
+    if why == 2:
+        return "no nvcc was found at build time", "reinstall with nvcc on the PATH or CUDA_HOME set"
+    if why == 3:
+        return "built against a CPU build of torch", "reinstall under a CUDA build of torch"
+    if why == 4:
+        return (f"nvcc was CUDA {nvcc}, torch's CUDA is {wanted}",
+                f"reinstall with CUDA_HOME at a CUDA {wanted}.x toolkit")
+    return ("no reason recorded",
+            "reinstall on a machine with nvcc and a CUDA build of torch (PYCLR_WITH_CUDA=1 forces it)")
+
+
 def require_kernel(op: str, device: torch.device) -> None:
     """Raises a clear error when no kernel of ``op`` was built for ``device``."""
     if has_kernel(op, device.type):
@@ -52,10 +78,10 @@ def require_kernel(op: str, device: torch.device) -> None:
             "`pip install --no-build-isolation .` from the source tree"
         )
     if device.type == "cuda":
+        why, fix = cuda_skipped() or cuda_skipped([0, 0, 0])
         raise RuntimeError(
-            f"pyclr was built without CUDA kernels, so pyclr::{op} cannot run on {device}. "
-            "Reinstall on a machine with nvcc and a CUDA build of torch (PYCLR_WITH_CUDA=1 forces "
-            "it), or use the plain-PyTorch reference in pyclr.losses.reference"
+            f"pyclr was built without CUDA kernels ({why}), so pyclr::{op} cannot run on {device}: "
+            f"{fix}, or use the plain-PyTorch reference in pyclr.losses.reference"
         )
     if device.type == "cpu" and not CPU_KERNELS_USABLE:
         raise RuntimeError(
@@ -78,6 +104,7 @@ def build_info() -> dict:
         "cpu_ops": [op for op in OPERATORS if has_kernel(op, "cpu")],
         "cpu_avx2": bool(torch.ops.pyclr._cpu_avx2()) if EXTENSION_LOADED else None,
         "cuda_ops": [op for op in OPERATORS if has_kernel(op, "cuda")],
+        "cuda_skipped": (cuda_skipped() or (None,))[0],
         "cuda_compiled_with": f"{cuda[0] // 1000}.{cuda[0] % 1000 // 10}" if cuda else None,
         "cuda_archs": [f"sm_{a // 10}" for a in cuda[1:]],
         "gpu_visible": gpu,
