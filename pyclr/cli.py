@@ -1,4 +1,4 @@
-"""The `pyclr` command."""
+"""The `pyclr` command: train, probe and look inside contrastive encoders, and time the fused losses."""
 from __future__ import annotations
 
 import argparse
@@ -139,21 +139,44 @@ def _print_report(report: dict, out: str) -> None:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return value
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+EPILOG = """examples:
+  pyclr demo                                   the main job on embedded data (a CPU minute)
+  pyclr train multidigit --out runs/md --epochs 50 --set train.lr=0.3
+  pyclr eval runs/md                           linear probe of the run's checkpoint
+  pyclr masks --checkpoint runs/md --k 2,4,8   cluster masks of its block groups (PNG)
+  pyclr loss --batch-size 8192 --dtype bfloat16
+  torchrun --nproc_per_node 2 -m pyclr train ... (several processes or GPUs)"""
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pyclr", description=__doc__)
+    p = argparse.ArgumentParser(prog="pyclr", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, torch, which kernels were built, visible GPU").set_defaults(run=_info)
     from .train.presets import PRESETS
@@ -162,9 +185,10 @@ def parser() -> argparse.ArgumentParser:
                            description="presets: " + "; ".join(f"{k}: {v['description']}" for k, v in PRESETS.items()))
     train.add_argument("config", help=f"a preset ({', '.join(PRESETS)}) or a JSON/YAML file")
     train.add_argument("--out", required=True, help="the run folder (checkpoint, metrics, report)")
-    train.add_argument("--epochs", type=_positive_int)
-    train.add_argument("--batch-size", type=_positive_int)
-    train.add_argument("--seed", type=int)
+    train.add_argument("--epochs", type=_positive_int, help="train.epochs (default: the preset's)")
+    train.add_argument("--batch-size", type=_positive_int, help="train.batch_size, images per step over all "
+                                                                  "ranks (default: the preset's)")
+    train.add_argument("--seed", type=_integer, help="train.seed (default: the preset's)")
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override any option, e.g. --set dataset.root=data/ --set train.lr=0.5 "
                             "--set eval.train.size=500 (values parse as JSON when they can); a new encoder or "
@@ -175,27 +199,27 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
     evaluate = sub.add_parser("eval", help="linear probe of a run folder's checkpoint")
-    evaluate.add_argument("run_dir")
-    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("run_dir", help="a folder that `pyclr train` wrote")
+    evaluate.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if visible)")
     evaluate.set_defaults(run=_eval)
     from .render.cli import add_parser as add_masks_parser
 
     add_masks_parser(sub)
     demo = sub.add_parser("demo", help="the main job: SimCLR on embedded MultiDigit data, probe, masks (under a CPU minute)")
     demo.add_argument("--out", default="pyclr-demo", help="run folder (default ./pyclr-demo)")
-    demo.add_argument("--epochs", type=_positive_int, default=None)
-    demo.add_argument("--device", default=None)
-    demo.add_argument("--quiet", action="store_true")
+    demo.add_argument("--epochs", type=_positive_int, default=None, help="default: the demo preset's")
+    demo.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if visible)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
-    demo = sub.add_parser("loss", help="time the fused NT-Xent loss on random data")
-    demo.add_argument("--batch-size", type=_positive_int, default=2048, help="N per view (default 2048)")
-    demo.add_argument("--dim", type=_positive_int, default=128, help="embedding size d (default 128)")
-    demo.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
-    demo.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if visible")
-    demo.add_argument("--temperature", type=_positive_float, default=0.5)
-    demo.add_argument("--repeats", type=_positive_int, default=5)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(run=_loss)
+    loss = sub.add_parser("loss", help="time the fused NT-Xent loss on random data")
+    loss.add_argument("--batch-size", type=_positive_int, default=2048, help="N per view (default 2048)")
+    loss.add_argument("--dim", type=_positive_int, default=128, help="embedding size d (default 128)")
+    loss.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="default float32")
+    loss.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if visible")
+    loss.add_argument("--temperature", type=_positive_float, default=0.5, help="default 0.5")
+    loss.add_argument("--repeats", type=_positive_int, default=5, help="timed forward+backward passes (default 5)")
+    loss.add_argument("--seed", type=_integer, default=0, help="seed of the random embeddings (default 0)")
+    loss.set_defaults(run=_loss)
     return p
 
 

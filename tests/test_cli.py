@@ -183,6 +183,33 @@ def test_unknown_option_exits_with_usage(capsys):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["loss", "--batch-size", "abc"], "argument --batch-size: expected an integer >= 1, got 'abc'"),
+    (["loss", "--temperature", "nan"], "argument --temperature: expected a finite number > 0, got 'nan'"),
+    (["loss", "--temperature", "warm"], "argument --temperature: expected a finite number > 0, got 'warm'"),
+    (["train", "demo", "--out", "x", "--seed", "1.5"], "argument --seed: expected an integer, got '1.5'"),
+])
+def test_bad_option_values_are_usage_errors_naming_the_option(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_help_shows_examples_and_every_option_says_what_it_is(capsys):
+    import argparse
+
+    from pyclr.cli import parser
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "examples:\n  pyclr demo" in capsys.readouterr().out
+    commands = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    undocumented = [f"{name} {'/'.join(action.option_strings) or action.dest}"
+                    for name, sub in commands.choices.items() for action in sub._actions
+                    if not action.help and not isinstance(action, argparse._HelpAction)]
+    assert not undocumented, undocumented
+
+
 def test_demo_end_to_end(tmp_path, capsys):
     out = str(tmp_path / "demo")
     assert main(["demo", "--out", out, "--epochs", "1", "--quiet"]) == 0
