@@ -89,10 +89,16 @@ def as_features(features, labels, *, label, batch_size, device, name):
         labels = pick_label(all_labels, label)
     else:
         x = features
+        if isinstance(labels, dict):  # extract_features' labels of items with several
+            labels = pick_label(labels, label)
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
         raise ValueError(f"{name}: expected a float tensor of shape (n, d), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    y = torch.as_tensor(labels) if labels is not None else None
+    try:
+        y = torch.as_tensor(labels) if labels is not None else None
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name}: expected integer labels of shape ({len(x)},), got "
+                         f"{type(labels).__name__} that is not a tensor of numbers") from None
     if y is None or y.dim() != 1 or len(y) != len(x) or y.is_floating_point() or y.dtype == torch.bool:
         raise ValueError(f"{name}: expected integer labels of shape ({len(x)},), got "
                          f"{None if y is None else (tuple(y.shape), y.dtype)}")

@@ -11,12 +11,14 @@ from .features import as_features
 
 @torch.no_grad()
 def knn_accuracy(train_features, train_labels, test_features, test_labels, *, k: int = 200,
-                 temperature: float = 0.1, chunk: int = 1024) -> float:
+                 temperature: float = 0.1, chunk: int = 1024, label: str | None = None) -> float:
     """Top-1 accuracy of a k-NN vote (Wu et al. 2018): each test point's ``k`` most
     cosine-similar training points vote for their class with weight ``exp(sim / temperature)``.
-    ``chunk`` test rows are compared at a time, so memory is O(chunk x n_train)."""
-    x, y = as_features(train_features, train_labels, label=None, batch_size=256, device=None, name="train_features")
-    tx, ty = as_features(test_features, test_labels, label=None, batch_size=256, device=None, name="test_features")
+    ``chunk`` test rows are compared at a time, so memory is O(chunk x n_train). ``label``
+    names the label to vote on when the labels are a dict (``extract_features`` of items with
+    several), as in :func:`pyclr.evaluate.linear_probe`."""
+    x, y = as_features(train_features, train_labels, label=label, batch_size=256, device=None, name="train_features")
+    tx, ty = as_features(test_features, test_labels, label=label, batch_size=256, device=None, name="test_features")
     if tx.shape[1] != x.shape[1]:
         raise ValueError(f"test_features: expected {x.shape[1]} columns like train_features, got {tx.shape[1]}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:

@@ -42,7 +42,9 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
         features: ``(n, d)`` features, or an ``(encoder, dataset)`` pair whose encoder
             output is probed (``label`` names the dataset's label; see
             :func:`pyclr.evaluate.extract_features`).
-        labels: ``(n,)`` integer classes (not with an ``(encoder, dataset)`` pair).
+        labels: ``(n,)`` integer classes, or the dict of them that ``extract_features``
+            returns for items with several labels (``label`` names one); not with an
+            ``(encoder, dataset)`` pair.
         test_features, test_labels: a held-out set; without one, a seeded ``test_fraction``
             of the rows is held out.
         weight_decay: the L2 penalty (on the mean loss, standardised features), or several:

@@ -144,10 +144,27 @@ def test_probe_from_encoder_and_dataset():
         linear_probe((MeanEncoder(), data))
 
 
+def test_probes_take_extract_features_labels_as_they_come():
+    # items with several labels give a dict of label tensors; `label` picks one for both sets
+    data = Labeled(300)
+    x, labels = extract_features(MeanEncoder(), data)
+    tx, tlabels = extract_features(MeanEncoder(), Labeled(100))
+    assert linear_probe(x, labels, tx, tlabels, label="a").accuracy == 1.0
+    for name in "ab":
+        assert knn_accuracy(x, labels, tx, tlabels, k=5, label=name) == knn_accuracy(x, labels[name], tx,
+                                                                                    tlabels[name], k=5)
+    with pytest.raises(ValueError, match="label: the items carry several labels"):
+        linear_probe(x, labels, tx, tlabels)
+    with pytest.raises(ValueError, match="label: expected one of a, b, got 'c'"):
+        knn_accuracy(x, labels, tx, tlabels, label="c")
+
+
 def test_bad_input():
     x, y = blobs(20, 4, 2, 1.0, seed=9)
     with pytest.raises(ValueError, match=r"features: expected integer labels of shape \(20,\)"):
         linear_probe(x, y[:10])
+    with pytest.raises(ValueError, match=r"features: expected integer labels of shape \(20,\), got list"):
+        linear_probe(x, ["cat", "dog"] * 10)
     with pytest.raises(ValueError, match="features: contains NaN"):
         linear_probe(torch.full((20, 4), float("nan")), y)
     with pytest.raises(ValueError, match="test_fraction: expected a number in"):
