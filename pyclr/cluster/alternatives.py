@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ._external import import_sklearn_cluster, to_numpy
-from .kmeans import ClusterResult, _describe, _is_int
+from .kmeans import ClusterResult, _check_values, _describe, _is_int
 from .reference import acc_dtype
 
 CONNECTIVITIES = (None, "grid")
@@ -96,9 +96,7 @@ def _problems(x, k) -> torch.Tensor:
                          f"{tuple(x.shape)}")
     points = x.detach().reshape(x.shape[0] if x.dim() == 4 else 1, -1, x.shape[-1])
     _check_k(k, points.shape[1])
-    if not bool(torch.isfinite(points).all()):
-        raise ValueError("x: contains NaN or infinite values")
-    return points
+    return _check_values(points)
 
 
 def _check_k(k, n: int) -> None:

@@ -135,10 +135,32 @@ def _problems(x, k, mode) -> Tuple[torch.Tensor, bool]:
     if not _is_int(k) or not 1 <= k <= points.shape[1]:
         raise ValueError(f"k: expected an integer with 1 <= k <= {points.shape[1]} (the points per "
                          f"problem), got {k!r}")
-    # min and max propagate NaN: one pass over x and no (n, C) mask
-    if not all(math.isfinite(v) for v in torch.aminmax(points)):
-        raise ValueError("x: contains NaN or infinite values")
+    points = _check_values(points)
     return points, per_problem
+
+
+# float16 dot products overflow past 65504: seeding computes them in x's dtype
+_FP16_SAFE = 6e4
+
+
+def _check_values(points: torch.Tensor) -> torch.Tensor:
+    """Rejects NaN, infinities and values whose squared distances overflow float32 (every
+    backend computes them in float32 somewhere: the CUDA kernel, faiss); float16 points whose
+    dot products overflow float16 are returned as float32."""
+    # min and max propagate NaN: one pass over x and no (n, C) mask
+    low, high = (float(v) for v in torch.aminmax(points))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("x: contains NaN or infinite values")
+    n, channels = points.shape[1], points.shape[2]
+    largest = max(-low, high)
+    # a squared distance is at most C (2 max|x|)^2, the inertia n times that
+    limit = math.sqrt(torch.finfo(torch.float32).max / (4 * channels * n)) / 2
+    if largest > limit:
+        raise ValueError(f"x: values up to {largest:.3g} overflow float32 squared distances for {n} points of "
+                         f"{channels} channels (the limit is {limit:.3g}); rescale x, e.g. normalise it")
+    if points.dtype == torch.float16 and channels * largest ** 2 > _FP16_SAFE:
+        return points.float()
+    return points
 
 
 def _check_options(n_init, max_iter, tol, init, backend, seed) -> None:

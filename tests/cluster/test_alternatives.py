@@ -90,6 +90,8 @@ def test_bisecting_is_seeded():
     (lambda: bisecting(features(), 2, seed=-1), "seed: expected an integer >= 0"),
     (lambda: ward(torch.randn(4, 5, 3), 2), r"x: expected a \(B, H, W, C\) or \(n, C\) tensor"),
     (lambda: ward(torch.full((6, 2), float("nan")), 2), "x: contains NaN or infinite values"),
+    (lambda: ward(torch.randn(50, 3) * 1e20, 2), "x: values up to .* overflow float32 squared distances"),
+    (lambda: bisecting(torch.randn(50, 3) * 1e20, 2), "x: values up to .* overflow float32 squared distances"),
 ])
 def test_bad_inputs(call, message):
     with pytest.raises(ValueError, match=message):

@@ -289,6 +289,27 @@ def test_bad_points(x, error, message):
         kmeans(x, 1)
 
 
+@pytest.mark.parametrize("backend", ["pyclr", "torch", "faiss", "sklearn"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_values_whose_squared_distances_overflow_float32_are_rejected(backend, dtype):
+    # 1e19 is finite in float32, its square is not: faiss aborted the process on such input,
+    # the other backends returned inf or NaN inertia
+    x = torch.randn(10, 3, generator=torch.Generator().manual_seed(0)).to(dtype) * 1e19
+    with pytest.raises(ValueError, match="x: values up to .* overflow float32 squared distances for 10 points of "
+                                         "3 channels"):
+        kmeans(x, 3, backend=backend)
+    kmeans(x * 1e-3, 3, backend="torch")  # under the limit: clusters
+
+
+def test_float16_points_whose_dot_products_overflow_float16_are_clustered_in_float32():
+    # seeding computes dot products in x's dtype: for norms above ~256 they overflowed to inf
+    # in float16, giving 7-10% worse clusterings than the same values in float32
+    x = (torch.randn(50, 3, generator=torch.Generator().manual_seed(1)) * 300).half()
+    for seed in range(3):
+        half, single = kmeans(x, 3, backend="torch", seed=seed), kmeans(x.float(), 3, backend="torch", seed=seed)
+        assert torch.equal(half.labels, single.labels) and half.inertia == single.inertia
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_non_finite_features_are_rejected(bad, dtype):
