@@ -21,18 +21,23 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, *, k:
     tx, ty = as_features(test_features, test_labels, label=label, batch_size=256, device=None, name="test_features")
     if tx.shape[1] != x.shape[1]:
         raise ValueError(f"test_features: expected {x.shape[1]} columns like train_features, got {tx.shape[1]}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"k: expected an int >= 1, got {k!r}")
+    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
+        raise ValueError(f"chunk: expected an int >= 1, got {chunk!r}")
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
         raise ValueError(f"temperature: expected a number > 0, got {temperature!r}")
-    k = min(k, len(y))
+    k, chunk = int(k), int(chunk)
     x, tx = F.normalize(x.float(), dim=1), F.normalize(tx.float().to(x.device), dim=1)
-    ty = ty.to(x.device)
-    num_classes = int(max(y.max().item(), ty.max().item())) + 1
+    # votes go to the classes present, not to every id up to the largest (sparse ids stay cheap)
+    classes, index = torch.unique(torch.cat([y, ty.to(y.device)]), return_inverse=True)
+    y, ty = index[:len(y)], index[len(y):]
+    k = min(k, len(y))
     correct = 0
     for start in range(0, len(ty), chunk):
         sims, idx = (tx[start:start + chunk] @ x.T).topk(k, dim=1)
-        votes = torch.zeros(len(idx), num_classes, device=x.device)
-        votes.scatter_add_(1, y[idx], (sims / temperature).exp())
+        votes = torch.zeros(len(idx), len(classes), device=x.device)
+        # exp((s - s_max) / T): the nearest neighbour weighs 1, so no temperature overflows
+        votes.scatter_add_(1, y[idx], ((sims - sims[:, :1]) / temperature).exp())
         correct += votes.argmax(1).eq(ty[start:start + chunk]).sum().item()
     return correct / len(ty)

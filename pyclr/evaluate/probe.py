@@ -1,6 +1,7 @@
 """Linear evaluation: multinomial logistic regression on frozen features, full batch."""
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -62,6 +63,9 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
     Features are standardised with the training rows' mean and standard deviation; the fit
     is full-batch L-BFGS in float32, deterministic for a given input.
     """
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+        raise ValueError(f"max_iter: expected an int >= 1, got {max_iter!r}")
+    decays = _check_decays(weight_decay)
     x, y = as_features(features, labels, label=label, batch_size=batch_size, device=device, name="features")
     if (test_features is None) != (test_labels is None) and not isinstance(test_features, tuple):
         raise ValueError("test_features and test_labels: expected both or neither")
@@ -75,13 +79,19 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
     device = torch.device(device) if device is not None else x.device
     x, y, tx, ty = (t.to(device) for t in (x, y, tx, ty))
     num_classes = int(max(y.max().item(), ty.max().item())) + 1
-    decays = _check_decays(weight_decay)
+    if num_classes > max(len(y) + len(ty), MAX_SPARSE_CLASSES):  # W has a row per id up to the largest
+        raise ValueError(f"labels: expected class ids 0..C-1, got ids up to {num_classes - 1} for "
+                         f"{len(y) + len(ty)} rows; map them to 0..C-1 first")
     scores = {} if len(decays) == 1 else _validation_scores(x, y, num_classes, decays, max_iter, seed)
     chosen = max(scores, key=lambda wd: (scores[wd], wd)) if scores else decays[0]  # ties: stronger
     w, b = fit_logistic(x, y, num_classes, chosen, max_iter)
     return ProbeResult(accuracy=_accuracy(tx, ty, w, b), train_accuracy=_accuracy(x, y, w, b),
                        weight_decay=chosen, weight=w, bias=b, n_train=len(y), n_test=len(ty),
                        validation_accuracy=scores)
+
+
+# class ids above both this and the number of rows are refused (the weight matrix has a row per id)
+MAX_SPARSE_CLASSES = 1 << 16
 
 
 def split(x, y, fraction: float, seed: int):
@@ -132,7 +142,12 @@ def _check_fraction(value) -> float:
 
 
 def _check_decays(weight_decay) -> list:
-    values = [weight_decay] if isinstance(weight_decay, numbers.Real) else list(weight_decay)
-    if not values or any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0 for v in values):
-        raise ValueError(f"weight_decay: expected a number >= 0 or a non-empty list of them, got {weight_decay!r}")
+    try:
+        values = [weight_decay] if isinstance(weight_decay, numbers.Real) else list(weight_decay)
+    except TypeError:
+        values = []
+    if not values or any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < math.inf
+                         for v in values):
+        raise ValueError(f"weight_decay: expected a finite number >= 0 or a non-empty list of them, "
+                         f"got {weight_decay!r}")
     return [float(v) for v in values]

@@ -87,6 +87,23 @@ def test_knn_matches_brute_force():
     assert ours == correct / 100
 
 
+def test_knn_small_temperatures_vote_for_the_nearest_neighbours_class():
+    # exp(sim / T) overflowed float32 below T ~ 0.011: inf votes tied and class 0 won
+    x = torch.tensor([[1.0, 0.05], [1.0, 0.06], [1.0, 0.07], [1.0, 0.3]])
+    y = torch.tensor([1, 1, 1, 0])
+    tx, ty = torch.tensor([[1.0, 0.06]] * 2), torch.tensor([1, 1])
+    for temperature in (0.1, 0.011, 0.01, 1e-4, 1e-30):
+        assert knn_accuracy(x, y, tx, ty, k=4, temperature=temperature) == 1.0
+
+
+def test_knn_sparse_class_ids_vote_like_compact_ones():
+    # votes were a (chunk, largest id + 1) matrix: ids near 1e12 asked for terabytes
+    x, y = blobs(300, 8, 3, 2.0, seed=5)
+    tx, ty = blobs(100, 8, 3, 2.0, seed=6)
+    ids = torch.tensor([7, 10**12, 3])
+    assert knn_accuracy(x, ids[y], tx, ids[ty], k=7) == knn_accuracy(x, y, tx, ty, k=7)
+
+
 def test_knn_perfect_on_clusters():
     x, y = blobs(200, 8, 4, 0.05, seed=7)
     assert knn_accuracy(x, y, x, y, k=5) == 1.0
@@ -169,12 +186,22 @@ def test_bad_input():
         linear_probe(torch.full((20, 4), float("nan")), y)
     with pytest.raises(ValueError, match="test_fraction: expected a number in"):
         linear_probe(x, y, test_fraction=1.5)
-    with pytest.raises(ValueError, match="weight_decay: expected a number >= 0"):
+    with pytest.raises(ValueError, match="weight_decay: expected a finite number >= 0"):
         linear_probe(x, y, weight_decay=-1.0)
+    for decay in (float("inf"), None, torch.tensor(1e-4)):
+        with pytest.raises(ValueError, match="weight_decay: expected a finite number >= 0"):
+            linear_probe(x, y, weight_decay=decay)
+    for max_iter in (0, -1, 10.5, None):  # 0 and -1 returned an unfitted probe
+        with pytest.raises(ValueError, match="max_iter: expected an int >= 1"):
+            linear_probe(x, y, max_iter=max_iter)
+    with pytest.raises(ValueError, match="labels: expected class ids 0..C-1, got ids up to 100000000 for 20 rows"):
+        linear_probe(x, y * 10**8)  # asked for a 100,000,000-row weight matrix
     with pytest.raises(ValueError, match="test_features: expected 4 columns"):
         linear_probe(x, y, torch.randn(5, 3), y[:5])
     with pytest.raises(ValueError, match="k: expected an int >= 1"):
         knn_accuracy(x, y, x, y, k=0)
+    with pytest.raises(ValueError, match="chunk: expected an int >= 1, got -1"):
+        knn_accuracy(x, y, x, y, chunk=-1)
     with pytest.raises(ValueError, match="label_names: expected a non-empty list"):
         decodability(MeanEncoder(), ProjectionHead(2, 4, 2), Labeled(10), "a")
 
