@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .. import _ops
-from ._checks import check_kernel_dtype, check_positive
+from ._checks import check_kernel_dtype, check_positive, check_temperature
 from .reference import (DISTRIBUTIONS, GeneralizedLossParts, alignment, check_generalized_options,
                         check_matrix, compose_generalized)
 from .priors import PRIORS, random_projections, sample_prior
@@ -37,7 +37,7 @@ def logsumexp_uniformity(z: torch.Tensor, temperature: float = 1.0) -> torch.Ten
             f"z: the fused kernel takes the two views stacked, an even number of rows; got "
             f"{z.shape[0]} (pyclr.losses.reference.logsumexp_uniformity takes any number)"
         )
-    temperature = check_positive("temperature", temperature)
+    temperature = check_temperature(temperature)
     _ops.require_kernel("nt_xent_forward", z.device)
     loss, _ = torch.ops.pyclr.nt_xent_forward(z, temperature, _SELF, 0, z.shape[0] // 2)
     return loss.mean()
@@ -60,7 +60,7 @@ def generalized_contrastive(z1: torch.Tensor, z2: torch.Tensor, prior: str = "hy
         distribution: ``"swd"`` (squared sliced 2-Wasserstein distance to samples of the
             prior) or ``"logsumexp"`` (uniformity on the hypersphere; hypersphere prior only).
         lam: the weight :math:`\lambda \ge 0` of the distribution term.
-        temperature: :math:`\tau` of the ``"logsumexp"`` term.
+        temperature: :math:`\tau` of the ``"logsumexp"`` term, in [1e-3, 1e6].
         num_projections: the number ``L <= d`` of projection directions (default ``d``).
         generator: the source of the projections and prior samples, drawn fresh each call
             (seed it for a reproducible call).

@@ -26,7 +26,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
     Args:
         z1, z2: the two views' embeddings, ``(N, d)``, float32, bfloat16 or float16 (float64 on
             the CPU); the loss is computed with fp32 accumulation and returned in float32.
-        temperature: :math:`\tau > 0`.
+        temperature: :math:`\tau`, in [1e-3, 1e6] (``pyclr.losses._checks.TEMPERATURE_RANGE``:
+            where the kernels are tested against float64).
         normalize: l2-normalise the rows first (``False``: the paper's "no l2 norm" ablation).
         negatives: ``"all"`` (every other row of both views) or ``"cross"`` (only the other
             view's rows, the positive included: the symmetric two-way cross-entropy over

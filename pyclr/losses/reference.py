@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from typing import Callable, NamedTuple
 
-from ._checks import check_bool, check_choice, check_nonnegative, check_positive, check_views
+from ._checks import check_bool, check_choice, check_nonnegative, check_positive, check_temperature, check_views
 from ._gather import gather_views
 from .priors import (NORM_EPS, PRIORS, check_count, check_generator, check_projections,
                      random_projections, sample_prior)
@@ -23,7 +23,7 @@ REDUCTIONS = ("mean", "sum", "none")
 def check_nt_xent_options(temperature, normalize, negatives, reduction,
                           gather_distributed) -> float:
     """Checks the options of NT-Xent; returns the temperature as a float."""
-    temperature = check_positive("temperature", temperature)
+    temperature = check_temperature(temperature)
     check_bool("normalize", normalize)
     check_choice("negatives", negatives, NEGATIVES)
     check_choice("reduction", reduction, REDUCTIONS)
@@ -79,7 +79,7 @@ def check_generalized_options(prior, distribution, lam, temperature, num_project
             "use distribution='swd'"
         )
     lam = check_nonnegative("lam", lam)
-    temperature = check_positive("temperature", temperature)
+    temperature = check_temperature(temperature)
     if num_projections is not None:
         check_count("num_projections", num_projections)
     check_bool("return_parts", return_parts)
@@ -125,7 +125,7 @@ def logsumexp_uniformity(z: torch.Tensor, temperature: float = 1.0) -> torch.Ten
     """``(1/M) sum_i log sum_{k=1..M} exp(z_i . z_k / tau)``, self included, on ``z`` as given
     (the generalized loss passes normalised rows)."""
     check_matrix("z", z)
-    temperature = check_positive("temperature", temperature)
+    temperature = check_temperature(temperature)
     return torch.logsumexp(z @ z.T / temperature, dim=1).mean()
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pyclr import _ops
-from pyclr.losses import NTXentLoss, nt_xent, reference
+from pyclr.losses import NTXentLoss, generalized_contrastive, logsumexp_uniformity, nt_xent, reference
+from pyclr.losses._checks import TEMPERATURE_RANGE
 
 from ..conftest import ABS_FLOOR, EMULATE_CUDA, max_error
 
@@ -74,6 +75,26 @@ def test_matches_reference_unnormalized(device, dtype, temperature):
     # the paper's "no l2 norm" ablation: raw embeddings with a large temperature
     z1, z2 = views(200, 64, dtype, device, seed=3)
     check_against_reference(z1, z2, temperature=temperature, normalize=False, reduction="none")
+
+
+@pytest.mark.parametrize("temperature", TEMPERATURE_RANGE)  # the ends the losses accept
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matches_reference_at_the_ends_of_the_temperature_range(device, dtype, temperature):
+    z1, z2 = views(64, 32, dtype, device, seed=11)
+    check_against_reference(z1, z2, temperature=temperature, reduction="none")
+
+
+@pytest.mark.parametrize("temperature", [9e-4, 1e-10, 2e6, 1e46])
+def test_temperatures_outside_the_range_are_refused_by_every_loss(temperature):
+    # tau = 1e-10 gave NaN from the fused kernel (the reference: 8.9e9)
+    z = torch.randn(8, 4)
+    calls = [lambda: nt_xent(z, z, temperature=temperature), lambda: reference.nt_xent(z, z, temperature=temperature),
+             lambda: NTXentLoss(temperature=temperature), lambda: logsumexp_uniformity(z, temperature),
+             lambda: reference.logsumexp_uniformity(z, temperature),
+             lambda: generalized_contrastive(z, z, temperature=temperature)]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"temperature: expected a number in \[0.001, 1e\+06\]"):
+            call()
 
 
 @pytest.mark.parametrize("negatives", ["all", "cross"])
