@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from ..data._util import check_class_ids
+
 
 def check_activations(name: str, x, dims: int, shape: str) -> torch.Tensor:
     """A finite floating tensor with ``dims`` dimensions (``shape`` describes them)."""
@@ -18,10 +20,16 @@ def check_activations(name: str, x, dims: int, shape: str) -> torch.Tensor:
 
 def check_class_labels(name: str, labels, shape: tuple, device) -> torch.Tensor:
     """Integer class labels >= 0 of exactly ``shape``."""
-    y = torch.as_tensor(labels)
+    try:
+        y = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name}: expected integer labels of shape {tuple(shape)}, got "
+                         f"{type(labels).__name__}") from None
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or tuple(y.shape) != tuple(shape):
         raise ValueError(f"{name}: expected integer labels of shape {tuple(shape)}, got "
                          f"{y.dtype} of shape {tuple(y.shape)}")
     if y.numel() and y.min() < 0:
         raise ValueError(f"{name}: expected labels >= 0, got {y.min().item()}")
+    if y.numel():
+        check_class_ids(name, int(y.max()), y.numel())  # results have a row per id up to the largest
     return y.to(device=device, dtype=torch.long)

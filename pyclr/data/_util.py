@@ -25,6 +25,18 @@ def check_int(name: str, value, low: int | None = None, high: int | None = None)
     return value
 
 
+# Class ids index per-class rows (a probe's weights, per-class scores): ids above both this and
+# the number of rows are refused rather than allocated for.
+MAX_SPARSE_CLASSES = 1 << 16
+
+
+def check_class_ids(name: str, largest: int, rows: int) -> None:
+    """Refuses class ids that would size a per-class table far beyond the data."""
+    if largest >= max(rows, MAX_SPARSE_CLASSES):
+        raise ValueError(f"{name}: expected class ids 0..C-1, got ids up to {largest} for {rows} rows; "
+                         "map them to 0..C-1 first")
+
+
 def check_seed(seed) -> int:
     # numpy's SeedSequence takes non-negative entropy only.
     return check_int("seed", seed, 0)

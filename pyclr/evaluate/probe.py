@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..data._util import check_class_ids
 from .features import as_features
 
 
@@ -79,19 +80,13 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
     device = torch.device(device) if device is not None else x.device
     x, y, tx, ty = (t.to(device) for t in (x, y, tx, ty))
     num_classes = int(max(y.max().item(), ty.max().item())) + 1
-    if num_classes > max(len(y) + len(ty), MAX_SPARSE_CLASSES):  # W has a row per id up to the largest
-        raise ValueError(f"labels: expected class ids 0..C-1, got ids up to {num_classes - 1} for "
-                         f"{len(y) + len(ty)} rows; map them to 0..C-1 first")
+    check_class_ids("labels", num_classes - 1, len(y) + len(ty))  # W has a row per id up to the largest
     scores = {} if len(decays) == 1 else _validation_scores(x, y, num_classes, decays, max_iter, seed)
     chosen = max(scores, key=lambda wd: (scores[wd], wd)) if scores else decays[0]  # ties: stronger
     w, b = fit_logistic(x, y, num_classes, chosen, max_iter)
     return ProbeResult(accuracy=_accuracy(tx, ty, w, b), train_accuracy=_accuracy(x, y, w, b),
                        weight_decay=chosen, weight=w, bias=b, n_train=len(y), n_test=len(ty),
                        validation_accuracy=scores)
-
-
-# class ids above both this and the number of rows are refused (the weight matrix has a row per id)
-MAX_SPARSE_CLASSES = 1 << 16
 
 
 def split(x, y, fraction: float, seed: int):

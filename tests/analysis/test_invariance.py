@@ -60,6 +60,10 @@ def test_default_top_k_is_one_percent_of_the_units():
     (torch.randn(10, 2, 3), _labels(9, 2), 1, "labels: expected integer labels of shape \\(10,\\)"),
     (torch.randn(10, 2, 3), _labels(10, 2).float(), 1, "labels: expected integer labels"),
     (torch.randn(10, 2, 3), -_labels(10, 2) - 1, 1, "labels: expected labels >= 0"),
+    (torch.randn(10, 2, 3), None, 1, "labels: expected integer labels of shape \\(10,\\), got NoneType"),
+    (torch.randn(10, 2, 3), ["cat"] * 10, 1, "labels: expected integer labels of shape \\(10,\\), got list"),
+    # results have a row per class id up to the largest: 5,000,000 ids of 512 units killed the process
+    (torch.randn(4, 3, 512), [0, 1, 0, 5_000_000], 1, "labels: expected class ids 0..C-1, got ids up to 5000000"),
     (torch.randn(10, 2, 3), _labels(10, 2), 4, "top_k: expected an int in 1..3"),
     (torch.full((10, 2, 3), float("inf")), _labels(10, 2), 1, "views: contains NaN or infinite"),
 ])
