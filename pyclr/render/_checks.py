@@ -40,11 +40,13 @@ def cluster_count(name: str, labels: torch.Tensor, k) -> int:
     return int(k)
 
 
-def int_tensor(name: str, value, dims: Tuple[int, ...]) -> torch.Tensor:
+def int_tensor(name: str, value, dims: Tuple[int, ...], below: int | None = None) -> torch.Tensor:
     """An integer label tensor (torch, numpy or a list) of one of ``dims`` dimensions with no negative
-    entry, as an int64 torch tensor on its device."""
+    entry (and none ``>= below`` when given), as an int64 torch tensor on its device."""
     if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
+        if value.dtype.kind == "u" and value.dtype.itemsize > 1:  # torch has no uint16-64 arithmetic
+            value = value.astype(np.int64)
+        value = torch.from_numpy(np.ascontiguousarray(value))  # also flipped (negative-stride) arrays
     elif isinstance(value, (list, tuple)):
         value = torch.as_tensor(value)
     if not isinstance(value, torch.Tensor) or value.dim() not in dims:
@@ -56,4 +58,6 @@ def int_tensor(name: str, value, dims: Tuple[int, ...]) -> torch.Tensor:
         raise ValueError(f"{name}: expected at least one label, got shape {tuple(value.shape)}")
     if int(value.min()) < 0:
         raise ValueError(f"{name}: expected labels >= 0, got {int(value.min())}")
+    if below is not None and int(value.max()) >= below:
+        raise ValueError(f"{name}: expected values below {below}, got {int(value.max())}")
     return value.long()

@@ -27,12 +27,18 @@ PALETTE.flags.writeable = False
 
 GOLDEN_RATIO = (5 ** 0.5 - 1) / 2
 
+# Cluster ids (and k) a figure is coloured for, and palette indices: bounded so that a stray
+# huge label is an error instead of an (k_prev x k) overlap table or a palette of that size.
+# Filling takes the lowest free indices, below |previous colours| + k <= MAX_COLOURS.
+MAX_CLUSTERS = 4096
+MAX_COLOURS = 2 * MAX_CLUSTERS
+
 
 def palette(n: int) -> np.ndarray:
     """``(n, 3)`` uint8 RGB colours: :data:`PALETTE`, then (for large k) hues spaced by the
     golden ratio, saturated and bright, the same on every call."""
-    if not is_int(n) or n < 0:
-        raise ValueError(f"n: expected an int >= 0, got {n!r}")
+    if not is_int(n) or not 0 <= n <= MAX_COLOURS:
+        raise ValueError(f"n: expected an int in 0..{MAX_COLOURS}, got {n!r}")
     extra = [colorsys.hsv_to_rgb((i * GOLDEN_RATIO) % 1.0, 0.75, 0.95) for i in range(n - len(PALETTE))]
     more = np.rint(np.array(extra, dtype=np.float64).reshape(-1, 3) * 255).astype(np.uint8)
     return np.concatenate([PALETTE, more])[:n]
@@ -41,7 +47,7 @@ def palette(n: int) -> np.ndarray:
 def colourise(labels, colours) -> np.ndarray:
     """``(..., )`` labels -> ``(..., 3)`` uint8 RGB: cluster ``j`` painted with colour
     ``colours[j]`` (palette indices, one per cluster, e.g. from :func:`consistent_colours`)."""
-    labels = int_tensor("labels", labels, (1, 2, 3, 4)).cpu()
+    labels = int_tensor("labels", labels, (1, 2, 3, 4), below=MAX_CLUSTERS).cpu()
     colours = _colour_indices("colours", colours)
     if int(labels.max()) >= len(colours):
         raise ValueError(f"colours: expected one colour per cluster ({int(labels.max()) + 1}), "
@@ -96,8 +102,8 @@ def consistent_colours(label_maps: Union[Sequence, Mapping], ks: Optional[Sequen
     ks = [None] * len(maps) if ks is None else list(ks)
     if len(ks) != len(maps):
         raise ValueError(f"ks: expected one value per label map ({len(maps)}), got {len(ks)}")
-    first = int_tensor("label_maps[0]", maps[0], (1, 2, 3, 4))
-    sizes = torch.bincount(first.flatten().cpu(), minlength=cluster_count("ks[0]", first, ks[0]))
+    first = int_tensor("label_maps[0]", maps[0], (1, 2, 3, 4), below=MAX_CLUSTERS)
+    sizes = torch.bincount(first.flatten().cpu(), minlength=_cluster_count("ks[0]", first, ks[0]))
     colours = [_fill_unassigned(torch.full((len(sizes),), -1, dtype=torch.int64), sizes, set())]
     for i in range(1, len(maps)):
         colours.append(match_colours(maps[i - 1], maps[i], colours[-1], ks[i]))
@@ -105,23 +111,30 @@ def consistent_colours(label_maps: Union[Sequence, Mapping], ks: Optional[Sequen
 
 
 def _colour_indices(name: str, colours) -> torch.Tensor:
-    colours = int_tensor(name, colours, (1,)).cpu()
+    colours = int_tensor(name, colours, (1,), below=MAX_COLOURS).cpu()
     if len(set(colours.tolist())) != len(colours):
         raise ValueError(f"{name}: expected distinct palette indices, got {colours.tolist()}")
     return colours
 
 
+def _cluster_count(name: str, labels: torch.Tensor, k) -> int:
+    k = cluster_count(name, labels, k)
+    if k > MAX_CLUSTERS:
+        raise ValueError(f"{name}: expected at most {MAX_CLUSTERS} clusters, got {k}")
+    return k
+
+
 def _overlap(prev_labels, labels, k_prev: int, k) -> torch.Tensor:
     """``(k_prev, k)`` pixel counts of each (previous cluster, cluster) pair."""
-    prev_labels = int_tensor("prev_labels", prev_labels, (1, 2, 3, 4)).cpu().flatten()
-    labels = int_tensor("labels", labels, (1, 2, 3, 4)).cpu().flatten()
+    prev_labels = int_tensor("prev_labels", prev_labels, (1, 2, 3, 4), below=MAX_CLUSTERS).cpu().flatten()
+    labels = int_tensor("labels", labels, (1, 2, 3, 4), below=MAX_CLUSTERS).cpu().flatten()
     if prev_labels.shape != labels.shape:
         raise ValueError(f"labels: expected the shape of prev_labels ({prev_labels.numel()} pixels), "
                          f"got {labels.numel()} pixels")
     if int(prev_labels.max()) >= k_prev:
         raise ValueError(f"prev_colours: expected one colour per cluster of prev_labels "
                          f"({int(prev_labels.max()) + 1}), got {k_prev}")
-    k = cluster_count("k", labels, k)
+    k = _cluster_count("k", labels, k)
     return torch.bincount(prev_labels * k + labels, minlength=k_prev * k).reshape(k_prev, k)
 
 

@@ -58,6 +58,16 @@ def test_bilinear_keeps_regions_and_ignores_absent_clusters():
     assert torch.equal(upsample_labels(flat, (30, 30), mode="bilinear"), torch.full((1, 30, 30), 4))
 
 
+def test_numpy_label_maps_of_any_integer_dtype_and_stride():
+    # uint16 label PNGs are common: torch has no min/max for uint16 (nor uint32/64), and
+    # torch.from_numpy refuses a flipped array
+    labels = np.array([[0, 1], [2, 3]])
+    expected = upsample_labels(torch.from_numpy(labels), 4)
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64, np.int32):
+        assert torch.equal(upsample_labels(labels.astype(dtype), 4), expected)
+    assert torch.equal(upsample_labels(labels[::-1], 4), upsample_labels(torch.from_numpy(labels[::-1].copy()), 4))
+
+
 @pytest.mark.parametrize("call,message", [
     (lambda: upsample_labels(torch.rand(1, 3, 3), 6), "labels: expected an integer dtype"),
     (lambda: upsample_labels(torch.tensor([[[-1, 0]]]), 6), "labels: expected labels >= 0"),

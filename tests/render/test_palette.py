@@ -118,6 +118,13 @@ def test_each_cluster_inherits_or_takes_a_new_colour(seed):
     (lambda: consistent_colours([]), "label_maps: expected at least one"),
     (lambda: consistent_colours([halves()], ks=[2, 3]), "ks: expected one value per label map"),
     (lambda: colourise(halves(), [3]), "colours: expected one colour per cluster"),
+    # huge indices: a palette, or a (k_prev x k) overlap table, of that size hung or exhausted memory
+    (lambda: palette(10**8), "n: expected an int in 0..8192"),
+    (lambda: colourise(torch.tensor([[0, 1]]), [0, 10**8]), "colours: expected values below 8192"),
+    (lambda: match_colours(halves(), halves() * 10**9, [0, 1]), "labels: expected values below 4096"),
+    (lambda: match_colours(halves(), halves(), [0, 1], k=10**6), "k: expected at most 4096 clusters"),
+    (lambda: consistent_colours([torch.tensor([0, 10**10])]), "label_maps\\[0\\]: expected values below 4096"),
+    (lambda: consistent_colours([halves()], ks=[10**6]), "ks\\[0\\]: expected at most 4096 clusters"),
 ])
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
