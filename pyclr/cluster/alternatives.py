@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ._external import import_sklearn_cluster, to_numpy
-from .kmeans import ClusterResult, _check_values, _describe, _is_int
+from .kmeans import ClusterResult, _check_seed, _check_values, _describe, _is_int
 from .reference import acc_dtype
 
 CONNECTIVITIES = (None, "grid")
@@ -77,8 +77,7 @@ def bisecting(x: torch.Tensor, k: int, seed: int = 0) -> ClusterResult:
     """Bisecting K-Means (``sklearn.cluster.BisectingKMeans`` with its defaults, as in the [Re]
     paper) of each image's pixels, or of ``(n, C)`` points; image ``b`` is seeded with
     ``seed + b``. Shapes and result as :func:`ward`."""
-    if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+    seed = _check_seed(seed)
     problems = _problems(x, k)
     sklearn_cluster = import_sklearn_cluster()
 

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -73,6 +75,7 @@ def kmeans(x: torch.Tensor, k: int, mode: str = "per_image", n_init: int = 10, m
     """
     points, per_problem = _problems(x, k, mode)
     _check_options(n_init, max_iter, tol, init, backend, seed)
+    k, n_init, max_iter, tol, seed = int(k), int(n_init), int(max_iter), float(tol), int(seed)  # numpy scalars too
     solution = _solve(points, k, n_init, max_iter, tol, init, _resolve_backend(backend, x.device), seed)
     return _result(solution, x, per_problem)
 
@@ -117,7 +120,18 @@ def _describe(value) -> str:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A Python or numpy integer (not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+# seeds of image b are seed + b: scikit-learn's random_state takes them below 2**32
+SEED_LIMIT = 2 ** 31
+
+
+def _check_seed(seed) -> int:
+    if not _is_int(seed) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed: expected an integer in 0..2**31-1, got {seed!r}")
+    return int(seed)
 
 
 def _problems(x, k, mode) -> Tuple[torch.Tensor, bool]:
@@ -168,14 +182,13 @@ def _check_options(n_init, max_iter, tol, init, backend, seed) -> None:
         raise ValueError(f"n_init: expected an integer >= 1, got {n_init!r}")
     if not _is_int(max_iter) or max_iter < 1:
         raise ValueError(f"max_iter: expected an integer >= 1, got {max_iter!r}")
-    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not (math.isfinite(tol) and tol >= 0):
+    if not isinstance(tol, numbers.Real) or isinstance(tol, (bool, np.bool_)) or not (math.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
     if init not in INITS:
         raise ValueError(f"init: expected one of {INITS}, got {init!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
-    if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+    _check_seed(seed)
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:

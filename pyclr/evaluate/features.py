@@ -20,7 +20,12 @@ def extract_features(encoder: nn.Module, dataset, *, head: nn.Module | None = No
     """
     if all_layers and head is None:
         raise ValueError("all_layers: needs a head (the layers are the projection head's)")
-    device = torch.device(device) if device is not None else next(encoder.parameters()).device
+    if not isinstance(encoder, nn.Module) or (head is not None and not isinstance(head, nn.Module)):
+        raise TypeError(f"encoder, head: expected torch.nn.Modules, got {type(encoder).__name__}, "
+                        f"{type(head).__name__}")
+    if device is None:  # the encoder's; the CPU for one without parameters (e.g. a fixed transform)
+        device = next(iter(encoder.parameters()), torch.empty(0)).device
+    device = torch.device(device)
     modules = [m for m in (encoder, head) if m is not None]
     modes = [m.training for m in modules]
     for m in modules:

@@ -75,3 +75,5 @@ class Encoder(nn.Module):
             raise ValueError(
                 f"x: expected a batch of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
+        if not x.is_floating_point():
+            raise TypeError(f"x: expected a floating-point batch (uint8 images: x.float() / 255), got {x.dtype}")

@@ -8,7 +8,7 @@ from typing import Sequence, Tuple
 import numpy as np
 import torch
 
-from ..losses._checks import check_choice  # noqa: F401  (one message for every module)
+from ..losses._checks import check_bool, check_choice  # noqa: F401  (one message for every module)
 
 
 def describe(value) -> str:

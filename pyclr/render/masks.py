@@ -19,7 +19,7 @@ from ..train.checkpoint import CHECKPOINT as RUN_CHECKPOINT
 from ..train.checkpoint import load as read_checkpoint
 from ..train.experiment import CONFIG as RUN_CONFIG
 from ..train.experiment import load_run_encoder
-from ._checks import check_choice, check_size, describe, int_tensor, is_int
+from ._checks import check_bool, check_choice, check_size, describe, int_tensor, is_int
 from .figure import figure_grid
 from .labels import UPSAMPLE_MODES, upsample_labels
 from .overlay import import_cv2, overlay, to_rgb_uint8
@@ -86,6 +86,9 @@ def render_masks(encoder, images, taps: Sequence[str] = ("block2", "block3", "bl
     images = _check_images(images)
     names = _check_names(names, len(images))  # bad options fail before the forward pass
     check_choice("upsample", upsample, UPSAMPLE_MODES)
+    for name, flag in (("cross_image", cross_image), ("raw_pixel_baseline", raw_pixel_baseline),
+                       ("normalize", normalize)):
+        check_bool(name, flag)  # a truthy string such as "no" would have meant yes
     features = extract_features(encoder, images, taps, device=device, normalize=normalize)
     maps = {}
     for tap, feats in features.items():
@@ -187,9 +190,16 @@ def image_names(paths: Sequence[str]) -> List[str]:
 
 
 def square_image(image: torch.Tensor, size: int) -> torch.Tensor:
-    """A ``(3, H, W)`` float image centre-cropped to a square and resized to ``size``² with
-    antialiased bilinear interpolation (area-like when shrinking), clamped to [0, 1]."""
+    """A ``(3, H, W)`` image (float in [0, 1], or uint8) centre-cropped to a square and resized
+    to ``size``² with antialiased bilinear interpolation (area-like when shrinking), clamped to
+    [0, 1]."""
     side = _check_side(size)
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3 or image.numel() == 0:
+        raise ValueError(f"image: expected a (3, H, W) tensor, got {describe(image)}")
+    if image.dtype == torch.uint8:  # clamping 0..255 to [0, 1] after resizing made it binary
+        image = image.float() / 255
+    elif not image.is_floating_point():
+        raise TypeError(f"image: expected uint8 or floating point, got {image.dtype}")
     h, w = image.shape[-2:]
     crop = min(h, w)
     top, left = (h - crop) // 2, (w - crop) // 2

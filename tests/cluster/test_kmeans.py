@@ -3,6 +3,7 @@ degenerate inputs and errors (SPEC.md section 3)."""
 import importlib
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -268,7 +269,8 @@ def test_missing_library_says_how_to_install(monkeypatch, module, backend, hint)
     (dict(max_iter=0), ValueError, "max_iter: expected an integer >= 1"),
     (dict(tol=-1e-3), ValueError, "tol: expected a finite number >= 0"),
     (dict(tol=float("nan")), ValueError, "tol: expected a finite number >= 0"),
-    (dict(seed=-1), ValueError, "seed: expected an integer >= 0"),
+    (dict(seed=-1), ValueError, "seed: expected an integer in 0..2\\*\\*31-1"),
+    (dict(seed=2 ** 64), ValueError, "seed: expected an integer in 0..2\\*\\*31-1"),  # was torch's overflow
 ])
 def test_bad_options(kwargs, error, message):
     args = dict(x=torch.randn(20, 3), k=2)
@@ -287,6 +289,15 @@ def test_bad_options(kwargs, error, message):
 def test_bad_points(x, error, message):
     with pytest.raises(error, match=message):
         kmeans(x, 1)
+
+
+def test_numpy_scalars_are_integers_and_numbers():
+    # np.int64(2) was refused as "k: expected an integer ..., got np.int64(2)"
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    ours = kmeans(x, np.int64(3), n_init=np.int32(2), max_iter=np.int64(50), tol=np.float32(1e-4), seed=np.int64(1),
+                  backend="torch")
+    plain = kmeans(x, 3, n_init=2, max_iter=50, tol=float(np.float32(1e-4)), seed=1, backend="torch")
+    assert torch.equal(ours.labels, plain.labels) and torch.equal(ours.centroids, plain.centroids)
 
 
 @pytest.mark.parametrize("backend", ["pyclr", "torch", "faiss", "sklearn"])

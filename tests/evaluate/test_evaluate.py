@@ -154,6 +154,14 @@ def test_extract_features_restores_mode_and_orders():
     assert torch.allclose(feats, Labeled(50).x.mean((2, 3)))
 
 
+def test_extract_features_of_an_encoder_without_parameters():
+    # a bare StopIteration before: the device was read off the first parameter
+    feats, labels = extract_features(nn.Flatten(), Labeled(20), batch_size=8)
+    assert torch.equal(feats, Labeled(20).x.flatten(1)) and feats.device.type == "cpu"
+    with pytest.raises(TypeError, match="encoder, head: expected torch.nn.Modules, got function"):
+        extract_features(lambda x: x, Labeled(20))
+
+
 def test_probe_from_encoder_and_dataset():
     data = Labeled(300)
     assert linear_probe((MeanEncoder(), data), label="a").accuracy == 1.0

@@ -126,6 +126,9 @@ def test_make_encoder_and_bad_input():
         model.features(batch(3, 32), ("block5",))
     with pytest.raises(ValueError, match=r"x: expected a batch of shape \(B, 3, H, W\)"):
         model(batch(1, 32))
+    with pytest.raises(TypeError, match=r"x: expected a floating-point batch \(uint8 images: x.float\(\) / 255\), "
+                                        "got torch.uint8"):  # was conv2d's 'Input type (unsigned char) ...'
+        model((batch(3, 32) * 255).to(torch.uint8))
 
 
 @pytest.mark.parametrize("num_layers", [0, 1, 2, 3, 4])

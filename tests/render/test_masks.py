@@ -161,6 +161,24 @@ def test_render_masks_bad_input(encoder, images, kwargs, message):
         render_masks(encoder, images, **{"ks": (2,), "n_init": 1, **kwargs})
 
 
+@pytest.mark.parametrize("option", ["cross_image", "raw_pixel_baseline", "normalize"])
+def test_render_masks_flags_must_be_bools(encoder, images, option):
+    with pytest.raises(TypeError, match=f"{option}: expected a bool, got str"):
+        render_masks(encoder, images, ks=(2,), n_init=1, **{option: "no"})  # "no" was truthy: yes
+
+
+def test_square_image_takes_uint8_and_checks_its_input():
+    from pyclr.render import square_image
+
+    image = torch.randint(0, 256, (3, 10, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    # uint8 was resized as 0..255 and clamped to [0, 1]: a binary image
+    assert torch.allclose(square_image(image, 8), square_image(image.float() / 255, 8))
+    with pytest.raises(ValueError, match=r"image: expected a \(3, H, W\) tensor, got Tensor of shape \(10, 20, 3\)"):
+        square_image(image.permute(1, 2, 0), 8)  # HWC was read as 10 channels
+    with pytest.raises(TypeError, match="image: expected uint8 or floating point, got torch.int64"):
+        square_image(image.long(), 8)
+
+
 def test_images_and_label_maps_of_mismatched_batch(images):
     maps = {"block3": {2: torch.zeros(3, 4, 4, dtype=torch.int64)}}
     expected = r"label_maps\['block3'\]\[2\]: expected 2 label maps \(one per image\), got 3"
