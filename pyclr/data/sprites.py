@@ -71,6 +71,7 @@ def husl_palette(n_colours: int = COLOURS, h: float = 0.01, s: float = 0.9,
                  l: float = 0.65) -> torch.Tensor:  # noqa: E741 (seaborn's argument names)
     """``n_colours`` hues evenly spaced in HUSL at fixed saturation and lightness, as
     ``seaborn.husl_palette`` computes them (same defaults): an (n, 3) float tensor."""
+    n_colours = check_int("n_colours", n_colours, 1, 1 << 16)
     hues = (np.arange(n_colours) / n_colours + h) % 1 * 359
     return torch.tensor([hsluv_to_rgb(hue, s * 99, l * 99) for hue in hues], dtype=torch.float32)
 

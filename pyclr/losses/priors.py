@@ -47,6 +47,7 @@ def sample_prior(name: str, m: int, d: int, generator: torch.Generator | None = 
     if name not in PRIORS:
         raise ValueError(f"prior: expected one of {', '.join(map(repr, PRIORS))}, got {name!r}")
     m, d = check_count("M", m), check_count("d", d)
+    check_float_dtype(dtype)
     if name == "hypercube":
         return _draw("uniform", (m, d), generator, device, torch.float32).mul_(2).sub_(1).to(dtype)
     x = _draw("normal", (m, d), generator, device, torch.float32)
@@ -62,6 +63,7 @@ def random_projections(d: int, num_projections: int | None = None,
     default, a random orthogonal matrix. The QR factor of a Gaussian matrix, with the signs of
     R's diagonal moved into Q so that the distribution is exactly uniform."""
     d = check_count("d", d)
+    check_float_dtype(dtype)
     num = d if num_projections is None else check_count("num_projections", num_projections)
     if num > d:
         raise ValueError(f"num_projections: expected at most d = {d} (orthonormal columns), got {num}")
@@ -70,6 +72,12 @@ def random_projections(d: int, num_projections: int | None = None,
     signs = torch.sign(torch.diagonal(r))
     signs[signs == 0] = 1
     return (q * signs).to(device=device, dtype=dtype)
+
+
+def check_float_dtype(dtype) -> None:
+    """Samples and projections are real numbers: an integer or bool dtype would round them away."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype: expected a floating-point torch.dtype, got {dtype!r}")
 
 
 def check_projections(projections: torch.Tensor, d: int, orthonormal: bool = True) -> None:

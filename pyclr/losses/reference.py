@@ -99,6 +99,7 @@ def check_matrix(name: str, x, rows: int | None = None, cols: int | None = None)
 
 
 def check_swd_inputs(h, prior_samples, projections, check_orthonormal: bool = True) -> None:
+    check_bool("check_orthonormal", check_orthonormal)
     check_matrix("h", h)
     check_matrix("prior_samples", prior_samples, *h.shape)
     check_projections(projections, h.shape[1], orthonormal=check_orthonormal)

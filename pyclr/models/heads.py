@@ -60,6 +60,8 @@ class ProjectionHead(nn.Module):
         if not isinstance(h, torch.Tensor) or h.dim() != 2 or h.shape[1] != self.in_dim:
             shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
             raise ValueError(f"h: expected shape (B, {self.in_dim}), got {shape}")
+        if not isinstance(return_all, bool):  # a truthy "no" would return the list
+            raise TypeError(f"return_all: expected a bool, got {type(return_all).__name__}")
         outputs = [h]
         for layer in self.layers:
             outputs.append(layer(outputs[-1]))

@@ -24,8 +24,11 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
     """``(3, H, W)`` or ``(H, W, 3)`` (channels first when the first dimension is 3), torch or
     numpy, uint8 or floating point in [0, 1] -> contiguous ``(H, W, 3)`` uint8 RGB."""
     if isinstance(image, torch.Tensor):
+        if image.dtype in (torch.bfloat16, torch.float16):  # numpy has no bfloat16
+            image = image.float()
         image = image.detach().cpu().numpy()
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or 3 not in (image.shape[0], image.shape[-1]):
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or 3 not in (image.shape[0], image.shape[-1]) \
+            or image.size == 0:
         raise ValueError(f"{name}: expected a (3, H, W) or (H, W, 3) image, got {describe(image)}")
     if image.shape[0] == 3:
         image = image.transpose(1, 2, 0)

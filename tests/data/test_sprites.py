@@ -48,6 +48,9 @@ def test_palette_is_ten_distinct_husl_hues():
     assert hsluv_to_rgb(0, 0, 100) == (1.0, 1.0, 1.0) and hsluv_to_rgb(0, 0, 0) == (0.0, 0.0, 0.0)
     # seaborn.husl_palette(10)[0], the first colour the paper's palette would use
     assert palette[0].tolist() == pytest.approx([0.9678, 0.4413, 0.5358], abs=2e-3)
+    for bad in (-1, 0, 10**9):  # -1 gave an empty palette, 10**9 ran for minutes
+        with pytest.raises(ValueError, match="n_colours: expected an int in 1..65536"):
+            husl_palette(bad)
 
 
 def test_hsluv_matches_reference_package():

@@ -199,6 +199,9 @@ def test_bad_input():
     for decay in (float("inf"), None, torch.tensor(1e-4)):
         with pytest.raises(ValueError, match="weight_decay: expected a finite number >= 0"):
             linear_probe(x, y, weight_decay=decay)
+    for seed in (1.5, -1, None):  # 1.5 was manual_seed's 'expected a long'
+        with pytest.raises(ValueError, match="seed: expected an int >= 0"):
+            linear_probe(x, y, seed=seed)
     for max_iter in (0, -1, 10.5, None):  # 0 and -1 returned an unfitted probe
         with pytest.raises(ValueError, match="max_iter: expected an int >= 1"):
             linear_probe(x, y, max_iter=max_iter)

@@ -246,6 +246,12 @@ def test_sample_prior_bad_input():
         sample_prior("uniform", 3, 2)
     with pytest.raises(ValueError, match="M: expected an int >= 1"):
         sample_prior("gaussian", 0, 2)
+    # an integer or bool dtype rounded the samples away (hypercube: all zeros)
+    for dtype in (torch.int64, torch.bool, "float32"):
+        with pytest.raises(TypeError, match="dtype: expected a floating-point torch.dtype"):
+            sample_prior("hypercube", 3, 2, dtype=dtype)
+        with pytest.raises(TypeError, match="dtype: expected a floating-point torch.dtype"):
+            random_projections(3, dtype=dtype)
 
 
 def test_zero_embeddings_give_no_nan():

@@ -272,6 +272,12 @@ def test_bad_input(fn, h, p, w, error, match):
         fn(h, p, w)
 
 
+@pytest.mark.parametrize("fn", [reference.sliced_wasserstein, sliced_wasserstein])
+def test_check_orthonormal_must_be_a_bool(fn):
+    with pytest.raises(TypeError, match="check_orthonormal: expected a bool, got str"):
+        fn(H, P, 2 * W, check_orthonormal="no")  # "no" was truthy: checked, and 2W refused
+
+
 def test_bad_input_fused_only():
     with pytest.raises(TypeError, match=r"h: expected dtype float32, bfloat16, float16 \(or float64 on the CPU\), got torch.float8_e4m3fn"):
         sliced_wasserstein(H.to(torch.float8_e4m3fn), P, W)

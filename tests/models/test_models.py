@@ -131,6 +131,11 @@ def test_make_encoder_and_bad_input():
         model((batch(3, 32) * 255).to(torch.uint8))
 
 
+def test_projection_head_return_all_must_be_a_bool():
+    with pytest.raises(TypeError, match="return_all: expected a bool, got str"):
+        ProjectionHead(4, 8, 2)(torch.randn(3, 4), return_all="no")  # "no" returned the list
+
+
 @pytest.mark.parametrize("num_layers", [0, 1, 2, 3, 4])
 @pytest.mark.parametrize("batch_norm", [True, False])
 def test_projection_head_layers(num_layers, batch_norm):

@@ -67,6 +67,16 @@ def test_overlay_bad_input(call, message):
         call()
 
 
+def test_to_rgb_uint8_takes_16_bit_tensors_and_refuses_empty_images():
+    from pyclr.render import to_rgb_uint8
+
+    image = torch.rand(3, 4, 5)
+    assert np.array_equal(to_rgb_uint8(image.bfloat16()), to_rgb_uint8(image.bfloat16().float()))  # numpy has no bf16
+    with pytest.raises(ValueError, match=r"image: expected a \(3, H, W\) or \(H, W, 3\) image, got ndarray of shape "
+                                         r"\(0, 0, 3\)"):
+        to_rgb_uint8(np.zeros((0, 0, 3), np.float32))
+
+
 def test_figure_places_tiles_on_the_grid_and_the_png_matches(tmp_path):
     tiles = [[random_image(30, 40, seed=3 * r + c) for c in range(3)] for r in range(2)]
     rows, cols = ["block2", "block3"], ["k = 2", "k = 4", "k = 6"]
