@@ -143,8 +143,8 @@ def _check_factor(name: str, factor, batch: int, low: float, high: float):
         if factor.shape != (batch,):
             raise ValueError(f"{name}: expected a number or a tensor of shape ({batch},), "
                              f"got shape {tuple(factor.shape)}")
-        if not bool(((factor >= low) & (factor <= high)).all()):
-            raise ValueError(f"{name}: expected values in [{low}, {high}]")
+        if not bool((torch.isfinite(factor) & (factor >= low) & (factor <= high)).all()):
+            raise ValueError(f"{name}: expected finite values in [{low}, {high}]")
         return factor
     value = _check_real(name, factor)
     if not low <= value <= high:
@@ -253,6 +253,16 @@ def _axis_grid(start, length, n_in: int, n_out: int) -> torch.Tensor:
     return (2 * src + 1) / n_in - 1
 
 
+def _check_boxes(name: str, boxes: torch.Tensor, height: int, width: int) -> None:
+    """(top, left, height, width) rows inside a height x width image, at least a pixel each."""
+    top, left, h, w = boxes.unbind(1)
+    inside = (top >= 0) & (left >= 0) & (h >= 1) & (w >= 1) & (top + h <= height) & (left + w <= width)
+    if not bool(inside.all()):
+        bad = boxes[~inside][0].tolist()
+        raise ValueError(f"{name}: expected (top, left, height, width) boxes inside the {height}x{width} "
+                         f"images, got {bad}")
+
+
 def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size,
                  flip: torch.Tensor | None = None) -> torch.Tensor:
     """Crops each sample to its box (top, left, height, width) and resizes it to ``size``
@@ -267,6 +277,11 @@ def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size,
     if not isinstance(boxes, torch.Tensor) or boxes.shape != (batch, 4) or boxes.is_floating_point():
         got = tuple(boxes.shape) if isinstance(boxes, torch.Tensor) else type(boxes).__name__
         raise ValueError(f"boxes: expected an integer tensor of shape ({batch}, 4), got {got}")
+    if flip is not None and (not isinstance(flip, torch.Tensor) or flip.dtype != torch.bool or flip.shape != (batch,)):
+        got = f"{flip.dtype} of shape {tuple(flip.shape)}" if isinstance(flip, torch.Tensor) else type(flip).__name__
+        raise ValueError(f"flip: expected None or a bool tensor of shape ({batch},), got {got}")
+    if boxes.device.type == "cpu":  # on a GPU this check would wait for the device
+        _check_boxes("boxes", boxes, height, width)
     boxes = boxes.to(x.device)
     gx = _axis_grid(boxes[:, 1], boxes[:, 3], width, out_w)
     gy = _axis_grid(boxes[:, 0], boxes[:, 2], height, out_h)
@@ -608,6 +623,8 @@ class SimCLRAugment(torch.nn.Module):
         _check_images("x", x)
         if not isinstance(params, AugmentParams) or params.box.shape[0] != x.shape[0]:
             raise ValueError(f"params: expected AugmentParams for a batch of {x.shape[0]}")
+        if params.box.device.type == "cpu":  # drawn for images of another size, they crop outside x
+            _check_boxes("params.box", params.box, x.shape[2], x.shape[3])
         params = params.to(x.device)
         if x.device.type != "cpu":
             return _restore(self._apply(_as_float(x), params), x)

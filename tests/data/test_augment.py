@@ -422,5 +422,17 @@ def test_bad_inputs():
         A.adjust_saturation(torch.rand(1, 4, 4, 4), 0.5)
     with pytest.raises(ValueError, match=r"factor: expected a number or a tensor of shape \(2,\)"):
         A.adjust_contrast(torch.rand(2, 3, 4, 4), torch.ones(3))
+    with pytest.raises(ValueError, match=r"factor: expected finite values in \[0, inf\]"):
+        A.adjust_brightness(torch.rand(2, 3, 4, 4), torch.tensor([float("inf"), 1.0]))  # gave NaN
+    # boxes outside the image were border-padded silently; params drawn for a larger image too
+    with pytest.raises(ValueError, match=r"boxes: expected \(top, left, height, width\) boxes inside the 8x8 images, "
+                                         r"got \[4, 0, 5, 8\]"):
+        A.resized_crop(torch.rand(2, 3, 8, 8), torch.tensor([[0, 0, 8, 8], [4, 0, 5, 8]]), 4)
+    with pytest.raises(ValueError, match="boxes: expected .* got \\[0, 0, 0, 8\\]"):
+        A.resized_crop(torch.rand(1, 3, 8, 8), torch.tensor([[0, 0, 0, 8]]), 4)
+    with pytest.raises(ValueError, match=r"params.box: expected \(top, left, height, width\) boxes inside the 16x16"):
+        aug.apply_params(torch.rand(4, 3, 16, 16), aug.sample_params(4, 64, 64, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match=r"flip: expected None or a bool tensor of shape \(1,\), got float"):
+        A.resized_crop(torch.rand(1, 3, 8, 8), torch.tensor([[0, 0, 8, 8]]), 4, flip=1.0)
     with pytest.raises(ValueError, match="name: expected one of"):
         A.SimCLRAugment.from_policy("simclr")
