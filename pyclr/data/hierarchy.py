@@ -12,6 +12,11 @@ from torch.utils.data import Dataset
 from ._util import check_index, check_int, check_seed, salt
 
 
+# the item count must be a valid index; levels bound the channels (one per level) and the
+# time to check (levels = 1e6 hung in arithmetic on 2**1e6 leaves)
+MAX_LEVELS, MAX_LEAVES = 64, 2 ** 63 - 1
+
+
 class Hierarchy(Dataset):
     """One item per leaf of a tree with ``levels`` levels and ``branching`` children per node
     (an int, or one int per level): 10⁴ items by default.
@@ -29,8 +34,11 @@ class Hierarchy(Dataset):
     """
 
     def __init__(self, levels: int = 4, branching=10, mask_size: int = 38, seed: int = 0):
-        self.levels = check_int("levels", levels, 1)
+        self.levels = check_int("levels", levels, 1, MAX_LEVELS)
         self.branching = self._check_branching(branching, self.levels)
+        if math.prod(self.branching) > MAX_LEAVES:
+            raise ValueError(f"branching: expected at most {MAX_LEAVES} leaves (items) in all, got "
+                             f"{math.prod(self.branching)}")
         self.mask_size = check_int("mask_size", mask_size, 1)
         self.seed = check_seed(seed)
         # nodes[c]: how many nodes level c has (b_0 · … · b_c)

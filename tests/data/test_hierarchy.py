@@ -84,6 +84,10 @@ def test_bad_arguments(tree):
         Hierarchy(branching=None)
     with pytest.raises(ValueError, match="levels"):
         Hierarchy(levels=0)
+    with pytest.raises(ValueError, match="levels: expected an int in 1..64, got 1000000"):
+        Hierarchy(levels=10**6, branching=2)  # hung
+    with pytest.raises(ValueError, match="branching: expected at most 9223372036854775807 leaves"):
+        Hierarchy(levels=64, branching=2)  # len() could not be an int index
     with pytest.raises(ValueError, match=r"node: expected an int in 0..99"):
         tree.mask(1, 100)
     with pytest.raises(ValueError, match="nodes: expected 4 node ids"):
