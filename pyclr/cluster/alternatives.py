@@ -50,7 +50,9 @@ def ward(x: torch.Tensor, k: Union[int, Sequence[int]], connectivity: Optional[s
 
         graph = grid_to_graph(x.shape[1], x.shape[2])
     acc = acc_dtype(problems)
-    trees = [sklearn_cluster.ward_tree(to_numpy(p, acc), connectivity=graph)[0] for p in problems]
+    # a single point has no merges (scikit-learn's ward_tree fails on it): cut_tree gives label 0
+    trees = [sklearn_cluster.ward_tree(to_numpy(p, acc), connectivity=graph)[0] if len(p) > 1
+             else np.zeros((0, 2), dtype=np.intp) for p in problems]
     results = {kk: _cluster_each(x, problems, kk, lambda points, b, kk=kk: cut_tree(trees[b], len(points), kk))
                for kk in dict.fromkeys(ks)}
     return results[ks[0]] if _is_int(k) else results

@@ -106,6 +106,9 @@ def raw_pixel_kmeans(image: torch.Tensor, size: Union[int, Tuple[int, int]], k: 
     Returns ``labels`` ``(h, w)``, ``centroids`` ``(k, 3)`` (colours in the scale of the input
     after uint8 -> [0, 1]), 0-d ``inertia`` and ``n_iter``.
     """
+    if "mode" in options:  # one image's pixels are one problem either way
+        raise ValueError("mode: raw_pixel_kmeans clusters one image; for the pixels of several, "
+                         "kmeans(..., mode='cross_image') on their downsampled colours")
     small = _downsample(_channels_first(image), _size(size))
     result = kmeans(small.permute(1, 2, 0)[None].contiguous(), k, seed=seed, **options)
     return ClusterResult(result.labels[0], result.centroids[0], result.inertia[0], result.n_iter[0])

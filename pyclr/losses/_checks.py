@@ -81,11 +81,18 @@ def check_kernel_dtype(name: str, x: torch.Tensor) -> None:
         raise TypeError(f"{name}: expected dtype {names} (or float64 on the CPU), got {x.dtype}")
 
 
+def check_dense(name: str, x: torch.Tensor) -> None:
+    """A strided tensor: sparse layouts reach no kernel (torch's own errors name no argument)."""
+    if x.layout != torch.strided:
+        raise TypeError(f"{name}: expected a dense tensor, got layout {x.layout} (call .to_dense())")
+
+
 def check_views(z1, z2, kernel: bool) -> None:
     """Two (N, d) views of the same batch. ``kernel``: restrict dtypes to what kernels take."""
     for name, z in (("z1", z1), ("z2", z2)):
         if not isinstance(z, torch.Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, got {type(z).__name__}")
+        check_dense(name, z)
         if z.dim() != 2:
             raise ValueError(f"{name}: expected a 2-D tensor of shape (batch, dim), got shape {tuple(z.shape)}")
         if z.shape[0] == 0 or z.shape[1] == 0:

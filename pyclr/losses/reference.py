@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from typing import Callable, NamedTuple
 
-from ._checks import check_bool, check_choice, check_nonnegative, check_positive, check_temperature, check_views
+from ._checks import (check_bool, check_choice, check_dense, check_nonnegative, check_positive, check_temperature,
+                      check_views)
 from ._gather import gather_views
 from .priors import (NORM_EPS, PRIORS, check_count, check_generator, check_projections,
                      random_projections, sample_prior)
@@ -89,6 +90,7 @@ def check_generalized_options(prior, distribution, lam, temperature, num_project
 def check_matrix(name: str, x, rows: int | None = None, cols: int | None = None) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    check_dense(name, x)
     if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name}: expected a non-empty 2-D tensor (rows, dim), got shape {tuple(x.shape)}")
     if (rows is not None and x.shape[0] != rows) or (cols is not None and x.shape[1] != cols):

@@ -80,6 +80,13 @@ def test_bisecting_is_seeded():
     assert torch.equal(bisecting(x, 4, seed=7).labels, bisecting(x, 4, seed=7).labels)
 
 
+def test_ward_of_a_single_point_is_one_cluster():
+    # scikit-learn's ward_tree fails on one point ("empty distance matrix"; IndexError with a grid)
+    assert ward(torch.randn(1, 3), 1).labels.tolist() == [0]
+    single = ward(torch.randn(2, 1, 1, 3), 1, connectivity="grid")
+    assert single.labels.tolist() == [[[0]], [[0]]] and single.inertia.tolist() == [0.0, 0.0]
+
+
 @pytest.mark.parametrize("call,message", [
     (lambda: ward(features(), 3, connectivity="knn"), "connectivity: expected None or 'grid'"),
     (lambda: ward(torch.randn(50, 3), 3, connectivity="grid"), "connectivity='grid' needs"),

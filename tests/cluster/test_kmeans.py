@@ -371,6 +371,11 @@ def test_raw_pixel_kmeans():
     assert last.labels.shape == (14, 14)
 
 
+def test_raw_pixel_kmeans_has_no_mode():
+    with pytest.raises(ValueError, match="mode: raw_pixel_kmeans clusters one image"):
+        raw_pixel_kmeans(torch.rand(3, 16, 16), 4, 3, mode="cross_image")  # was an IndexError
+
+
 @pytest.mark.parametrize("image,size,message", [
     (torch.zeros(4, 8, 8), 4, r"image: expected a \(3, H, W\) or \(H, W, 3\) tensor"),
     (torch.zeros(3, 8, 8, dtype=torch.int32), 4, "image: expected uint8 or floating point"),

@@ -368,6 +368,15 @@ def test_bad_input(fn, z1, z2, kwargs, error, match):
         fn(z1, z2, **kwargs)
 
 
+def test_sparse_views_are_refused_by_name():
+    z = torch.randn(4, 3).to_sparse()  # was torch's 'norm_sparse' error
+    for fn in (nt_xent, reference.nt_xent):
+        with pytest.raises(TypeError, match="z1: expected a dense tensor, got layout torch.sparse_coo"):
+            fn(z, z)
+    with pytest.raises(TypeError, match="z: expected a dense tensor"):
+        logsumexp_uniformity(z)
+
+
 def test_bad_module_options():
     with pytest.raises(ValueError, match="temperature"):
         NTXentLoss(temperature=0.0)
