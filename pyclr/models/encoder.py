@@ -25,6 +25,7 @@ class Encoder(nn.Module):
 
     in_channels: int
     feature_dim: int
+    min_input_size: int = 1  # the smallest H and W the stages can take
 
     def stages(self) -> list:
         raise NotImplementedError
@@ -77,3 +78,6 @@ class Encoder(nn.Module):
             )
         if not x.is_floating_point():
             raise TypeError(f"x: expected a floating-point batch (uint8 images: x.float() / 255), got {x.dtype}")
+        if min(x.shape[2:]) < self.min_input_size:
+            raise ValueError(f"x: expected images of at least {self.min_input_size}x{self.min_input_size} pixels, "
+                             f"got {x.shape[2]}x{x.shape[3]}")

@@ -9,9 +9,10 @@ from .encoder import Encoder, check_int
 
 def _flatten(x: torch.Tensor, size: int, input_size: int) -> torch.Tensor:
     """The dense part fixes the spatial size: say so rather than fail in a matmul."""
-    if x[0].numel() != size:
+    values = x.shape[1:].numel()  # per sample (x[0] does not exist in an empty batch)
+    if values != size:
         raise ValueError(f"x: this encoder was built for {input_size}x{input_size} inputs "
-                         f"(input_size={input_size}); its last map has {x[0].numel()} values, not {size}")
+                         f"(input_size={input_size}); its last map has {values} values, not {size}")
     return torch.flatten(x, 1)
 
 
@@ -21,6 +22,8 @@ class LeNet(Encoder):
     representation is the flattened last map (16 x 18 x 18 = 5184 for 28x28 inputs); the
     paper's 120-84-84 head is ``ProjectionHead(5184, (120, 84), 84, num_layers=3)``.
     Taps: ``conv1``, ``conv2``."""
+
+    min_input_size = 10  # two 5x5 convolutions and two 2x2 pools of stride 1
 
     def __init__(self, in_channels: int = 4, input_size: int = 28):
         super().__init__()

@@ -131,6 +131,13 @@ def test_make_encoder_and_bad_input():
         model((batch(3, 32) * 255).to(torch.uint8))
 
 
+def test_small_encoders_take_empty_batches_and_name_too_small_images():
+    assert LeNet(in_channels=1)(torch.rand(0, 1, 28, 28)).shape == (0, 5184)  # was an IndexError
+    assert SmallConvNet()(torch.rand(0, 1, 28, 28)).shape == (0, 128)
+    with pytest.raises(ValueError, match="x: expected images of at least 10x10 pixels, got 5x5"):
+        LeNet(in_channels=1)(torch.rand(2, 1, 5, 5))  # was max_pool2d's 'Output size is too small'
+
+
 def test_projection_head_return_all_must_be_a_bool():
     with pytest.raises(TypeError, match="return_all: expected a bool, got str"):
         ProjectionHead(4, 8, 2)(torch.randn(3, 4), return_all="no")  # "no" returned the list
