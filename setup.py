@@ -61,7 +61,7 @@ def toolkit_cuda_major():
 # Why the CUDA operators were not built: compiled into the extension as
 # PYCLR_CUDA_SKIPPED=<why>,<nvcc's CUDA major>,<torch's> (0 where unknown), which
 # pyclr.build_info() and the "built without CUDA kernels" error put into words (pyclr/_ops.py).
-SKIPPED_SWITCH, SKIPPED_NO_TOOLKIT, SKIPPED_CPU_TORCH, SKIPPED_OTHER_MAJOR = 1, 2, 3, 4
+SKIPPED_SWITCH, SKIPPED_NO_TOOLKIT, SKIPPED_CPU_TORCH, SKIPPED_OTHER_MAJOR, SKIPPED_ROCM_TORCH = 1, 2, 3, 4, 5
 
 
 def cuda_skipped():
@@ -76,7 +76,9 @@ def cuda_skipped():
     if cpp_extension.CUDA_HOME is None or torch.version.cuda is None:
         if switch == "1":
             raise SystemExit("PYCLR_WITH_CUDA=1 but no CUDA toolkit (nvcc) or no CUDA build of torch was found")
-        return (SKIPPED_CPU_TORCH, 0, 0) if torch.version.cuda is None else (SKIPPED_NO_TOOLKIT, 0, 0)
+        if torch.version.cuda is not None:
+            return SKIPPED_NO_TOOLKIT, 0, 0
+        return (SKIPPED_ROCM_TORCH, 0, 0) if getattr(torch.version, "hip", None) else (SKIPPED_CPU_TORCH, 0, 0)
     # torch compiles extensions only with a toolkit of its own CUDA major version
     toolkit, wanted = toolkit_cuda_major(), int(torch.version.cuda.split(".")[0])
     if toolkit is not None and toolkit != wanted:

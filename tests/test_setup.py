@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = """import os, runpy, setuptools, torch
 if os.environ.get("PRETEND_CPU_TORCH"):
     torch.version.cuda = None
+if os.environ.get("PRETEND_ROCM_TORCH"):
+    torch.version.cuda, torch.version.hip = None, "6.4"
 def report(ext_modules, **_):
     print("cuda sources:", any(source.endswith(".cu") for source in ext_modules[0].sources))
     print("skipped:", [f for f in ext_modules[0].extra_compile_args["cxx"] if "CUDA_SKIPPED" in f])
@@ -90,11 +92,19 @@ def test_a_cpu_build_of_torch_builds_the_cpp_operators_and_records_it(tmp_path):
     assert "cuda sources: False" in done.stdout and "skipped: ['-DPYCLR_CUDA_SKIPPED=3,0,0']" in done.stdout
 
 
+@needs_cuda_torch
+def test_a_rocm_build_of_torch_builds_the_cpp_operators_and_records_it(tmp_path):
+    done = run_setup(tmp_path, "auto", TORCH_MAJOR, PRETEND_ROCM_TORCH="1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "cuda sources: False" in done.stdout and "skipped: ['-DPYCLR_CUDA_SKIPPED=5,0,0']" in done.stdout
+
+
 @pytest.mark.parametrize("codes, why, fix", [
     ([1, 0, 0], "PYCLR_WITH_CUDA=0 at build time", "reinstall without PYCLR_WITH_CUDA=0"),
     ([2, 0, 0], "no nvcc was found at build time", "reinstall with nvcc on the PATH or CUDA_HOME set"),
     ([3, 0, 0], "built against a CPU build of torch", "reinstall under a CUDA build of torch"),
     ([4, 12, 13], "nvcc was CUDA 12, torch's CUDA is 13", "reinstall with CUDA_HOME at a CUDA 13.x toolkit"),
+    ([5, 0, 0], "built against a ROCm build of torch (pyclr's GPU kernels are CUDA)", "use the C++ operators"),
     ([0, 0, 0], "no reason recorded", "reinstall on a machine with nvcc and a CUDA build of torch"),
 ])
 def test_each_recorded_reason_is_put_into_words(codes, why, fix):

@@ -71,7 +71,9 @@ def kmeans(x: torch.Tensor, k: int, mode: str = "per_image", n_init: int = 10, m
         seed: problem ``b`` uses the random stream seeded with ``seed + b`` (per-image mode),
             so a batch gives image ``b`` exactly what ``kmeans(x[b:b+1], ..., seed=seed + b)``
             gives it. On the pyclr and torch backends the same seed gives the same seeding on
-            every device.
+            every device. (float16 features whose dot products would overflow float16,
+            C max|x|^2 > 6e4, are clustered in float32, decided for the whole batch: a batch
+            that mixes such images with others clusters those others in float32 too.)
     """
     points, per_problem = _problems(x, k, mode)
     _check_options(n_init, max_iter, tol, init, backend, seed)
@@ -170,11 +172,13 @@ def _check_values(points: torch.Tensor) -> torch.Tensor:
         raise ValueError("x: contains NaN or infinite values")
     n, channels = points.shape[1], points.shape[2]
     largest = max(-low, high)
-    # a squared distance is at most C (2 max|x|)^2, the inertia n times that
+    # a squared distance is at most C (2 max|x|)^2, the inertia n times that; then a factor 2 of
+    # headroom in max|x| (4 in the sums) for rounding in the accumulations
     limit = math.sqrt(torch.finfo(torch.float32).max / (4 * channels * n)) / 2
     if largest > limit:
         raise ValueError(f"x: values up to {largest:.3g} overflow float32 squared distances for {n} points of "
                          f"{channels} channels (the limit is {limit:.3g}); rescale x, e.g. normalise it")
+    # decided for the whole batch: see kmeans' docstring (seed) on batch exactness
     if points.dtype == torch.float16 and channels * largest ** 2 > _FP16_SAFE:
         return points.float()
     return points

@@ -1,6 +1,8 @@
 """Frozen features of a dataset, read through an encoder (and optionally its head)."""
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -24,7 +26,7 @@ def extract_features(encoder: nn.Module, dataset, *, head: nn.Module | None = No
         raise TypeError(f"encoder, head: expected torch.nn.Modules, got {type(encoder).__name__}, "
                         f"{type(head).__name__}")
     if device is None:  # the encoder's; the CPU for one without parameters (e.g. a fixed transform)
-        device = next(iter(encoder.parameters()), torch.empty(0)).device
+        device = next(itertools.chain(encoder.parameters(), encoder.buffers()), torch.empty(0)).device
     device = torch.device(device)
     modules = [m for m in (encoder, head) if m is not None]
     modes = [m.training for m in modules]
@@ -94,7 +96,7 @@ def as_features(features, labels, *, label, batch_size, device, name):
         labels = pick_label(all_labels, label)
     else:
         x = features
-        if isinstance(labels, dict):  # extract_features' labels of items with several
+        if labels is not None:  # a dict: extract_features' labels of items with several
             labels = pick_label(labels, label)
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
         raise ValueError(f"{name}: expected a float tensor of shape (n, d), got "

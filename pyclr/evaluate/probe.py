@@ -67,8 +67,8 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
     if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
         raise ValueError(f"max_iter: expected an int >= 1, got {max_iter!r}")
     decays = _check_decays(weight_decay)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2 ** 63 - 1:
+        raise ValueError(f"seed: expected an int in 0..2**63-2, got {seed!r}")  # seed + 1 seeds a torch generator
     x, y = as_features(features, labels, label=label, batch_size=batch_size, device=device, name="features")
     if (test_features is None) != (test_labels is None) and not isinstance(test_features, tuple):
         raise ValueError("test_features and test_labels: expected both or neither")

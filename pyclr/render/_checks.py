@@ -45,6 +45,8 @@ def int_tensor(name: str, value, dims: Tuple[int, ...], below: int | None = None
     entry (and none ``>= below`` when given), as an int64 torch tensor on its device."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "u" and value.dtype.itemsize > 1:  # torch has no uint16-64 arithmetic
+            if value.size and int(value.max()) > np.iinfo(np.int64).max:
+                raise ValueError(f"{name}: expected values below 2**63, got {int(value.max())}")
             value = value.astype(np.int64)
         value = torch.from_numpy(np.ascontiguousarray(value))  # also flipped (negative-stride) arrays
     elif isinstance(value, (list, tuple)):

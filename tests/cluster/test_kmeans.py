@@ -313,12 +313,22 @@ def test_values_whose_squared_distances_overflow_float32_are_rejected(backend, d
 
 
 def test_float16_points_whose_dot_products_overflow_float16_are_clustered_in_float32():
-    # seeding computes dot products in x's dtype: for norms above ~256 they overflowed to inf
-    # in float16, giving 7-10% worse clusterings than the same values in float32
-    x = (torch.randn(50, 3, generator=torch.Generator().manual_seed(1)) * 300).half()
+    # k-means++ seeding computes dot products in x's dtype: for C max|x|^2 above 65504 they
+    # overflowed to inf in float16 and the seeds differed from those of the same values in float32
+    from pyclr.cluster.kmeans import _check_values
+
+    x = (torch.randn(1, 50, 3, generator=torch.Generator().manual_seed(1)) * 300).half()
+    promoted = _check_values(x)
+    assert promoted.dtype == torch.float32 and torch.equal(promoted, x.float())
+    differs = []
     for seed in range(3):
-        half, single = kmeans(x, 3, backend="torch", seed=seed), kmeans(x.float(), 3, backend="torch", seed=seed)
-        assert torch.equal(half.labels, single.labels) and half.inertia == single.inertia
+        seeds = [_lloyd.initial_centroids(points, 3, "k-means++", _lloyd.problem_generators(seed, 1))
+                 for points in (promoted, x.float(), x)]
+        assert torch.equal(seeds[0], seeds[1])
+        differs.append(not torch.equal(seeds[2].float(), seeds[0]))  # float16 seeding: inf distances
+    assert any(differs)  # the overflow this guards against is real for these points
+    small = (torch.randn(1, 50, 3) * 10).half()  # products well inside float16: kept as given
+    assert _check_values(small).dtype == torch.float16
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])

@@ -182,6 +182,10 @@ def test_probes_take_extract_features_labels_as_they_come():
         linear_probe(x, labels, tx, tlabels)
     with pytest.raises(ValueError, match="label: expected one of a, b, got 'c'"):
         knn_accuracy(x, labels, tx, tlabels, label="c")
+    # a bare label tensor answers to None or "label" only (another name was silently ignored)
+    with pytest.raises(ValueError, match="label: the items carry one bare label, not named ones; got 'digit'"):
+        knn_accuracy(x, labels["a"], tx, tlabels["a"], label="digit")
+    assert linear_probe(x, labels["a"], tx, tlabels["a"], label="label").accuracy == 1.0
 
 
 def test_bad_input():
@@ -199,8 +203,8 @@ def test_bad_input():
     for decay in (float("inf"), None, torch.tensor(1e-4)):
         with pytest.raises(ValueError, match="weight_decay: expected a finite number >= 0"):
             linear_probe(x, y, weight_decay=decay)
-    for seed in (1.5, -1, None):  # 1.5 was manual_seed's 'expected a long'
-        with pytest.raises(ValueError, match="seed: expected an int >= 0"):
+    for seed in (1.5, -1, None, 2**64):  # 1.5 was manual_seed's "expected a long", 2**64 its overflow
+        with pytest.raises(ValueError, match=r"seed: expected an int in 0..2\*\*63-2"):
             linear_probe(x, y, seed=seed)
     for max_iter in (0, -1, 10.5, None):  # 0 and -1 returned an unfitted probe
         with pytest.raises(ValueError, match="max_iter: expected an int >= 1"):

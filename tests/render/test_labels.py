@@ -66,6 +66,9 @@ def test_numpy_label_maps_of_any_integer_dtype_and_stride():
     for dtype in (np.uint8, np.uint16, np.uint32, np.uint64, np.int32):
         assert torch.equal(upsample_labels(labels.astype(dtype), 4), expected)
     assert torch.equal(upsample_labels(labels[::-1], 4), upsample_labels(torch.from_numpy(labels[::-1].copy()), 4))
+    with pytest.raises(ValueError, match="labels: expected values below 2\\*\\*63, got 18446744073709551615"):
+        upsample_labels(np.array([[0, 2**64 - 1]], dtype=np.uint64), 4)  # wrapped to -1: 'labels >= 0'
+
 
 
 @pytest.mark.parametrize("call,message", [
