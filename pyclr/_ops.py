@@ -61,11 +61,11 @@ def cuda_skipped(codes=None) -> tuple[str, str] | None:
         return "no nvcc was found at build time", "reinstall with nvcc on the PATH or CUDA_HOME set"
     if why == 3:
         return "built against a CPU build of torch", "reinstall under a CUDA build of torch"
-    if why == 5:
-        return "built against a ROCm build of torch (pyclr's GPU kernels are CUDA)", "use the C++ operators on the CPU"
     if why == 4:
         return (f"nvcc was CUDA {nvcc}, torch's CUDA is {wanted}",
                 f"reinstall with CUDA_HOME at a CUDA {wanted}.x toolkit")
+    if why == 5:
+        return "built against a ROCm build of torch (pyclr's GPU kernels are CUDA)", "use the C++ operators on the CPU"
     return ("no reason recorded",
             "reinstall on a machine with nvcc and a CUDA build of torch (PYCLR_WITH_CUDA=1 forces it)")
 

@@ -39,11 +39,17 @@ def stand_in_toolkit(tmp_path, nvcc_major):
     return nvcc.parent.parent
 
 
-def run_setup(tmp_path, switch, nvcc_major, **extra_env):
-    """setup.py with CUDA_HOME at a toolkit whose nvcc says it is CUDA ``nvcc_major``."""
+def toolkit_env(tmp_path, switch, nvcc_major, **extra_env) -> dict:
+    """The environment with CUDA_HOME at a toolkit whose nvcc says it is CUDA ``nvcc_major``."""
     env = {**os.environ, "CUDA_HOME": str(stand_in_toolkit(tmp_path, nvcc_major)), "PYCLR_WITH_CUDA": switch,
-           "PYCLR_CUDA_ARCHS": "9.0", **extra_env}
+           **extra_env}
     env.pop("CUDA_PATH", None)
+    return env
+
+
+def run_setup(tmp_path, switch, nvcc_major, **extra_env):
+    """setup.py run under ``toolkit_env``, reporting the extension it would build."""
+    env = toolkit_env(tmp_path, switch, nvcc_major, PYCLR_CUDA_ARCHS="9.0", **extra_env)
     return subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -127,9 +133,7 @@ def test_a_cpp_only_build_reports_its_reason_in_build_info_and_in_the_cuda_error
         shutil.copy(ROOT / name, tree / name)
     shutil.copytree(ROOT / "csrc", tree / "csrc")
     shutil.copytree(ROOT / "pyclr", tree / "pyclr", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
-    env = {**os.environ, "CUDA_HOME": str(stand_in_toolkit(tmp_path, TORCH_MAJOR - 1)), "PYCLR_WITH_CUDA": "auto",
-           "MAX_JOBS": os.environ.get("MAX_JOBS", "2")}
-    env.pop("CUDA_PATH", None)
+    env = toolkit_env(tmp_path, "auto", TORCH_MAJOR - 1, MAX_JOBS=os.environ.get("MAX_JOBS", "2"))
     built = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tree, env=env,
                            capture_output=True, text=True, timeout=900)
     assert built.returncode == 0, built.stderr[-3000:]

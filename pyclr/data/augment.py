@@ -282,6 +282,13 @@ def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size,
         raise ValueError(f"flip: expected None or a bool tensor of shape ({batch},), got {got}")
     if boxes.device.type == "cpu":  # on a GPU this check would wait for the device
         _check_boxes("boxes", boxes, height, width)
+    return _resized_crop(x, boxes, out_h, out_w, flip)
+
+
+def _resized_crop(x: torch.Tensor, boxes: torch.Tensor, out_h: int, out_w: int,
+                  flip: torch.Tensor | None) -> torch.Tensor:
+    """resized_crop on checked arguments (SimCLRAugment checks its params once per call)."""
+    height, width = x.shape[2:]
     boxes = boxes.to(x.device)
     gx = _axis_grid(boxes[:, 1], boxes[:, 3], width, out_w)
     gy = _axis_grid(boxes[:, 0], boxes[:, 2], height, out_h)
@@ -662,7 +669,7 @@ class SimCLRAugment(torch.nn.Module):
         size = self.size or tuple(x.shape[2:])
         if not self.crop and size == tuple(x.shape[2:]):  # no resampling: flips are exact
             return torch.where(params.flip.view(-1, 1, 1, 1), x.flip(3), x)
-        return resized_crop(x, params.box, size, params.flip)
+        return _resized_crop(x, params.box, *size, params.flip)
 
     def _colour(self, img: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         if self.jitter_strength > 0 and self.jitter_p > 0:

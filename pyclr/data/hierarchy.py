@@ -36,13 +36,12 @@ class Hierarchy(Dataset):
     def __init__(self, levels: int = 4, branching=10, mask_size: int = 38, seed: int = 0):
         self.levels = check_int("levels", levels, 1, MAX_LEVELS)
         self.branching = self._check_branching(branching, self.levels)
-        if math.prod(self.branching) > MAX_LEAVES:
-            raise ValueError(f"branching: expected at most {MAX_LEAVES} leaves (items) in all, got "
-                             f"{math.prod(self.branching)}")
+        # nodes[c]: how many nodes level c has (b_0 · … · b_c); the last level's are the items
+        self.nodes = [math.prod(self.branching[: c + 1]) for c in range(self.levels)]
+        if self.nodes[-1] > MAX_LEAVES:
+            raise ValueError(f"branching: expected at most {MAX_LEAVES} leaves (items) in all, got {self.nodes[-1]}")
         self.mask_size = check_int("mask_size", mask_size, 1)
         self.seed = check_seed(seed)
-        # nodes[c]: how many nodes level c has (b_0 · … · b_c)
-        self.nodes = [math.prod(self.branching[: c + 1]) for c in range(self.levels)]
 
     @staticmethod
     def _check_branching(branching, levels: int) -> tuple[int, ...]:
