@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..data._util import check_int
+from .._checks import check_int
 from ._checks import check_activations, check_class_labels
 
 

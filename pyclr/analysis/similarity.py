@@ -7,12 +7,13 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ..data._util import check_int, check_seed
+from .._checks import check_choice, check_int
+from ..data._util import check_seed
 from ..data.hierarchy import Hierarchy
-from ..losses._checks import check_choice
 from ._checks import check_activations, check_class_labels
 
 COSINE_EPS = 1e-12
+SIMILARITY_BLOCK = 1 << 22  # entries of the similarity matrix held at a time
 
 
 class ChannelProbes(NamedTuple):
@@ -130,21 +131,33 @@ def hierarchical_similarity(views: torch.Tensor, ancestors) -> HierarchicalSimil
         raise ValueError(f"ancestors: expected shape ({n}, L), got {tuple(labels.shape)}")
     labels = check_class_labels("ancestors", labels, tuple(labels.shape), x.device)
     z = F.normalize(x.reshape(n * v, -1).double(), dim=1, eps=COSINE_EPS)
-    sim = z @ z.T
+    count = n * v
     item = torch.arange(n, device=x.device).repeat_interleave(v)
-    same_item = item.view(-1, 1) == item.view(1, -1)
-    distinct_view = ~torch.eye(n * v, dtype=torch.bool, device=x.device)
-    within, across, within_pairs, across_pairs = [], [], [], []
-    parent_same = torch.ones_like(same_item)
-    for level in range(labels.shape[1]):
-        cls = labels[item, level]
-        same = cls.view(-1, 1) == cls.view(1, -1)
-        for mask, means, counts in ((same & ~same_item, within, within_pairs),
-                                    (~same & parent_same, across, across_pairs)):
-            counts.append(int(mask.sum()))
-            means.append(sim[mask].mean().item() if counts[-1] else float("nan"))
-        parent_same = same
-    view_mask = same_item & distinct_view
-    across_view = sim[view_mask].mean().item() if view_mask.any() else float("nan")
+    cls = labels[item]  # (n V, L)
+    levels = labels.shape[1]
+    # sums and pair counts of [within, across] per level, then across_view: a block of rows of
+    # the (nV, nV) similarity matrix at a time, so memory is O(SIMILARITY_BLOCK), not (nV)^2
+    sums = torch.zeros(2 * levels + 1, dtype=torch.float64, device=x.device)
+    pairs = torch.zeros(2 * levels + 1, dtype=torch.int64, device=x.device)
+    step = max(1, SIMILARITY_BLOCK // count)
+    every = torch.arange(count, device=x.device)
+    for start in range(0, count, step):
+        rows = every[start:start + step]
+        sim = z[rows] @ z.T
+        same_item = item[rows].view(-1, 1) == item.view(1, -1)
+        parent_same = torch.ones_like(same_item)
+
+        def add(i, mask):  # no boolean indexing: it would wait for the GPU each time
+            sums[i] += torch.where(mask, sim, 0).sum()
+            pairs[i] += mask.sum()
+        for level in range(levels):
+            same = cls[rows, level].view(-1, 1) == cls[:, level].view(1, -1)
+            add(2 * level, same & ~same_item)
+            add(2 * level + 1, ~same & parent_same)
+            parent_same = same
+        add(2 * levels, same_item & (rows.view(-1, 1) != every.view(1, -1)))
+    means = [total / k if k else float("nan") for total, k in zip(sums.tolist(), pairs.tolist())]
+    within, across, across_view = means[0:-1:2], means[1:-1:2], means[-1]
+    within_pairs, across_pairs = pairs[0:-1:2].tolist(), pairs[1:-1:2].tolist()
     return HierarchicalSimilarity(torch.tensor(within), torch.tensor(across), across_view,
                                   torch.tensor(within_pairs), torch.tensor(across_pairs))

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from ._external import import_sklearn_cluster, to_numpy
-from .kmeans import ClusterResult, _check_seed, _check_values, _describe, _is_int
+from .._checks import describe, is_int
+from .kmeans import ClusterResult, _check_k, _check_seed, _check_values
 from .reference import acc_dtype
 
 CONNECTIVITIES = (None, "grid")
@@ -37,10 +38,11 @@ def ward(x: torch.Tensor, k: Union[int, Sequence[int]], connectivity: Optional[s
         raise ValueError(f"connectivity: expected None or 'grid', got {connectivity!r}")
     ks = list(k) if isinstance(k, Sequence) and not isinstance(k, str) else [k]
     if not ks:
-        raise ValueError("k: expected an integer or a non-empty list of integers, got []")
+        raise ValueError("k: expected an int or a non-empty list of ints, got []")
     problems = _problems(x, ks[0])  # reshapes and scans x once
     for kk in ks[1:]:
         _check_k(kk, problems.shape[1])
+    ks = [int(kk) for kk in ks]  # numpy's too: the result's keys
     if connectivity == "grid" and x.dim() != 4:
         raise ValueError(f"connectivity='grid' needs (B, H, W, C) features, got shape {tuple(x.shape)}")
     sklearn_cluster = import_sklearn_cluster()
@@ -55,7 +57,7 @@ def ward(x: torch.Tensor, k: Union[int, Sequence[int]], connectivity: Optional[s
              else np.zeros((0, 2), dtype=np.intp) for p in problems]
     results = {kk: _cluster_each(x, problems, kk, lambda points, b, kk=kk: cut_tree(trees[b], len(points), kk))
                for kk in dict.fromkeys(ks)}
-    return results[ks[0]] if _is_int(k) else results
+    return results[ks[0]] if is_int(k) else results
 
 
 def cut_tree(children: np.ndarray, n_leaves: int, k: int) -> np.ndarray:
@@ -91,18 +93,13 @@ def bisecting(x: torch.Tensor, k: int, seed: int = 0) -> ClusterResult:
 
 def _problems(x, k) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.dim() not in (2, 4):
-        raise ValueError(f"x: expected a (B, H, W, C) or (n, C) tensor, got {_describe(x)}")
+        raise ValueError(f"x: expected a (B, H, W, C) or (n, C) tensor, got {describe(x)}")
     if not x.is_floating_point() or x.numel() == 0:
         raise ValueError(f"x: expected a non-empty floating-point tensor, got {x.dtype} of shape "
                          f"{tuple(x.shape)}")
     points = x.detach().reshape(x.shape[0] if x.dim() == 4 else 1, -1, x.shape[-1])
     _check_k(k, points.shape[1])
     return _check_values(points)
-
-
-def _check_k(k, n: int) -> None:
-    if not _is_int(k) or not 1 <= k <= n:
-        raise ValueError(f"k: expected an integer with 1 <= k <= {n} (the points per problem), got {k!r}")
 
 
 def _cluster_each(x: torch.Tensor, problems: torch.Tensor, k: int,

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, replace
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import _ops
+from .._checks import check_int, check_nonnegative, check_size, describe, is_int, shown
 from . import _external, _lloyd, reference
 
 MODES = ("per_image", "cross_image")
@@ -87,7 +86,7 @@ def pixel_features(feature_map: torch.Tensor) -> torch.Tensor:
     the channels (SPEC.md section 3), in the input's dtype (the norm is taken in fp32)."""
     if not isinstance(feature_map, torch.Tensor) or feature_map.dim() != 4:
         raise ValueError(f"feature_map: expected a (B, C, H, W) tensor, got "
-                         f"{_describe(feature_map)}")
+                         f"{describe(feature_map)}")
     if not feature_map.is_floating_point():
         raise TypeError(f"feature_map: expected a floating-point tensor, got {feature_map.dtype}")
     work = feature_map if feature_map.dtype == torch.float64 else feature_map.float()
@@ -111,38 +110,31 @@ def raw_pixel_kmeans(image: torch.Tensor, size: Union[int, Tuple[int, int]], k: 
     if "mode" in options:  # one image's pixels are one problem either way
         raise ValueError("mode: raw_pixel_kmeans clusters one image; for the pixels of several, "
                          "kmeans(..., mode='cross_image') on their downsampled colours")
-    small = _downsample(_channels_first(image), _size(size))
+    small = _downsample(_channels_first(image), check_size("size", size))
     result = kmeans(small.permute(1, 2, 0)[None].contiguous(), k, seed=seed, **options)
     return ClusterResult(result.labels[0], result.centroids[0], result.inertia[0], result.n_iter[0])
 
 
 # --- checks ----------------------------------------------------------------------------------
 
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"shape {tuple(value.shape)}"
-    return type(value).__name__
-
-
-def _is_int(value) -> bool:
-    """A Python or numpy integer (not a bool)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
 # seeds of image b are seed + b: scikit-learn's random_state takes them below 2**32
 SEED_LIMIT = 2 ** 31
 
 
 def _check_seed(seed) -> int:
-    if not _is_int(seed) or not 0 <= seed < SEED_LIMIT:
-        raise ValueError(f"seed: expected an integer in 0..2**31-1, got {seed!r}")
-    return int(seed)
+    return check_int("seed", seed, 0, SEED_LIMIT - 1)
+
+
+def _check_k(k, n: int) -> None:
+    if not is_int(k) or not 1 <= k <= n:
+        raise (ValueError if is_int(k) else TypeError)(
+            f"k: expected an int with 1 <= k <= {n} (the points per problem), got {shown(k)}")
 
 
 def _problems(x, k, mode) -> Tuple[torch.Tensor, bool]:
     """x as (problems, points, C) and whether each image is its own problem."""
     if not isinstance(x, torch.Tensor) or x.dim() not in (2, 4):
-        raise ValueError(f"x: expected a (B, H, W, C) or (n, C) tensor, got {_describe(x)}")
+        raise ValueError(f"x: expected a (B, H, W, C) or (n, C) tensor, got {describe(x)}")
     if x.dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
         raise TypeError(f"x: expected dtype float32, bfloat16, float16 or float64, got {x.dtype}")
     if x.numel() == 0:
@@ -151,9 +143,7 @@ def _problems(x, k, mode) -> Tuple[torch.Tensor, bool]:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
     per_problem = x.dim() == 4 and mode == "per_image"
     points = x.detach().reshape(x.shape[0] if per_problem else 1, -1, x.shape[-1])
-    if not _is_int(k) or not 1 <= k <= points.shape[1]:
-        raise ValueError(f"k: expected an integer with 1 <= k <= {points.shape[1]} (the points per "
-                         f"problem), got {k!r}")
+    _check_k(k, points.shape[1])
     points = _check_values(points)
     return points, per_problem
 
@@ -185,12 +175,9 @@ def _check_values(points: torch.Tensor) -> torch.Tensor:
 
 
 def _check_options(n_init, max_iter, tol, init, backend, seed) -> None:
-    if not _is_int(n_init) or n_init < 1:
-        raise ValueError(f"n_init: expected an integer >= 1, got {n_init!r}")
-    if not _is_int(max_iter) or max_iter < 1:
-        raise ValueError(f"max_iter: expected an integer >= 1, got {max_iter!r}")
-    if not isinstance(tol, numbers.Real) or isinstance(tol, (bool, np.bool_)) or not (math.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
+    check_int("n_init", n_init, 1)
+    check_int("max_iter", max_iter, 1)
+    check_nonnegative("tol", tol)
     if init not in INITS:
         raise ValueError(f"init: expected one of {INITS}, got {init!r}")
     if backend not in BACKENDS:
@@ -247,19 +234,12 @@ def _result(solution: _lloyd.Solution, x: torch.Tensor, per_problem: bool) -> Cl
 
 def _channels_first(image) -> torch.Tensor:
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or 3 not in (image.shape[0], image.shape[-1]):
-        raise ValueError(f"image: expected a (3, H, W) or (H, W, 3) tensor, got {_describe(image)}")
+        raise ValueError(f"image: expected a (3, H, W) or (H, W, 3) tensor, got {describe(image)}")
     if image.dtype == torch.uint8:
         image = image.float() / 255
     elif not image.is_floating_point():
         raise TypeError(f"image: expected uint8 or floating point, got {image.dtype}")
     return image if image.shape[0] == 3 else image.permute(2, 0, 1)
-
-
-def _size(size) -> Tuple[int, int]:
-    pair = (size, size) if _is_int(size) else tuple(size) if isinstance(size, Sequence) else None
-    if pair is None or len(pair) != 2 or not all(_is_int(s) and s >= 1 for s in pair):
-        raise ValueError(f"size: expected an int or an (h, w) pair of ints >= 1, got {size!r}")
-    return pair
 
 
 def _downsample(image: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import numbers
 import operator
 import zlib
 
@@ -10,19 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..losses._checks import check_bool, check_choice  # noqa: F401  (one style of check)
-
-
-def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
-    """An int (not a bool) in ``low..high`` (inclusive, either end open when None)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    value = int(value)
-    if (low is not None and value < low) or (high is not None and value > high):
-        lo = "" if low is None else str(low)
-        hi = "" if high is None else str(high)
-        raise ValueError(f"{name}: expected an int in {lo}..{hi}, got {value}")
-    return value
+from .._checks import check_int
 
 
 # Class ids index per-class rows (a probe's weights, per-class scores): ids above both this and

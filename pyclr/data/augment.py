@@ -36,13 +36,12 @@ data's crop (Hermann et al.: 38x38 -> 28x28) and ``random_bits_crop`` the random
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 
-from ..losses._checks import check_bool, check_choice, check_nonnegative
+from .._checks import check_bool, check_choice, check_generator, check_int, check_nonnegative, check_real, check_size
 
 __all__ = [
     "AugmentParams",
@@ -83,58 +82,25 @@ def _check_images(name: str, x) -> None:
 
 
 def _check_probability(name: str, p) -> float:
-    p = check_nonnegative(name, p)
-    if p > 1:
-        raise ValueError(f"{name}: expected a probability in [0, 1], got {p}")
-    return p
+    return check_real(name, p, 0, 1)
 
 
 def _check_range(name: str, value, positive: bool = False) -> tuple[float, float]:
     """A pair (low, high) of finite numbers, low <= high (and low > 0 when ``positive``)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise TypeError(f"{name}: expected a pair (low, high), got {value!r}")
-    low, high = (check_nonnegative(name, v) if positive else _check_real(name, v) for v in value)
+    low, high = (check_nonnegative(name, v) if positive else check_real(name, v) for v in value)
     if low > high or (positive and low <= 0):
         bound = "0 < low <= high" if positive else "low <= high"
         raise ValueError(f"{name}: expected {bound}, got {value!r}")
     return low, high
 
 
-def _check_real(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value}")
-    return float(value)
-
-
-def _check_count(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_size(name: str, size) -> tuple[int, int]:
-    """An int or a pair (height, width) of ints > 0, returned as a pair."""
-    pair = (size, size) if isinstance(size, numbers.Integral) and not isinstance(size, bool) else size
-    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
-            and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in pair)):
-        raise TypeError(f"{name}: expected an int or a pair of ints (height, width), got {size!r}")
-    if min(pair) <= 0:
-        raise ValueError(f"{name}: expected sizes > 0, got {size!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _check_odd(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0 or value % 2 == 0:
-        raise ValueError(f"{name}: expected an odd int > 0, got {value!r}")
-
-
-def _check_generator(generator) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
+def _check_odd(name: str, value) -> int:
+    value = check_int(name, value, 1)
+    if value % 2 == 0:
+        raise ValueError(f"{name}: expected an odd int >= 1, got {value}")
+    return value
 
 
 def _check_factor(name: str, factor, batch: int, low: float, high: float):
@@ -146,7 +112,7 @@ def _check_factor(name: str, factor, batch: int, low: float, high: float):
         if not bool((torch.isfinite(factor) & (factor >= low) & (factor <= high)).all()):
             raise ValueError(f"{name}: expected finite values in [{low}, {high}]")
         return factor
-    value = _check_real(name, factor)
+    value = check_real(name, factor)
     if not low <= value <= high:
         raise ValueError(f"{name}: expected a value in [{low}, {high}], got {value}")
     return value
@@ -206,11 +172,11 @@ def sample_crop_boxes(batch: int, height: int, width: int, scale=(0.08, 1.0), ra
     ``exp(uniform(log ratio))``; the first try that fits is used, otherwise a central crop
     clipped to the closest allowed aspect.
     """
-    batch = _check_count("batch", batch, 0)
-    height, width = _check_count("height", height, 1), _check_count("width", width, 1)
+    batch = check_int("batch", batch, 0)
+    height, width = check_int("height", height, 1), check_int("width", width, 1)
     scale = _check_range("scale", scale, positive=True)
     ratio = _check_range("ratio", ratio, positive=True)
-    _check_generator(generator)
+    check_generator(generator)
     draw = _draw_device(generator, device)
     area = height * width * _uniform((batch, CROP_ATTEMPTS), *scale, generator, draw)
     aspect = torch.exp(_uniform((batch, CROP_ATTEMPTS), *map(math.log, ratio), generator, draw))
@@ -272,7 +238,7 @@ def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size,
     ``horizontal_flip``, for a whole batch in one ``grid_sample``.
     """
     _check_images("x", x)
-    out_h, out_w = _check_size("size", size)
+    out_h, out_w = check_size("size", size)
     batch, _, height, width = x.shape
     if not isinstance(boxes, torch.Tensor) or boxes.shape != (batch, 4) or boxes.is_floating_point():
         got = tuple(boxes.shape) if isinstance(boxes, torch.Tensor) else type(boxes).__name__
@@ -305,8 +271,8 @@ def crop_without_resize(x: torch.Tensor, size, generator: torch.Generator | None
     """A random ``size`` crop of each sample at full resolution, every position equally likely
     (the hierarchy data's augmentation: 38x38 items, 28x28 crops)."""
     _check_images("x", x)
-    crop_h, crop_w = _check_size("size", size)
-    _check_generator(generator)
+    crop_h, crop_w = check_size("size", size)
+    check_generator(generator)
     batch, channels, height, width = x.shape
     if crop_h > height or crop_w > width:
         raise ValueError(f"size: expected at most the image's ({height}, {width}), got {size!r}")
@@ -545,9 +511,8 @@ class SimCLRAugment(torch.nn.Module):
                  grayscale_p: float = 0.2, blur_p: float = 0.5, blur_sigma=(0.1, 2.0),
                  blur_kernel: int | None = None, image_channels: int | None = None):
         super().__init__()
-        self.size = None if size is None else _check_size("size", size)
-        check_bool("crop", crop)
-        self.crop = crop
+        self.size = None if size is None else check_size("size", size)
+        self.crop = check_bool("crop", crop)
         self.crop_scale = _check_range("crop_scale", crop_scale, positive=True)
         if self.crop_scale[1] > 1:
             raise ValueError(f"crop_scale: expected area fractions in (0, 1], got {crop_scale!r}")
@@ -561,10 +526,9 @@ class SimCLRAugment(torch.nn.Module):
         self.grayscale_p = _check_probability("grayscale_p", grayscale_p)
         self.blur_p = _check_probability("blur_p", blur_p)
         self.blur_sigma = _check_range("blur_sigma", blur_sigma, positive=True)
-        if blur_kernel is not None:
-            _check_odd("blur_kernel", blur_kernel)
-        self.blur_kernel = blur_kernel
+        self.blur_kernel = None if blur_kernel is None else _check_odd("blur_kernel", blur_kernel)
         if image_channels is not None:
+            image_channels = check_int("image_channels", image_channels)
             check_choice("image_channels", image_channels, (1, 3))
         self.image_channels = image_channels
 
@@ -591,7 +555,7 @@ class SimCLRAugment(torch.nn.Module):
         """Draws every part's parameters for a batch of ``height`` x ``width`` images, in a
         fixed order whatever is switched off (so switching a part off changes no other draw).
         ``device``: where the result goes; default the generator's device, else the CPU."""
-        _check_generator(generator)
+        check_generator(generator)
         draw = _draw_device(generator, "cpu")
         box = sample_crop_boxes(batch, height, width, self.crop_scale, self.crop_ratio, generator, draw)
         if not self.crop:

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._util import (as_labels, check_bool, check_choice, check_index, check_int, check_seed,
-                    item_rng, item_rngs, resize_batch, salt)
+from .._checks import check_bool, check_choice, check_int
+from ._util import as_labels, check_index, check_seed, item_rng, item_rngs, resize_batch, salt
 from .mnist import MNIST, load_mnist
 
 DIGIT = 28  # MNIST digits are 28×28
@@ -187,7 +187,7 @@ class TwoDigitSizes(_DigitSource):
         self.second_size = check_int("second_size", second_size, 1)
         _check_fits("first_size", self.first_size, self.canvas)
         _check_fits("second_size", self.second_size, self.canvas)
-        check_bool("overlap", overlap)
+        overlap = check_bool("overlap", overlap)
         if not overlap and self.first_size + self.second_size > self.canvas:
             raise ValueError(
                 f"second_size: digits of {self.first_size} and {self.second_size} pixels cannot "
@@ -409,6 +409,9 @@ class DigitsOnImages(_DigitSource):
         image, base_labels = self.images_dataset[i]
         if not (isinstance(image, torch.Tensor) and image.dim() == 3 and image.is_floating_point()):
             raise TypeError(f"images: item {i} is not a (C, H, W) float tensor")
+        if image.shape[0] > 4 and image.shape[-1] in (1, 3, 4):  # the digit would land across channels
+            raise ValueError(f"images: item {i} has shape {tuple(image.shape)}, which looks channels-last; "
+                             "expected (C, H, W) (image.permute(2, 0, 1))")
         rng = item_rng(self.seed, i, "DigitsOnImages")
         slot = int(rng.integers(0, self.unique_digits))
         k = int(self.pool[slot])

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._util import check_index, check_int, check_seed, salt
+from .._checks import check_int, is_int
+from ._util import check_index, check_seed, salt
 
 
 # the item count must be a valid index; levels bound the channels (one per level) and the
@@ -45,7 +45,7 @@ class Hierarchy(Dataset):
 
     @staticmethod
     def _check_branching(branching, levels: int) -> tuple[int, ...]:
-        if isinstance(branching, numbers.Integral) and not isinstance(branching, bool):
+        if is_int(branching):
             branching = (branching,) * levels
         try:
             branching = tuple(branching)

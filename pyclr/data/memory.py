@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ._util import check_int
+from .._checks import check_int
 
 
 class InMemory(Dataset):
@@ -15,8 +15,7 @@ class InMemory(Dataset):
     Memory: the images' size in full (a 112x112 grey canvas is 49 KiB in float32)."""
 
     def __init__(self, dataset, *, batch_size: int = 512, num_workers: int = 0):
-        check_int("batch_size", batch_size, 1)
-        check_int("num_workers", num_workers, 0)
+        batch_size, num_workers = check_int("batch_size", batch_size, 1), check_int("num_workers", num_workers, 0)
         images, labels = [], []
         for batch_images, batch_labels in DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                                      num_workers=num_workers):

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._util import check_bool, check_index, optional_import, resize
+from .._checks import check_bool
+from ._util import check_index, optional_import, resize
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,7 @@ def load_mnist(root=None, train: bool = True, download: bool = False) -> MnistAr
     upscaled, with a warning. ``source`` says which was used. Nothing touches the network
     unless ``download=True``.
     """
-    check_bool("train", train)
-    check_bool("download", download)
+    train, download = check_bool("train", train), check_bool("download", download)
     if root is None:
         if download:
             raise ValueError("download: needs root= (the folder to download MNIST into)")

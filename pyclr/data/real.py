@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._util import check_bool, check_index, check_int, optional_import, resize
+from .._checks import check_bool, check_int, check_size
+from ._util import check_index, optional_import, resize
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,7 @@ class CIFAR10(Dataset):
     into ``root`` with torchvision when it is missing."""
 
     def __init__(self, root, train: bool = True, download: bool = False):
-        check_bool("train", train)
-        check_bool("download", download)
+        train, download = check_bool("train", train), check_bool("download", download)
         root = _as_path(root)
         names = [f"data_batch_{k}" for k in range(1, 6)] if train else ["test_batch"]
         folder = self._folder(root, names)
@@ -106,10 +106,7 @@ class CIFAR10(Dataset):
 def _check_size(size) -> tuple[int, int] | None:
     if size is None:
         return None
-    if isinstance(size, (tuple, list)) and len(size) == 2:
-        return check_int("size", size[0], 1), check_int("size", size[1], 1)
-    side = check_int("size", size, 1)
-    return side, side
+    return check_size("size", size)
 
 
 def _open_image(path: Path) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """``make_dataset(name, **kwargs)``: every dataset of ``pyclr.data`` by name."""
 from __future__ import annotations
 
-from ..losses._checks import check_options
+from .._checks import check_options
 from .digits import DigitsOnImages, MultiDigit, RandomBits, TwoDigitSizes, multidigit_eval
 from .hierarchy import Hierarchy
 from .mnist import MNIST

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._util import check_choice, check_index, check_int, check_seed, salt
+from .._checks import check_choice, check_int, check_real
+from ._util import check_index, check_seed, salt
 
 COLOURS, SCALES, POSITIONS = 10, 6, 16
 IMAGE = 64
@@ -169,8 +170,7 @@ def sprites_decoding_split(target: str, seed: int = 0, held_out_scales: int = 2,
     factors = [Sprites.factors(i) for i in range(COLOURS * SCALES * POSITIONS ** 2)]
     if target == "colour":
         check_int("held_out_scales", held_out_scales, 1, SCALES - 1)
-        if not 0 < held_out_positions < 1:
-            raise ValueError(f"held_out_positions: expected a fraction in (0, 1), got {held_out_positions}")
+        held_out_positions = check_real("held_out_positions", held_out_positions, 0, 1, inclusive=False)
         scales = set(rng.choice(SCALES, held_out_scales, replace=False).tolist())
         count = max(1, round(held_out_positions * POSITIONS ** 2))
         positions = set(rng.choice(POSITIONS ** 2, count, replace=False).tolist())

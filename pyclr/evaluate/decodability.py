@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
+from .._checks import describe
 from .features import extract_features, pick_label
 from .probe import linear_probe
 
@@ -24,21 +26,43 @@ def decodability(encoder: nn.Module, head: nn.Module, dataset, label_names: Sequ
     """
     if isinstance(label_names, str) or not label_names:
         raise ValueError(f"label_names: expected a non-empty list of label names, got {label_names!r}")
-    layers, labels = extract_features(encoder, dataset, head=head, all_layers=True,
-                                      batch_size=batch_size, device=device)
     splits = dict(splits or {})
     unknown = set(splits) - set(label_names)
     if unknown:
         raise ValueError(f"splits: names labels not in label_names: {sorted(unknown)}")
+    splits = {name: _check_split(f"splits[{name!r}]", split, len(dataset)) for name, split in splits.items()}
+    layers, labels = extract_features(encoder, dataset, head=head, all_layers=True,
+                                      batch_size=batch_size, device=device)
     result = {}
     for index, x in enumerate(layers):
         result[index] = {}
         for name in label_names:
             y = pick_label(labels, name, name="label_names").to(x.device)
             if name in splits:
-                train, test = (torch.as_tensor(i, dtype=torch.long, device=x.device) for i in splits[name])
+                train, test = (i.to(x.device) for i in splits[name])
                 probe = linear_probe(x[train], y[train], x[test], y[test], seed=seed, **probe_options)
             else:
                 probe = linear_probe(x, y, test_fraction=test_fraction, seed=seed, **probe_options)
             result[index][name] = probe.accuracy
     return result
+
+
+def _check_split(name: str, split, n: int) -> tuple:
+    """``(train_indices, test_indices)``: two non-empty, disjoint sets of item indices in
+    ``0..n-1`` (a float index would be truncated, a negative one wrap around)."""
+    if not isinstance(split, (tuple, list, torch.Tensor, np.ndarray)) or len(split) != 2:
+        raise TypeError(f"{name}: expected a pair (train_indices, test_indices), got {describe(split)}")
+    out = []
+    for part, indices in zip(("train", "test"), split):
+        t = torch.as_tensor(indices.cpu() if isinstance(indices, torch.Tensor) else indices)
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"{name}: expected integer {part} indices, got {t.dtype}")
+        if t.dim() != 1 or t.numel() == 0:
+            raise ValueError(f"{name}: expected non-empty 1-d {part} indices, got shape {tuple(t.shape)}")
+        if int(t.min()) < 0 or int(t.max()) >= n:
+            raise ValueError(f"{name}: expected {part} indices in 0..{n - 1} (the dataset's items), "
+                             f"got {int(t.min())}..{int(t.max())}")
+        out.append(t.long())
+    if torch.isin(out[0], out[1]).any():
+        raise ValueError(f"{name}: the train and test indices overlap (the probe would be tested on its training items)")
+    return tuple(out)

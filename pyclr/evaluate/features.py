@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from .._checks import check_bool, check_int
+
 
 @torch.no_grad()
 def extract_features(encoder: nn.Module, dataset, *, head: nn.Module | None = None,
@@ -20,6 +22,8 @@ def extract_features(encoder: nn.Module, dataset, *, head: nn.Module | None = No
     every head layer (``ProjectionHead.forward(..., return_all=True)``); labels a tensor or a
     dict of tensors, as the items carry them.
     """
+    all_layers, batch_size = check_bool("all_layers", all_layers), check_int("batch_size", batch_size, 1)
+    num_workers = check_int("num_workers", num_workers, 0)
     if all_layers and head is None:
         raise ValueError("all_layers: needs a head (the layers are the projection head's)")
     if not isinstance(encoder, nn.Module) or (head is not None and not isinstance(head, nn.Module)):

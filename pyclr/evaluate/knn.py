@@ -1,11 +1,10 @@
 """Weighted k-nearest-neighbour accuracy on cosine similarity: a cheap monitor in training."""
 from __future__ import annotations
 
-import numbers
-
 import torch
 import torch.nn.functional as F
 
+from .._checks import check_int, check_positive
 from .features import as_features
 
 
@@ -21,13 +20,8 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, *, k:
     tx, ty = as_features(test_features, test_labels, label=label, batch_size=256, device=None, name="test_features")
     if tx.shape[1] != x.shape[1]:
         raise ValueError(f"test_features: expected {x.shape[1]} columns like train_features, got {tx.shape[1]}")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k: expected an int >= 1, got {k!r}")
-    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
-        raise ValueError(f"chunk: expected an int >= 1, got {chunk!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
-        raise ValueError(f"temperature: expected a number > 0, got {temperature!r}")
-    k, chunk = int(k), int(chunk)
+    k, chunk = check_int("k", k, 1), check_int("chunk", chunk, 1)
+    temperature = check_positive("temperature", temperature)
     x, tx = F.normalize(x.float(), dim=1), F.normalize(tx.float().to(x.device), dim=1)
     # votes go to the classes present, not to every id up to the largest (sparse ids stay cheap)
     classes, index = torch.unique(torch.cat([y, ty.to(y.device)]), return_inverse=True)

@@ -1,14 +1,14 @@
 """Linear evaluation: multinomial logistic regression on frozen features, full batch."""
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._checks import check_int, check_nonnegative, check_real, is_real, shown
 from ..data._util import check_class_ids
 from .features import as_features
 
@@ -64,11 +64,9 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
     Features are standardised with the training rows' mean and standard deviation; the fit
     is full-batch L-BFGS in float32, deterministic for a given input.
     """
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        raise ValueError(f"max_iter: expected an int >= 1, got {max_iter!r}")
+    max_iter = check_int("max_iter", max_iter, 1)
     decays = _check_decays(weight_decay)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2 ** 63 - 1:
-        raise ValueError(f"seed: expected an int in 0..2**63-2, got {seed!r}")  # seed + 1 seeds a torch generator
+    seed = check_int("seed", seed, 0, 2 ** 63 - 2)  # seed + 1 seeds a torch generator
     x, y = as_features(features, labels, label=label, batch_size=batch_size, device=device, name="features")
     if (test_features is None) != (test_labels is None) and not isinstance(test_features, tuple):
         raise ValueError("test_features and test_labels: expected both or neither")
@@ -81,8 +79,10 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
         (x, y), (tx, ty) = split(x, y, _check_fraction(test_fraction), seed)
     device = torch.device(device) if device is not None else x.device
     x, y, tx, ty = (t.to(device) for t in (x, y, tx, ty))
-    num_classes = int(max(y.max().item(), ty.max().item())) + 1
-    check_class_ids("labels", num_classes - 1, len(y) + len(ty))  # W has a row per id up to the largest
+    largest, test_largest = int(y.max()), int(ty.max())
+    num_classes = max(largest, test_largest) + 1  # W has a row per id up to the largest
+    held_out = test_largest > largest and test_labels is not None
+    check_class_ids("test_labels" if held_out else "labels", num_classes - 1, len(y) + len(ty))
     scores = {} if len(decays) == 1 else _validation_scores(x, y, num_classes, decays, max_iter, seed)
     chosen = max(scores, key=lambda wd: (scores[wd], wd)) if scores else decays[0]  # ties: stronger
     w, b = fit_logistic(x, y, num_classes, chosen, max_iter)
@@ -133,18 +133,15 @@ def _accuracy(x, y, w, b) -> float:
 
 
 def _check_fraction(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-        raise ValueError(f"test_fraction: expected a number in (0, 1), got {value!r}")
-    return float(value)
+    return check_real("test_fraction", value, 0, 1, inclusive=False)
 
 
 def _check_decays(weight_decay) -> list:
-    try:
-        values = [weight_decay] if isinstance(weight_decay, numbers.Real) else list(weight_decay)
-    except TypeError:
-        values = []
-    if not values or any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < math.inf
-                         for v in values):
-        raise ValueError(f"weight_decay: expected a finite number >= 0 or a non-empty list of them, "
-                         f"got {weight_decay!r}")
-    return [float(v) for v in values]
+    if is_real(weight_decay):
+        return [check_nonnegative("weight_decay", weight_decay)]
+    if isinstance(weight_decay, np.ndarray) and weight_decay.ndim == 1:  # np.logspace(...)
+        weight_decay = weight_decay.tolist()
+    if not isinstance(weight_decay, Sequence) or isinstance(weight_decay, str) or not weight_decay:
+        raise TypeError(f"weight_decay: expected a finite number >= 0 or a non-empty list of them, "
+                        f"got {shown(weight_decay)}")
+    return [check_nonnegative("weight_decay", v) for v in weight_decay]

@@ -1,50 +1,11 @@
 """Validation of user-facing loss arguments: a bad input raises before any kernel runs."""
 from __future__ import annotations
 
-import inspect
-import math
-import numbers
-
 import torch
 
+from .._checks import check_positive
+
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-def check_options(name: str, factory, options, fixed=()) -> None:
-    """``options`` (keyword arguments for ``factory``, e.g. a config section) must be ones it
-    takes, other than the ``fixed`` ones: a misspelt key is named with the accepted ones, not
-    left to a TypeError."""
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
-    known = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-             and p.name not in fixed]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(f"{name}: unknown options {unknown}; it takes {', '.join(known) or 'none'}")
-
-
-def check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
-
-
-def check_bool(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
-
-
-def check_positive(name: str, value) -> float:
-    """A finite real number > 0 (not a bool, not a tensor), returned as a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a positive number, got {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}: expected a finite number > 0, got {value}")
-    return value
 
 
 # The temperatures the losses take, the range in which every fused kernel is tested against
@@ -60,16 +21,6 @@ def check_temperature(value) -> float:
     low, high = TEMPERATURE_RANGE
     if not low <= value <= high:
         raise ValueError(f"temperature: expected a number in [{low:g}, {high:g}], got {value:g}")
-    return value
-
-
-def check_nonnegative(name: str, value) -> float:
-    """A finite real number >= 0 (not a bool, not a tensor), returned as a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a number >= 0, got {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value}")
     return value
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .. import _ops
-from ._checks import check_kernel_dtype, check_positive, check_temperature
+from ._checks import check_kernel_dtype, check_temperature
 from .reference import (DISTRIBUTIONS, GeneralizedLossParts, alignment, check_generalized_options,
                         check_matrix, compose_generalized)
 from .priors import PRIORS, random_projections, sample_prior
@@ -90,9 +90,9 @@ class GeneralizedContrastiveLoss(nn.Module):
             prior, distribution, lam, temperature, num_projections, return_parts)
         self.prior = prior
         self.distribution = distribution
-        self.num_projections = num_projections
+        self.num_projections = None if num_projections is None else int(num_projections)  # checked
         self.generator = generator
-        self.return_parts = return_parts
+        self.return_parts = bool(return_parts)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor,
                 projections: torch.Tensor | None = None,

@@ -79,10 +79,10 @@ class NTXentLoss(nn.Module):
         super().__init__()
         self.temperature = check_nt_xent_options(temperature, normalize, negatives, reduction,
                                                  gather_distributed)
-        self.normalize = normalize
+        self.normalize = bool(normalize)  # checked: a bool, numpy's included
         self.negatives = negatives
         self.reduction = reduction
-        self.gather_distributed = gather_distributed
+        self.gather_distributed = bool(gather_distributed)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         return nt_xent(z1, z2, self.temperature, self.normalize, self.negatives, self.reduction,

@@ -6,26 +6,13 @@ on (SPEC.md section 2).
 """
 from __future__ import annotations
 
-import numbers
-
 import torch
 import torch.nn.functional as F
 
+from .._checks import check_generator, check_int
+
 PRIORS = ("hypersphere", "gaussian", "hypercube")
 NORM_EPS = 1e-12  # z / max(||z||, eps), as torch.nn.functional.normalize
-
-
-def check_count(name: str, value, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value}")
-    return int(value)
-
-
-def check_generator(generator) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
 
 
 def _draw(kind: str, shape, generator, device, dtype) -> torch.Tensor:
@@ -46,7 +33,7 @@ def sample_prior(name: str, m: int, d: int, generator: torch.Generator | None = 
     """
     if name not in PRIORS:
         raise ValueError(f"prior: expected one of {', '.join(map(repr, PRIORS))}, got {name!r}")
-    m, d = check_count("M", m), check_count("d", d)
+    m, d = check_int("M", m, 1), check_int("d", d, 1)
     check_float_dtype(dtype)
     if name == "hypercube":
         return _draw("uniform", (m, d), generator, device, torch.float32).mul_(2).sub_(1).to(dtype)
@@ -62,9 +49,9 @@ def random_projections(d: int, num_projections: int | None = None,
     """A ``(d, L)`` matrix with orthonormal columns, uniformly (Haar) distributed; ``L = d`` by
     default, a random orthogonal matrix. The QR factor of a Gaussian matrix, with the signs of
     R's diagonal moved into Q so that the distribution is exactly uniform."""
-    d = check_count("d", d)
+    d = check_int("d", d, 1)
     check_float_dtype(dtype)
-    num = d if num_projections is None else check_count("num_projections", num_projections)
+    num = d if num_projections is None else check_int("num_projections", num_projections, 1)
     if num > d:
         raise ValueError(f"num_projections: expected at most d = {d} (orthonormal columns), got {num}")
     g = _draw("normal", (d, num), generator, "cpu" if generator is None else None, torch.float64)

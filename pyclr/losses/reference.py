@@ -11,10 +11,10 @@ import torch.nn.functional as F
 
 from typing import Callable, NamedTuple
 
-from ._checks import (check_bool, check_choice, check_dense, check_nonnegative, check_positive, check_temperature,
-                      check_views)
+from .._checks import check_bool, check_choice, check_generator, check_int, check_nonnegative
+from ._checks import check_dense, check_temperature, check_views
 from ._gather import gather_views
-from .priors import (NORM_EPS, PRIORS, check_count, check_generator, check_projections,
+from .priors import (NORM_EPS, PRIORS, check_projections,
                      random_projections, sample_prior)
 
 NEGATIVES = ("all", "cross")
@@ -82,7 +82,7 @@ def check_generalized_options(prior, distribution, lam, temperature, num_project
     lam = check_nonnegative("lam", lam)
     temperature = check_temperature(temperature)
     if num_projections is not None:
-        check_count("num_projections", num_projections)
+        check_int("num_projections", num_projections, 1)
     check_bool("return_parts", return_parts)
     return lam, temperature
 
@@ -118,8 +118,7 @@ def alignment(z1: torch.Tensor, z2: torch.Tensor, normalize: bool = True) -> tor
 
     O(N d): no kernel is needed, so this one function serves the fused loss too."""
     check_views(z1, z2, kernel=False)
-    check_bool("normalize", normalize)
-    if normalize:
+    if check_bool("normalize", normalize):
         z1, z2 = F.normalize(z1, dim=1, eps=NORM_EPS), F.normalize(z2, dim=1, eps=NORM_EPS)
     return (z1 - z2).pow(2).sum() / (2 * z1.numel())
 

@@ -1,7 +1,7 @@
 """Encoders with named feature taps, and projection heads with per-layer outputs."""
 from __future__ import annotations
 
-from ..losses._checks import check_options
+from .._checks import check_options
 from .encoder import Encoder
 from .heads import ProjectionHead
 from .resnet import ResNet, resnet18, resnet34, resnet50

@@ -7,13 +7,6 @@ import torch
 from torch import nn
 
 
-def check_int(name: str, value, low: int = 1) -> int:
-    """An int (not a bool) >= ``low``: the sizes and counts the models are built from."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
-    return value
-
-
 class Encoder(nn.Module):
     """An encoder is a sequence of named stages; ``features`` reads any of their outputs.
 

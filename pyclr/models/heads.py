@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .encoder import check_int
+from .._checks import check_bool, check_int, is_int, shown
 
 
 class ProjectionHead(nn.Module):
@@ -35,13 +35,9 @@ class ProjectionHead(nn.Module):
     def __init__(self, in_dim: int, hidden_dim: int | Sequence[int] = 2048, out_dim: int = 128,
                  num_layers: int = 2, batch_norm: bool = True, output_bias: bool = True):
         super().__init__()
-        for name, value in (("in_dim", in_dim), ("out_dim", out_dim)):
-            check_int(name, value)
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 0 <= num_layers <= 4:
-            raise ValueError(f"num_layers: expected an int in 0..4, got {num_layers!r}")
-        for name, value in (("batch_norm", batch_norm), ("output_bias", output_bias)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+        in_dim, out_dim = check_int("in_dim", in_dim, 1), check_int("out_dim", out_dim, 1)
+        num_layers = check_int("num_layers", num_layers, 0, 4)
+        batch_norm, output_bias = check_bool("batch_norm", batch_norm), check_bool("output_bias", output_bias)
         hidden = _hidden_sizes(hidden_dim, num_layers)
         sizes = [in_dim] + hidden + ([out_dim] if num_layers else [])
         self.layers = nn.ModuleList()
@@ -60,8 +56,7 @@ class ProjectionHead(nn.Module):
         if not isinstance(h, torch.Tensor) or h.dim() != 2 or h.shape[1] != self.in_dim:
             shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
             raise ValueError(f"h: expected shape (B, {self.in_dim}), got {shape}")
-        if not isinstance(return_all, bool):  # a truthy "no" would return the list
-            raise TypeError(f"return_all: expected a bool, got {type(return_all).__name__}")
+        return_all = check_bool("return_all", return_all)  # a truthy "no" would return the list
         outputs = [h]
         for layer in self.layers:
             outputs.append(layer(outputs[-1]))
@@ -70,12 +65,10 @@ class ProjectionHead(nn.Module):
 
 def _hidden_sizes(hidden_dim, num_layers) -> list:
     count = max(num_layers - 1, 0)
-    if isinstance(hidden_dim, int) and not isinstance(hidden_dim, bool):
-        check_int("hidden_dim", hidden_dim)
-        return [hidden_dim] * count
-    sizes = list(hidden_dim)
-    if len(sizes) != count:
-        raise ValueError(f"hidden_dim: expected an int or {count} sizes (num_layers - 1), got {sizes}")
-    for value in sizes:
-        check_int("hidden_dim", value)
-    return sizes
+    if is_int(hidden_dim):
+        return [check_int("hidden_dim", hidden_dim, 1)] * count
+    if not isinstance(hidden_dim, Sequence) or isinstance(hidden_dim, str):
+        raise TypeError(f"hidden_dim: expected an int or {count} sizes (num_layers - 1), got {shown(hidden_dim)}")
+    if len(hidden_dim) != count:
+        raise ValueError(f"hidden_dim: expected an int or {count} sizes (num_layers - 1), got {hidden_dim!r}")
+    return [check_int("hidden_dim", value, 1) for value in hidden_dim]

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from .encoder import Encoder, check_int
+from .._checks import check_bool, check_choice, check_int
+from .encoder import Encoder
 
 # name: (block, blocks per stage)
 ARCHS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
@@ -80,11 +81,9 @@ class ResNet(Encoder):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"arch: expected one of {', '.join(map(repr, ARCHS))}, got {arch!r}")
-        if width not in WIDTHS:
-            raise ValueError(f"width: expected one of {WIDTHS}, got {width!r}")
-        if not isinstance(cifar_stem, bool):
-            raise TypeError(f"cifar_stem: expected a bool, got {type(cifar_stem).__name__}")
-        check_int("in_channels", in_channels)
+        width = check_int("width", width)
+        check_choice("width", width, WIDTHS)
+        cifar_stem, in_channels = check_bool("cifar_stem", cifar_stem), check_int("in_channels", in_channels, 1)
         self.arch, self.width, self.cifar_stem, self.in_channels = arch, width, cifar_stem, in_channels
         kind, counts = ARCHS[arch]
         block = BasicBlock if kind == "basic" else Bottleneck

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .encoder import Encoder, check_int
+from .._checks import check_bool, check_int
+from .encoder import Encoder
 
 
 def _flatten(x: torch.Tensor, size: int, input_size: int) -> torch.Tensor:
@@ -27,7 +28,7 @@ class LeNet(Encoder):
 
     def __init__(self, in_channels: int = 4, input_size: int = 28):
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels)
+        self.in_channels = in_channels = check_int("in_channels", in_channels, 1)
         size = check_int("input_size", input_size, 10)
         self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 6, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=1))
         self.conv2 = nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=1))
@@ -55,10 +56,9 @@ class SmallConvNet(Encoder):
     def __init__(self, in_channels: int = 1, input_size: int = 28, feature_dim: int = 128,
                  global_pool: bool = False):
         super().__init__()
-        if not isinstance(global_pool, bool):
-            raise TypeError(f"global_pool: expected a bool, got {type(global_pool).__name__}")
-        self.in_channels = check_int("in_channels", in_channels)
-        size = check_int("input_size", input_size)
+        global_pool = check_bool("global_pool", global_pool)
+        self.in_channels = in_channels = check_int("in_channels", in_channels, 1)
+        size, feature_dim = check_int("input_size", input_size, 1), check_int("feature_dim", feature_dim, 1)
         self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True))
         self.conv2 = nn.Sequential(nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(inplace=True))
         self.conv3 = nn.Sequential(nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU(inplace=True))
@@ -67,7 +67,7 @@ class SmallConvNet(Encoder):
             size = (size + 1) // 2  # 3x3, stride 2, padding 1
         self.global_pool = global_pool
         in_features = 64 if global_pool else 64 * size * size
-        self.dense = nn.Sequential(nn.Linear(in_features, check_int("feature_dim", feature_dim)), nn.ReLU(inplace=True))
+        self.dense = nn.Sequential(nn.Linear(in_features, feature_dim), nn.ReLU(inplace=True))
         self.feature_dim = feature_dim
 
     def stages(self):

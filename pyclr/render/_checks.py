@@ -2,31 +2,12 @@
 expected and what came (DESIGN.md)."""
 from __future__ import annotations
 
-import numbers
-from typing import Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
 
-from ..losses._checks import check_bool, check_choice  # noqa: F401  (one message for every module)
-
-
-def describe(value) -> str:
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return type(value).__name__
-
-
-def is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def check_size(name: str, size) -> Tuple[int, int]:
-    """An int (a square) or an (H, W) pair of ints >= 1."""
-    pair = (size, size) if is_int(size) else tuple(size) if isinstance(size, Sequence) else None
-    if pair is None or len(pair) != 2 or not all(is_int(s) and s >= 1 for s in pair):
-        raise ValueError(f"{name}: expected an int or an (H, W) pair of ints >= 1, got {size!r}")
-    return int(pair[0]), int(pair[1])
+from .._checks import check_int, describe
 
 
 def cluster_count(name: str, labels: torch.Tensor, k) -> int:
@@ -35,9 +16,10 @@ def cluster_count(name: str, labels: torch.Tensor, k) -> int:
     top = int(labels.max()) + 1
     if k is None:
         return top
-    if not is_int(k) or k < top:
-        raise ValueError(f"{name}: expected an int >= labels.max() + 1 = {top}, got {k!r}")
-    return int(k)
+    k = check_int(name, k)
+    if k < top:
+        raise ValueError(f"{name}: expected an int >= labels.max() + 1 = {top}, got {k}")
+    return k
 
 
 def int_tensor(name: str, value, dims: Tuple[int, ...], below: int | None = None) -> torch.Tensor:

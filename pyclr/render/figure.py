@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._checks import describe
+from .._checks import describe
 from .overlay import import_cv2
 
 GAP = 4        # white pixels between tiles
@@ -71,8 +71,9 @@ def write_png(path: str, rgb: np.ndarray) -> str:
     cv2 = import_cv2()
     if not str(path).lower().endswith(".png"):
         raise ValueError(f"path: expected a file name ending in .png, got {path!r}")
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"rgb: expected an (H, W, 3) uint8 array, got {describe(rgb)}")
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 \
+            or min(rgb.shape[:2]) == 0:
+        raise ValueError(f"rgb: expected an (H, W, 3) uint8 array with H, W >= 1, got {describe(rgb)}")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     # OpenCV 5 defaults to the RLE strategy, 3x the size of zlib's default strategy. Level 6:
@@ -94,9 +95,12 @@ def _check_tiles(tiles) -> Tuple[Tuple[int, int], int, int]:
             raise ValueError(f"tiles: expected {cols} tiles in every row, got {len(row)} in row {r}")
         for c, tile in enumerate(row):
             if not isinstance(tile, np.ndarray) or tile.dtype != np.uint8 or tile.ndim != 3 or \
-                    tile.shape[2] != 3 or tile.shape != getattr(first, "shape", None):
-                raise ValueError(f"tiles[{r}][{c}]: expected a uint8 array of the shape of "
-                                 f"tiles[0][0] ({describe(first)}), got {describe(tile)}")
+                    tile.shape[2] != 3 or min(tile.shape[:2]) == 0:
+                raise ValueError(f"tiles[{r}][{c}]: expected an (H, W, 3) uint8 array with H, W >= 1, "
+                                 f"got {describe(tile)}")
+            if tile.shape != first.shape:
+                raise ValueError(f"tiles[{r}][{c}]: expected the shape of tiles[0][0], {first.shape}, "
+                                 f"got {tile.shape}")
     return first.shape[:2], len(tiles), cols
 
 

@@ -6,7 +6,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_size, cluster_count, int_tensor
+from .._checks import check_choice, check_size
+from ._checks import cluster_count, int_tensor
 
 UPSAMPLE_MODES = ("nearest", "bilinear")
 

@@ -19,7 +19,8 @@ from ..train.checkpoint import CHECKPOINT as RUN_CHECKPOINT
 from ..train.checkpoint import load as read_checkpoint
 from ..train.experiment import CONFIG as RUN_CONFIG
 from ..train.experiment import load_run_encoder
-from ._checks import check_bool, check_choice, check_size, describe, int_tensor, is_int
+from .._checks import check_bool, check_choice, check_int, check_size, describe, is_int, shown
+from ._checks import int_tensor
 from .figure import figure_grid
 from .labels import UPSAMPLE_MODES, upsample_labels
 from .overlay import import_cv2, overlay, to_rgb_uint8
@@ -86,9 +87,9 @@ def render_masks(encoder, images, taps: Sequence[str] = ("block2", "block3", "bl
     images = _check_images(images)
     names = _check_names(names, len(images))  # bad options fail before the forward pass
     check_choice("upsample", upsample, UPSAMPLE_MODES)
-    for name, flag in (("cross_image", cross_image), ("raw_pixel_baseline", raw_pixel_baseline),
-                       ("normalize", normalize)):
-        check_bool(name, flag)  # a truthy string such as "no" would have meant yes
+    # a truthy string such as "no" would have meant yes
+    cross_image, normalize = check_bool("cross_image", cross_image), check_bool("normalize", normalize)
+    raw_pixel_baseline = check_bool("raw_pixel_baseline", raw_pixel_baseline)
     features = extract_features(encoder, images, taps, device=device, normalize=normalize)
     maps = {}
     for tap, feats in features.items():
@@ -143,6 +144,7 @@ def draw_figures(images, label_maps: Mapping[str, Mapping[int, torch.Tensor]], c
     images = _check_images(images)
     names = _check_names(names, len(images))
     ks = _check_label_maps(label_maps, len(images))
+    cross_image = check_bool("cross_image", cross_image)
     check_choice("upsample", upsample, UPSAMPLE_MODES)
     size = tuple(images.shape[-2:])
     labels = {row: {k: upsample_labels(m, size, upsample).cpu() for k, m in by_k.items()}
@@ -259,10 +261,12 @@ def _check_methods(method) -> List[str]:
 
 
 def _check_ks(ks) -> List[int]:
-    ks = [ks] if is_int(ks) else list(ks) if isinstance(ks, Sequence) else None
-    if not ks or not all(is_int(k) and k >= 1 for k in ks) or len(set(ks)) != len(ks):
-        raise ValueError(f"ks: expected distinct integers >= 1 (clusters per column), got {ks!r}")
-    return [int(k) for k in ks]
+    if not (is_int(ks) or isinstance(ks, Sequence) and not isinstance(ks, str)):
+        raise TypeError(f"ks: expected an int or a list of ints (clusters per column), got {shown(ks)}")
+    ks = [check_int("ks", k, 1) for k in ([ks] if is_int(ks) else ks)]
+    if not ks or len(set(ks)) != len(ks):
+        raise ValueError(f"ks: expected distinct ints >= 1 (clusters per column), got {ks!r}")
+    return ks
 
 
 def _check_side(size) -> int:

@@ -2,12 +2,11 @@
 (SPEC.md section 3; the [Re] paper's rendering)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-from ._checks import describe, int_tensor
+from .._checks import check_nonnegative, describe
+from ._checks import int_tensor
 from .palette import colourise
 
 
@@ -69,11 +68,8 @@ def overlay(image, labels, colours, alpha: float = 0.4, beta: float = 0.4) -> np
         raise ValueError(f"labels: expected the image's (H, W) = {grey.shape[:2]}, got "
                          f"{tuple(labels.shape)} (upsample the label map first)")
     mask = _colour_mask(labels, colours)
-    for name, weight in (("alpha", alpha), ("beta", beta)):
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
-                math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"{name}: expected a finite number >= 0, got {weight!r}")
-    return cv2.addWeighted(grey, float(alpha), mask, float(beta), 0.0)
+    alpha, beta = check_nonnegative("alpha", alpha), check_nonnegative("beta", beta)
+    return cv2.addWeighted(grey, alpha, mask, beta, 0.0)
 
 
 def _colour_mask(labels: torch.Tensor, colours) -> np.ndarray:

@@ -12,7 +12,8 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ._checks import cluster_count, int_tensor, is_int
+from .._checks import check_int
+from ._checks import cluster_count, int_tensor
 
 # Kelly's colours of maximum contrast, the most distinct first, without white, black, grey and
 # olive green (which vanish in an overlay on a grey-scale image), then indigo and cyan: 20.
@@ -37,8 +38,7 @@ MAX_COLOURS = 2 * MAX_CLUSTERS
 def palette(n: int) -> np.ndarray:
     """``(n, 3)`` uint8 RGB colours: :data:`PALETTE`, then (for large k) hues spaced by the
     golden ratio, saturated and bright, the same on every call."""
-    if not is_int(n) or not 0 <= n <= MAX_COLOURS:
-        raise ValueError(f"n: expected an int in 0..{MAX_COLOURS}, got {n!r}")
+    n = check_int("n", n, 0, MAX_COLOURS)
     extra = [colorsys.hsv_to_rgb((i * GOLDEN_RATIO) % 1.0, 0.75, 0.95) for i in range(n - len(PALETTE))]
     more = np.rint(np.array(extra, dtype=np.float64).reshape(-1, 3) * 255).astype(np.uint8)
     return np.concatenate([PALETTE, more])[:n]

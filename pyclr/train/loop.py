@@ -20,15 +20,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .._checks import check_bool, check_choice, check_int, check_nonnegative, check_real, is_int
 from ..losses import GeneralizedContrastiveLoss, NTXentLoss
+from ..losses._checks import check_temperature
 from ..models import ProjectionHead
 from . import checkpoint as ckpt
 from .distributed import DistributedContext, all_gather_no_grad, mean_over_ranks
-from .moco import MoCo
+from .moco import MoCo, check_moco_momentum
 from .optim import OPTIMIZERS, SCHEDULES, default_lr, lr_multiplier, make_optimizer, set_lr
 
 METHODS = ("simclr", "moco")
 PRECISIONS = ("bf16", "fp16", "fp32")
+SEED_MAX = 2 ** 63 - 1  # torch.manual_seed takes it; the epoch and step seeds are taken mod 2**63
 # Settings that change which steps a run takes: a checkpoint resumes only under the same ones.
 _RUN_KEYS = ("method", "batch_size", "epochs", "seed", "optimizer", "lr", "weight_decay",
              "temperature", "warmup_epochs", "world_size", "schedule")
@@ -95,9 +98,16 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
         on_epoch_end: ``fn(epoch, encoder) -> dict | None``; what it returns joins the history
             (e.g. a k-NN accuracy).
     """
-    _check_args(method, optimizer, precision, epochs, batch_size, loss)
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule: expected one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
+    _check_choices(method, optimizer, precision, loss, schedule)
+    epochs, batch_size = check_int("epochs", epochs, 1), check_int("batch_size", batch_size, 1)
+    seed, num_workers = check_int("seed", seed, 0, SEED_MAX), check_int("num_workers", num_workers, 0)
+    queue_size = check_int("queue_size", queue_size, 1)
+    lr = None if lr is None else check_nonnegative("lr", lr)
+    weight_decay, temperature = check_nonnegative("weight_decay", weight_decay), check_temperature(temperature)
+    warmup_epochs = None if warmup_epochs is None else check_nonnegative("warmup_epochs", warmup_epochs)
+    momentum, moco_momentum = check_real("momentum", momentum, 0, 1), check_moco_momentum(moco_momentum)
+    resume, compile = check_bool("resume", resume), check_bool("compile", compile)
+    channels_last, progress = check_bool("channels_last", channels_last), check_bool("progress", progress)
     dist = DistributedContext.from_environment()
     device = torch.device(device) if device is not None else dist.default_device()
     precision = precision or ("bf16" if device.type == "cuda" else "fp32")
@@ -200,16 +210,12 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     return TrainResult(encoder, head, history, path)
 
 
-def _check_args(method, optimizer, precision, epochs, batch_size, loss):
-    if method not in METHODS:
-        raise ValueError(f"method: expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer: expected one of {', '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
-    if precision is not None and precision not in PRECISIONS:
-        raise ValueError(f"precision: expected one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+def _check_choices(method, optimizer, precision, loss, schedule):
+    check_choice("method", method, METHODS)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    if precision is not None:
+        check_choice("precision", precision, PRECISIONS)
+    check_choice("schedule", schedule, SCHEDULES)
     if isinstance(loss, str) and loss not in ("nt_xent", "generalized"):
         raise ValueError(f"loss: expected 'nt_xent', 'generalized' or a loss module, got {loss!r}")
     if method == "moco" and loss != "nt_xent":
@@ -245,9 +251,9 @@ def _make_head(head, encoder) -> nn.Module:
     if isinstance(head, nn.Module):
         return head
     dim = getattr(encoder, "feature_dim", None)
-    if not isinstance(dim, int):
+    if not is_int(dim):
         raise ValueError("head: give a head module, or an encoder with an int feature_dim")
-    options = {"in_dim": dim, "hidden_dim": dim, "out_dim": 128, "num_layers": 2}
+    options = {"in_dim": int(dim), "hidden_dim": int(dim), "out_dim": 128, "num_layers": 2}
     if head is not None:
         if not isinstance(head, dict):
             raise TypeError(f"head: expected a module, a dict of ProjectionHead arguments or None, got {type(head).__name__}")

@@ -8,6 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import check_int, check_real, is_int
+
+
+def check_moco_momentum(value) -> float:
+    """The key encoder's momentum, in [0, 1): at 1 it would never learn."""
+    value = check_real("moco_momentum", value, 0, None)
+    if value >= 1:
+        raise ValueError(f"moco_momentum: expected a number in [0, 1), got {value}")
+    return value
+
 
 class MoCo(nn.Module):
     """The momentum network and the queue; its state dict (momentum weights, queue, pointer)
@@ -21,10 +31,8 @@ class MoCo(nn.Module):
     def __init__(self, encoder: nn.Module, head: nn.Module, queue_size: int = 4096,
                  momentum: float = 0.99, temperature: float = 0.2):
         super().__init__()
-        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
-            raise ValueError(f"queue_size: expected an int >= 1, got {queue_size!r}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"moco_momentum: expected a number in [0, 1), got {momentum!r}")
+        queue_size = check_int("queue_size", queue_size, 1)
+        momentum = check_moco_momentum(momentum)
         self.key_encoder = copy.deepcopy(encoder).requires_grad_(False)
         self.key_head = copy.deepcopy(head).requires_grad_(False)
         dim = self._out_dim(head, encoder)
@@ -35,9 +43,9 @@ class MoCo(nn.Module):
     @staticmethod
     def _out_dim(head, encoder) -> int:
         dim = getattr(head, "out_dim", None) or getattr(encoder, "feature_dim", None)
-        if not isinstance(dim, int):
+        if not is_int(dim):
             raise ValueError("head: MoCo needs the projection size (head.out_dim or encoder.feature_dim)")
-        return dim
+        return int(dim)
 
     @torch.no_grad()
     def update(self, encoder: nn.Module, head: nn.Module) -> None:

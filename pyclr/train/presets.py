@@ -27,7 +27,7 @@ import os
 import torch
 from torch import nn
 
-from ..losses._checks import check_options
+from .._checks import check_options
 
 SECTIONS = ("encoder", "dataset", "augment", "head", "train", "eval", "description", "preset")
 # The key that says what a section builds. A section (or a --set) naming another one than the

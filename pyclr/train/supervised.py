@@ -24,10 +24,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..evaluate.features import pick_label
-from ..losses._checks import check_nonnegative, check_positive
-from ..models.encoder import check_int
+from .._checks import check_bool, check_choice, check_int, check_nonnegative, check_positive, is_int
 from .distributed import DistributedContext
-from .loop import PRECISIONS, _EpochBatches, _finite_value, _ProgressBar, _step_seed, autocast_for
+from .loop import PRECISIONS, SEED_MAX, _EpochBatches, _finite_value, _ProgressBar, _step_seed, autocast_for
 from .optim import make_optimizer, set_lr, warmup_cosine
 from .presets import device_of
 
@@ -67,8 +66,9 @@ def train_supervised(encoder: nn.Module, dataset, *, label: str | Sequence[str] 
     Returns a :class:`SupervisedResult`; the encoder is back in the train/eval mode it had.
     """
     names = _check_labels(label)
-    _check_args(encoder, dataset, epochs, batch_size, precision, progress)
-    check_int("seed", seed, 0)
+    _check_args(encoder, dataset, precision)
+    epochs, batch_size = check_int("epochs", epochs, 1), check_int("batch_size", batch_size, 1)
+    seed, progress = check_int("seed", seed, 0, SEED_MAX), check_bool("progress", progress)
     lr, weight_decay = check_positive("lr", lr), check_nonnegative("weight_decay", weight_decay)
     steps_per_epoch = len(dataset) // batch_size
     if steps_per_epoch == 0:
@@ -146,11 +146,11 @@ def _check_labels(label) -> tuple:
     return tuple(label)
 
 
-def _check_args(encoder, dataset, epochs, batch_size, precision, progress) -> None:
+def _check_args(encoder, dataset, precision) -> None:
     if not isinstance(encoder, nn.Module):
         raise TypeError(f"encoder: expected an nn.Module, got {type(encoder).__name__}")
     dim = getattr(encoder, "feature_dim", None)
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+    if not is_int(dim) or dim < 1:
         raise ValueError(f"encoder: expected an int feature_dim (the width of its output), got {dim!r}")
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise TypeError(f"dataset: expected a dataset of (image, labels) items, got {type(dataset).__name__}")
@@ -158,12 +158,8 @@ def _check_args(encoder, dataset, epochs, batch_size, precision, progress) -> No
     if first is not None and not (isinstance(first, (tuple, list)) and len(first) == 2
                                   and isinstance(first[0], torch.Tensor)):
         raise TypeError(f"dataset: expected items (image tensor, labels), got a {type(first).__name__}")
-    check_int("epochs", epochs)
-    check_int("batch_size", batch_size)
-    if precision is not None and precision not in PRECISIONS:
-        raise ValueError(f"precision: expected one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress: expected a bool, got {type(progress).__name__}")
+    if precision is not None:
+        check_choice("precision", precision, PRECISIONS)
 
 
 def _num_classes(num_classes, names, dataset) -> dict:

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from pyclr.analysis import channel_preference, channel_probes, hierarchical_similarity
+from pyclr.analysis import channel_preference, channel_probes, hierarchical_similarity, similarity
 from pyclr.data import Hierarchy
 
 
@@ -122,6 +122,31 @@ def test_hierarchical_similarity_counts_pairs():
     assert result.within_pairs.tolist() == [2 * 2 * 4, 0]
     # across level 0: 8 ordered item pairs x 4; across level 1 (same parent): the same pairs as within level 0
     assert result.across_pairs.tolist() == [8 * 4, 2 * 2 * 4]
+
+
+@pytest.mark.parametrize("block", [1, 7, 80])
+def test_hierarchical_similarity_in_blocks_equals_the_whole_matrix(monkeypatch, block):
+    """Rows of the similarity matrix are taken a block at a time (memory O(block), not
+    (nV)^2): any block size gives the whole matrix's means, from an explicit computation."""
+    g = torch.Generator().manual_seed(1)
+    n, v = 13, 3
+    views, ancestors = torch.randn(n, v, 6, generator=g), torch.randint(0, 3, (n, 2), generator=g)
+    monkeypatch.setattr(similarity, "SIMILARITY_BLOCK", block * n * v)  # `block` rows at a time
+    result = hierarchical_similarity(views, ancestors)
+    z = torch.nn.functional.normalize(views.reshape(n * v, -1).double(), dim=1)
+    sim, item = z @ z.T, torch.arange(n).repeat_interleave(v)
+    cls = ancestors[item]
+    same_item = item[:, None] == item[None]
+    parent = torch.ones_like(same_item)
+    for level in range(2):
+        same = cls[:, level, None] == cls[None, :, level]
+        for got, count, mask in ((result.within, result.within_pairs, same & ~same_item),
+                                 (result.across, result.across_pairs, ~same & parent)):
+            assert count[level] == mask.sum()
+            assert got[level].item() == pytest.approx(sim[mask].mean().item(), abs=1e-6)
+        parent = same
+    views_mask = same_item & ~torch.eye(n * v, dtype=torch.bool)
+    assert result.across_view == pytest.approx(sim[views_mask].mean().item(), abs=1e-12)
 
 
 def test_hierarchical_similarity_bad_inputs():

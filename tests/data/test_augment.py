@@ -381,14 +381,14 @@ def test_grey_image_with_bit_planes():
 # ----------------------------------------------------------------------------- bad arguments
 
 @pytest.mark.parametrize("kwargs,error,message", [
-    (dict(size=0), ValueError, "size: expected sizes > 0"),
-    (dict(size="32"), TypeError, "size: expected an int or a pair"),
+    (dict(size=0), ValueError, "size: expected sizes >= 1"),
+    (dict(size="32"), TypeError, r"size: expected an int or an \(H, W\) pair"),
     (dict(crop=1), TypeError, "crop: expected a bool"),
     (dict(crop_scale=(0.5, 0.2)), ValueError, "crop_scale: expected 0 < low <= high"),
     (dict(crop_scale=(0.5, 1.5)), ValueError, "crop_scale: expected area fractions in"),
     (dict(crop_ratio=0.5), TypeError, "crop_ratio: expected a pair"),
-    (dict(flip_p=1.5), ValueError, "flip_p: expected a probability in"),
-    (dict(jitter_p=-0.1), ValueError, "jitter_p: expected a finite number >= 0"),
+    (dict(flip_p=1.5), ValueError, r"flip_p: expected a finite number in \[0, 1\], got 1.5"),
+    (dict(jitter_p=-0.1), ValueError, r"jitter_p: expected a finite number in \[0, 1\]"),
     (dict(jitter_strength=3.0), ValueError, "jitter_strength: expected at most 2.5"),
     (dict(grayscale_p=float("nan")), ValueError, "grayscale_p"),
     (dict(blur_sigma=(0.0, 1.0)), ValueError, "blur_sigma: expected 0 < low <= high"),

@@ -336,3 +336,6 @@ def test_digits_on_images_bad_arguments():
         DigitsOnImages(3, 10)
     with pytest.raises(ValueError, match=r"digit_size: a 40×40 digit does not fit on a 32×32 image"):
         DigitsOnImages(Photos(), 10, digit_size=40)[0]
+    with pytest.raises(ValueError, match=r"images: item 0 has shape \(32, 32, 3\), which looks channels-last"):
+        DigitsOnImages(Photos(shape=(32, 32, 3)), 10)[0]  # the digit went across the channels
+    assert DigitsOnImages(Photos(shape=(1, 28, 28)), 10)[0][0].shape == (1, 28, 28)

@@ -1,4 +1,7 @@
 """Linear probe, k-NN accuracy and decodability on constructed data whose answer is known."""
+import sys
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -147,6 +150,23 @@ def test_decodability_reads_every_layer():
     assert only[0]["a"] == 1.0
 
 
+@pytest.mark.parametrize("split, error, message", [
+    ((torch.arange(300).float() + 0.5, torch.arange(300, 400)), TypeError, "integer train indices"),
+    ((torch.arange(300), torch.arange(-100, 0)), ValueError, r"test indices in 0\.\.399 .* got -100\.\.-1"),
+    ((torch.arange(300), torch.arange(300, 401)), ValueError, r"got 300\.\.400"),
+    ((torch.arange(300), torch.arange(250, 400)), ValueError, "overlap"),
+    ((torch.arange(300), torch.tensor([], dtype=torch.long)), ValueError, "non-empty"),
+    (torch.arange(300), TypeError, "a pair"),
+])
+def test_decodability_refuses_bad_splits_before_extracting(split, error, message, monkeypatch):
+    # a float index was truncated and a negative one wrapped around, silently
+    module = sys.modules["pyclr.evaluate.decodability"]  # the package's name is the function's
+    monkeypatch.setattr(module, "extract_features",
+                        lambda *a, **k: pytest.fail("features extracted before the splits were checked"))
+    with pytest.raises(error, match=r"splits\['a'\]: .*" + message):
+        decodability(MeanEncoder(), ProjectionHead(2, 8, 4), Labeled(400), ["a"], splits={"a": split})
+
+
 def test_extract_features_restores_mode_and_orders():
     enc = MeanEncoder().train()
     feats, labels = extract_features(enc, Labeled(50), batch_size=7)
@@ -196,19 +216,22 @@ def test_bad_input():
         linear_probe(x, ["cat", "dog"] * 10)
     with pytest.raises(ValueError, match="features: contains NaN"):
         linear_probe(torch.full((20, 4), float("nan")), y)
-    with pytest.raises(ValueError, match="test_fraction: expected a number in"):
+    with pytest.raises(ValueError, match=r"test_fraction: expected a finite number in \(0, 1\)"):
         linear_probe(x, y, test_fraction=1.5)
     with pytest.raises(ValueError, match="weight_decay: expected a finite number >= 0"):
         linear_probe(x, y, weight_decay=-1.0)
-    for decay in (float("inf"), None, torch.tensor(1e-4)):
-        with pytest.raises(ValueError, match="weight_decay: expected a finite number >= 0"):
+    for decay, error in ((float("inf"), ValueError), ([1e-4, -1.0], ValueError), (None, TypeError),
+                         (torch.tensor(1e-4), TypeError), ([], TypeError)):
+        with pytest.raises(error, match="weight_decay: expected a finite number >= 0"):
             linear_probe(x, y, weight_decay=decay)
-    for seed in (1.5, -1, None, 2**64):  # 1.5 was manual_seed's "expected a long", 2**64 its overflow
-        with pytest.raises(ValueError, match=r"seed: expected an int in 0..2\*\*63-2"):
+    # 1.5 was manual_seed's "expected a long", 2**64 its overflow
+    for seed, error in ((1.5, TypeError), (-1, ValueError), (None, TypeError), (2**64, ValueError)):
+        with pytest.raises(error, match=r"seed: expected an int in 0..2\*\*63-2"):
             linear_probe(x, y, seed=seed)
-    for max_iter in (0, -1, 10.5, None):  # 0 and -1 returned an unfitted probe
-        with pytest.raises(ValueError, match="max_iter: expected an int >= 1"):
+    for max_iter, error in ((0, ValueError), (-1, ValueError), (10.5, TypeError), (None, TypeError)):
+        with pytest.raises(error, match="max_iter: expected an int >= 1"):  # 0 and -1 returned an unfitted probe
             linear_probe(x, y, max_iter=max_iter)
+    assert linear_probe(x, y, weight_decay=np.logspace(-4, -2, 3)).weight_decay in (1e-4, 1e-3, 1e-2)
     with pytest.raises(ValueError, match="labels: expected class ids 0..C-1, got ids up to 100000000 for 20 rows"):
         linear_probe(x, y * 10**8)  # asked for a 100,000,000-row weight matrix
     with pytest.raises(ValueError, match="test_features: expected 4 columns"):

@@ -139,7 +139,7 @@ def test_small_encoders_take_empty_batches_and_name_too_small_images():
 
 
 def test_projection_head_return_all_must_be_a_bool():
-    with pytest.raises(TypeError, match="return_all: expected a bool, got str"):
+    with pytest.raises(TypeError, match="return_all: expected a bool, got 'no'"):
         ProjectionHead(4, 8, 2)(torch.randn(3, 4), return_all="no")  # "no" returned the list
 
 

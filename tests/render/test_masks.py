@@ -151,8 +151,9 @@ def test_run_folder_checkpoint(tmp_path):
 @pytest.mark.parametrize("kwargs,message", [
     (dict(taps=("block9",)), "taps: expected names among"),
     (dict(method="spectral"), "method: expected one of"),
-    (dict(ks=(2, 0)), r"ks: expected distinct integers >= 1"),
-    (dict(ks=(2, 5)), r"k: expected an integer with 1 <= k <= 4"),  # block4 is 2x2
+    (dict(ks=(2, 0)), r"ks: expected an int >= 1, got 0"),
+    (dict(ks=(2, 2)), r"ks: expected distinct ints >= 1"),
+    (dict(ks=(2, 5)), r"k: expected an int with 1 <= k <= 4"),  # block4 is 2x2
     (dict(names=["a"]), "names: expected 2 non-empty strings"),
     (dict(upsample="cubic"), "upsample: expected one of"),
 ])
@@ -163,7 +164,7 @@ def test_render_masks_bad_input(encoder, images, kwargs, message):
 
 @pytest.mark.parametrize("option", ["cross_image", "raw_pixel_baseline", "normalize"])
 def test_render_masks_flags_must_be_bools(encoder, images, option):
-    with pytest.raises(TypeError, match=f"{option}: expected a bool, got str"):
+    with pytest.raises(TypeError, match=f"{option}: expected a bool, got 'no'"):
         render_masks(encoder, images, ks=(2,), n_init=1, **{option: "no"})  # "no" was truthy: yes
 
 

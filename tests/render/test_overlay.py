@@ -105,7 +105,10 @@ def test_the_written_overlay_has_the_image_size(tmp_path):
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda: figure_grid([[random_image(4, 4)], [random_image(4, 5)]]), r"tiles\[1\]\[0\]: expected a uint8 array"),
+    (lambda: figure_grid([[random_image(4, 4)], [random_image(4, 5)]]), r"tiles\[1\]\[0\]: expected the shape of tiles\[0\]\[0\], \(4, 4, 3\), got \(4, 5, 3\)"),
+    # empty images reached OpenCV, whose own errors name no argument
+    (lambda: figure_grid([[random_image(0, 4)]]), r"tiles\[0\]\[0\]: expected .* H, W >= 1"),
+    (lambda: write_png("figure.png", random_image(4, 0)), r"rgb: expected .* with H, W >= 1"),
     (lambda: figure_grid([[random_image(4, 4)], []]), "tiles: expected a non-empty list"),
     (lambda: figure_grid([[random_image(4, 4), random_image(4, 4)], [random_image(4, 4)]]),
      "tiles: expected 2 tiles in every row"),

@@ -1,0 +1,145 @@
+"""The scalar argument checks every module shares, so that one argument is checked one way
+everywhere: a wrong type is a TypeError, a value out of range a ValueError, and both name the
+argument, what was expected and what came (DESIGN.md). numpy scalars count as the Python
+numbers and bools they stand for (a sweep over ``np.arange`` passes its values as they come);
+each check returns the plain Python value."""
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+
+import numpy as np
+import torch
+
+
+def is_int(value) -> bool:
+    """A Python or numpy integer; not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value) -> bool:
+    """A Python or numpy real number; not a bool (nor a tensor)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def shown(value) -> str:
+    """How an error shows what came: a number, bool or short string by its repr (numpy's
+    carry their type), anything else by its type."""
+    if value is None or isinstance(value, (numbers.Number, np.bool_, str)) and len(repr(value)) <= 40:
+        return repr(value)
+    return type(value).__name__
+
+
+def describe(value) -> str:
+    """How an error shows a tensor or array that came: its type, shape and dtype."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return shown(value)
+
+
+def _bounds(low, high, inclusive: bool = True, integers: bool = False) -> str:
+    if integers:
+        low, high = (None if n is None else _power(n) for n in (low, high))
+    if low is not None and high is not None:
+        if integers:
+            return f"in {low}..{high}"
+        return f"in [{low}, {high}]" if inclusive else f"in ({low}, {high})"
+    if low is not None:
+        return f">= {low}" if inclusive else f"> {low}"
+    return f"<= {high}" if inclusive else f"< {high}"
+
+
+def _power(n) -> str:
+    """2**63-1 rather than 9223372036854775807 in a message."""
+    if isinstance(n, int) and n >= 1 << 20:
+        for offset in (0, 1, 2, -1):
+            if (n + offset) & (n + offset - 1) == 0:
+                return f"2**{(n + offset).bit_length() - 1}" + ("" if offset == 0 else f"{-offset:+d}")
+    return str(n)
+
+
+def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """An integer in ``low..high`` (inclusive; either end open when None), as a Python int."""
+    if not is_int(value):
+        kind = "an int" if low is None and high is None else f"an int {_bounds(low, high, integers=True)}"
+        raise TypeError(f"{name}: expected {kind}, got {shown(value)}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name}: expected an int {_bounds(low, high, integers=True)}, got {value}")
+    return value
+
+
+def check_real(name: str, value, low: float | None = None, high: float | None = None,
+               inclusive: bool = True) -> float:
+    """A finite real number between ``low`` and ``high`` (either end open when None;
+    ``inclusive=False`` excludes the ends), as a Python float."""
+    if not is_real(value):
+        raise TypeError(f"{name}: expected a number, got {shown(value)}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float's range
+        value = math.inf if value > 0 else -math.inf
+    bounded = low is not None or high is not None
+    outside = bounded and (
+        (low is not None and (value < low if inclusive else value <= low))
+        or (high is not None and (value > high if inclusive else value >= high)))
+    if not math.isfinite(value) or outside:
+        within = f" {_bounds(low, high, inclusive)}" if bounded else ""
+        raise ValueError(f"{name}: expected a finite number{within}, got {value}")
+    return value
+
+
+def check_positive(name: str, value) -> float:
+    """A finite real number > 0, as a float."""
+    return check_real(name, value, 0, None, inclusive=False)
+
+
+def check_nonnegative(name: str, value) -> float:
+    """A finite real number >= 0, as a float."""
+    return check_real(name, value, 0)
+
+
+def check_size(name: str, size) -> tuple[int, int]:
+    """An image size: an int (a square) or an (H, W) pair of ints >= 1, as an (H, W) pair."""
+    pair = (size, size) if is_int(size) else size
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(is_int(s) for s in pair)):
+        got = shown(size) if is_real(size) else repr(size)
+        raise TypeError(f"{name}: expected an int or an (H, W) pair of ints, got {got}")
+    if min(pair) < 1:
+        raise ValueError(f"{name}: expected sizes >= 1, got {size!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def check_bool(name: str, value) -> bool:
+    """A bool (numpy's too), as a Python bool: a truthy string such as "no" is refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {shown(value)}")
+    return bool(value)
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def check_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
+
+
+def check_options(name: str, factory, options, fixed=()) -> None:
+    """``options`` (keyword arguments for ``factory``, e.g. a config section) must be ones it
+    takes, other than the ``fixed`` ones: a misspelt key is named with the accepted ones, not
+    left to a TypeError."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    known = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+             and p.name not in fixed]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"{name}: unknown options {unknown}; it takes {', '.join(known) or 'none'}")
