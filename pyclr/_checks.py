@@ -84,7 +84,9 @@ def check_real(name: str, value, low: float | None = None, high: float | None = 
     outside = bounded and (
         (low is not None and (value < low if inclusive else value <= low))
         or (high is not None and (value > high if inclusive else value >= high)))
-    if not math.isfinite(value) or outside:
+    # comparisons, not math.isfinite: under torch.compile a float argument may be symbolic
+    # (a temperature schedule), and a comparison is what dynamo can guard on
+    if not -math.inf < value < math.inf or outside:
         within = f" {_bounds(low, high, inclusive)}" if bounded else ""
         raise ValueError(f"{name}: expected a finite number{within}, got {value}")
     return value

@@ -20,7 +20,7 @@ def check_temperature(value) -> float:
     value = check_positive("temperature", value)
     low, high = TEMPERATURE_RANGE
     if not low <= value <= high:
-        raise ValueError(f"temperature: expected a number in [{low:g}, {high:g}], got {value:g}")
+        raise ValueError(f"temperature: expected a number in [{low:g}, {high:g}], got {value}")
     return value
 
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import _ops
 from ._gather import gather_views
 from ._checks import check_views
-from .reference import NEGATIVES, NORM_EPS, REDUCTIONS, check_nt_xent_options
+from .priors import normalize_rows
+from .reference import NEGATIVES, REDUCTIONS, check_nt_xent_options
 
 _NEGATIVES_CODE = {"all": 0, "cross": 1}  # csrc/ntxent/ntxent.h: kAll, kCross
 
@@ -55,7 +55,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
     _ops.require_kernel("nt_xent_forward", z1.device)
     n = z1.shape[0]
     if normalize:
-        z1, z2 = _normalize(z1), _normalize(z2)
+        z1, z2 = normalize_rows(z1), normalize_rows(z2)
     all1, all2, offset = gather_views(z1, z2) if gather_distributed else (z1, z2, 0)
     z = torch.cat([all1, all2])
     loss, _ = torch.ops.pyclr.nt_xent_forward(z, temperature, _NEGATIVES_CODE[negatives], offset, n)
@@ -64,11 +64,6 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
     if reduction == "sum":
         return loss.sum()
     return loss
-
-
-def _normalize(z: torch.Tensor) -> torch.Tensor:
-    # The norm in fp32 and one rounding to the input dtype (the kernels read that dtype).
-    return F.normalize(z.float() if z.dtype != torch.float64 else z, dim=1, eps=NORM_EPS).to(z.dtype)
 
 
 class NTXentLoss(nn.Module):

@@ -15,6 +15,14 @@ PRIORS = ("hypersphere", "gaussian", "hypercube")
 NORM_EPS = 1e-12  # z / max(||z||, eps), as torch.nn.functional.normalize
 
 
+def normalize_rows(z: torch.Tensor) -> torch.Tensor:
+    """``z / max(||z||, eps)`` row by row, the norm taken in float32 (float64 kept) and the
+    result rounded once to ``z``'s dtype: in float16 ``eps`` itself rounds to 0, so a zero row
+    would become NaN. Every loss (fused and reference) normalises through this one function."""
+    work = z if z.dtype in (torch.float32, torch.float64) else z.float()
+    return F.normalize(work, dim=1, eps=NORM_EPS).to(z.dtype)
+
+
 def _draw(kind: str, shape, generator, device, dtype) -> torch.Tensor:
     check_generator(generator)
     where = generator.device if generator is not None else device

@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 from .._checks import check_bool, check_choice, check_generator, check_int, check_nonnegative
 from ._checks import check_dense, check_temperature, check_views
 from ._gather import gather_views
-from .priors import (NORM_EPS, PRIORS, check_projections,
+from .priors import (PRIORS, check_projections, normalize_rows,
                      random_projections, sample_prior)
 
 NEGATIVES = ("all", "cross")
@@ -41,7 +41,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
                                         gather_distributed)
     n = z1.shape[0]
     if normalize:
-        z1, z2 = F.normalize(z1, dim=1, eps=NORM_EPS), F.normalize(z2, dim=1, eps=NORM_EPS)
+        z1, z2 = normalize_rows(z1), normalize_rows(z2)
     all1, all2, offset = gather_views(z1, z2) if gather_distributed else (z1, z2, 0)
     n_all = all1.shape[0]
     local = torch.arange(n, device=z1.device) + offset  # this rank's rows in the gathered views
@@ -119,7 +119,7 @@ def alignment(z1: torch.Tensor, z2: torch.Tensor, normalize: bool = True) -> tor
     O(N d): no kernel is needed, so this one function serves the fused loss too."""
     check_views(z1, z2, kernel=False)
     if check_bool("normalize", normalize):
-        z1, z2 = F.normalize(z1, dim=1, eps=NORM_EPS), F.normalize(z2, dim=1, eps=NORM_EPS)
+        z1, z2 = normalize_rows(z1), normalize_rows(z2)
     return (z1 - z2).pow(2).sum() / (2 * z1.numel())
 
 
@@ -167,7 +167,7 @@ def compose_generalized(z1, z2, prior, distribution, lam, temperature, num_proje
                                                  num_projections, return_parts)
     check_generator(generator)
     normalize = prior == "hypersphere"
-    h1, h2 = (F.normalize(z1, dim=1, eps=NORM_EPS), F.normalize(z2, dim=1, eps=NORM_EPS)) if normalize else (z1, z2)
+    h1, h2 = (normalize_rows(z1), normalize_rows(z2)) if normalize else (z1, z2)
     align = alignment(h1, h2, normalize=False)
     h = torch.cat([h1, h2])
     if distribution == "logsumexp":

@@ -261,6 +261,26 @@ def test_zero_embeddings_give_no_nan():
     assert torch.isfinite(generalized_contrastive(z, z, distribution="logsumexp"))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("fn", [generalized_contrastive, reference.generalized_contrastive,
+                                pyclr.losses.nt_xent, reference.nt_xent, reference.alignment],
+                         ids=["generalized", "generalized-reference", "nt_xent", "nt_xent-reference",
+                              "alignment"])
+def test_zero_row_in_half_precision_gives_no_nan(fn, dtype):
+    # F.normalize's eps (1e-12) rounds to 0 in float16: a zero row was 0/0 = NaN there
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(4, 8, dtype=dtype), torch.randn(4, 8, dtype=dtype)
+    z1[0] = 0
+    z1.requires_grad_()
+    kwargs = {"generator": torch.Generator().manual_seed(0)} if "generalized" in fn.__qualname__ else {}
+    loss = fn(z1, z2, **kwargs)
+    loss.backward()
+    assert torch.isfinite(loss)
+    # the zero row's gradient is upstream / eps (F.normalize), beyond float16's range: inf, which
+    # mixed-precision scalers skip; never NaN
+    assert not z1.grad.isnan().any() and torch.isfinite(z1.grad[1:]).all()
+
+
 @pytest.mark.skipif(not _ops.has_kernel("nt_xent_forward", "cpu"), reason="no CPU kernels")
 def test_uniformity_kernel_boundary_rejects_bad_mode():
     with pytest.raises(RuntimeError, match="negatives: expected 0 \\(all\\), 1 \\(cross\\) or 2 \\(self\\)"):

@@ -60,6 +60,20 @@ def test_matches_reference_shapes(device, n, d, negatives):
     check_against_reference(z1, z2, negatives=negatives, reduction="none")
 
 
+@pytest.mark.not_emulated("opcheck and torch.compile of torch.ops.pyclr itself")
+def test_torch_compile_temperature_schedule(device):
+    # from the second temperature on, torch.compile passes it as a symbolic float: the argument
+    # check must compare it, not call math.isfinite (which broke the fullgraph trace)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda a, b, t: nt_xent(a, b, temperature=t), fullgraph=True)
+    z1, z2 = (z.detach() for z in views(8, 4, torch.float32, device, seed=3))
+    for t in (0.5, 0.3, 0.2):
+        torch.testing.assert_close(compiled(z1, z2, t), nt_xent(z1, z2, t))
+    # a bad one is still refused by name (fullgraph: torch wraps the ValueError it observed)
+    with pytest.raises((ValueError, RuntimeError), match=r"temperature: expected a number in \[0.001"):
+        compiled(z1, z2, 1e-5)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("temperature", [0.01, 0.1, 0.5, 2.0, 10.0])
 @pytest.mark.parametrize("negatives", ["all", "cross"])
