@@ -37,6 +37,13 @@ _KERNELS = {
 }
 
 
+def compiling() -> bool:
+    """Whether torch.compile is tracing the caller (torch.compiler.is_compiling, torch >= 2.3;
+    torch._dynamo's before)."""
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else torch._dynamo.is_compiling()
+
+
 def has_kernel(op: str, device_type: str) -> bool:
     """Whether ``pyclr::<op>`` has a kernel for ``device_type`` ("cpu" or "cuda")."""
     return _KERNELS.get((op, device_type), False)

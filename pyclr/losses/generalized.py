@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import _ops
 from ._checks import check_kernel_dtype, check_temperature
+from .ntxent import nt_xent_rows
 from .reference import (DISTRIBUTIONS, GeneralizedLossParts, alignment, check_generalized_options,
                         check_matrix, compose_generalized)
 from .priors import PRIORS, random_projections, sample_prior
@@ -39,8 +40,7 @@ def logsumexp_uniformity(z: torch.Tensor, temperature: float = 1.0) -> torch.Ten
         )
     temperature = check_temperature(temperature)
     _ops.require_kernel("nt_xent_forward", z.device)
-    loss, _ = torch.ops.pyclr.nt_xent_forward(z, temperature, _SELF, 0, z.shape[0] // 2)
-    return loss.mean()
+    return nt_xent_rows(z, temperature, _SELF, 0, z.shape[0] // 2).mean()
 
 
 def generalized_contrastive(z1: torch.Tensor, z2: torch.Tensor, prior: str = "hypersphere",

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import _ops
+from .._ops import compiling as _compiling
 from ._gather import gather_views
 from ._checks import check_views
 from .priors import normalize_rows
@@ -40,6 +42,12 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
     The M x M similarity matrix is never stored: memory is O(M d), so batches far beyond what
     :func:`pyclr.losses.reference.nt_xent` fits run.
 
+    Derivatives: ``backward()`` runs the fused backward kernel. A gradient that must itself be
+    differentiated (``create_graph=True``: gradient penalties, Hessian-vector products; and
+    ``torch.func.grad``/``jacrev``/``hessian``, which always ask for it) is recomputed in plain
+    PyTorch from the (2N, M) softmax: exact, O(M^2) memory like the reference. Forward-mode AD
+    (``torch.func.jvp``, ``jacfwd``) raises; the reference supports it.
+
     On CUDA, float32 inputs meet the tensor cores as three TF32 products each (3xTF32, about
     fp32's accuracy); when torch allows TF32 for float32 matrix products
     (``torch.set_float32_matmul_precision("high")``, or for CUDA alone
@@ -58,7 +66,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
         z1, z2 = normalize_rows(z1), normalize_rows(z2)
     all1, all2, offset = gather_views(z1, z2) if gather_distributed else (z1, z2, 0)
     z = torch.cat([all1, all2])
-    loss, _ = torch.ops.pyclr.nt_xent_forward(z, temperature, _NEGATIVES_CODE[negatives], offset, n)
+    loss = nt_xent_rows(z, temperature, _NEGATIVES_CODE[negatives], offset, n)
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":
@@ -89,6 +97,17 @@ class NTXentLoss(nn.Module):
                 f"gather_distributed={self.gather_distributed}")
 
 
+def nt_xent_rows(z: torch.Tensor, temperature: float, negatives: int, anchor_offset: int,
+                 anchor_count: int) -> torch.Tensor:
+    """The per-row losses of ``torch.ops.pyclr.nt_xent_forward`` (csrc/ntxent/ntxent.h: ``z`` the
+    two views stacked, anchors ``anchor_count`` rows from ``anchor_offset`` of each half,
+    ``negatives`` 0 all, 1 cross, 2 self), differentiable in every way torch offers: see
+    :class:`_NTXentRows`. Arguments are the callers' to check."""
+    if _compiling():  # dynamo traces no autograd.Function with a jvp: the bare op, its own link
+        return torch.ops.pyclr.nt_xent_forward(z, temperature, negatives, anchor_offset, anchor_count)[0]
+    return _NTXentRows.apply(z, temperature, negatives, anchor_offset, anchor_count)[0]
+
+
 # --- operator registrations: autograd link and fake kernels (for torch.compile / opcheck) ---
 
 def _acc_dtype(z: torch.Tensor) -> torch.dtype:
@@ -114,8 +133,65 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_loss, _grad_lse):
     z, lse = ctx.saved_tensors
+    if torch.is_grad_enabled() and (z.requires_grad or grad_loss.requires_grad):
+        # create_graph=True (also torch.func.grad, which always asks for it): the gradient must
+        # itself be differentiable, and the fused backward has no derivative of its own, so it
+        # is recomputed in plain PyTorch (exact; O(M^2) memory, like the reference)
+        return _plain_backward(grad_loss, z, *ctx.args), None, None, None, None
     grad_z = torch.ops.pyclr.nt_xent_backward(grad_loss.contiguous(), z, lse, *ctx.args)
     return grad_z, None, None, None, None
+
+
+def _plain_backward(grad_loss, z, temperature, negatives, anchor_offset, anchor_count):
+    """The fused backward's gradient in plain, differentiable PyTorch, from the (2 count, M)
+    softmax (csrc/ntxent/ntxent.h): A = g (P - onehot(positive)) / tau over each anchor's
+    columns, then dL/dz = A^T z_anchors plus A z added at the anchors' own rows."""
+    work = z if z.dtype in (torch.float32, torch.float64) else z.float()
+    n_all = z.shape[0] // 2
+    local = torch.arange(anchor_count, device=z.device) + anchor_offset
+    anchors = torch.cat([local, local + n_all])
+    logits = work[anchors] @ work.T / temperature
+    columns = torch.arange(z.shape[0], device=z.device)
+    if negatives == 0:  # all: every column but the row's own
+        excluded = columns[None, :] == anchors[:, None]
+    elif negatives == 1:  # cross: the other view's columns only
+        excluded = (columns[None, :] >= n_all) == (anchors[:, None] >= n_all)
+    else:  # self: every column, and no positive
+        excluded = None
+    if excluded is not None:
+        logits = logits.masked_fill(excluded, float("-inf"))
+    weights = torch.softmax(logits, dim=1)
+    if negatives != 2:
+        positives = torch.cat([local + n_all, local])
+        weights = weights - F.one_hot(positives, z.shape[0]).to(weights.dtype)
+    weights = weights * (grad_loss.to(weights.dtype) / temperature)[:, None]
+    grad = (weights.T @ work[anchors]).index_add(0, anchors, weights @ work)
+    return grad.to(z.dtype)
+
+
+class _NTXentRows(torch.autograd.Function):
+    """``torch.ops.pyclr.nt_xent_forward`` as an autograd.Function with ``setup_context``, the
+    form torch.func takes: torch's register_autograd gives its generated Function none, so
+    torch.func.grad/jacrev/hessian fail on the bare op (pytorch#168393), and forward-mode AD
+    drops the tangent without a word. Here they work (vmap through torch's per-sample
+    fallback), and forward mode is refused by name. The bare op keeps register_autograd's link
+    (opcheck, direct calls); both use :func:`_backward`."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(z, temperature, negatives, anchor_offset, anchor_count):
+        return torch.ops.pyclr.nt_xent_forward(z, temperature, negatives, anchor_offset, anchor_count)
+
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise RuntimeError(
+            "pyclr's fused NT-Xent kernels (nt_xent, logsumexp_uniformity, the generalized loss's "
+            "logsumexp term) have no forward-mode derivative (torch.func.jvp, jacfwd, "
+            "torch.autograd.forward_ad); pyclr.losses.reference has plain-PyTorch forms that do")
 
 
 if _ops.EXTENSION_LOADED:

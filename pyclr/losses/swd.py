@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _ops
+from .._ops import compiling
 from ._checks import check_kernel_dtype
 from .reference import check_swd_inputs
 
@@ -41,7 +42,10 @@ def sliced_wasserstein(h: torch.Tensor, prior_samples: torch.Tensor,
 
     Ties in a projection may be broken in any order: the loss does not depend on it. A NaN in
     ``h`` or ``prior_samples`` gives a NaN loss. Memory is O(M L): sorting needs the
-    projections, and the backward keeps only the ``(M, L)`` residual (no permutation).
+    projections, and the backward keeps only the ``(M, L)`` residual (no permutation) and a
+    reference to ``h``. Second derivatives (``create_graph=True``, ``torch.func.hessian``) and
+    forward mode (``torch.func.jvp``, ``jacfwd``, along ``h``) are exact: the Hessian is
+    :math:`2 W W^T / (M L)` on each row.
     """
     check_swd_inputs(h, prior_samples, projections, check_orthonormal)
     check_kernel_dtype("h", h)
@@ -50,8 +54,9 @@ def sliced_wasserstein(h: torch.Tensor, prior_samples: torch.Tensor,
                          "loss gives no gradient for the prior samples; use "
                          "pyclr.losses.reference.sliced_wasserstein for one)")
     _ops.require_kernel("swd_forward", h.device)
-    loss, _ = torch.ops.pyclr.swd_forward(h, prior_samples, projections)
-    return loss
+    if compiling():  # dynamo traces no autograd.Function with a jvp: the bare op, its own link
+        return torch.ops.pyclr.swd_forward(h, prior_samples, projections)[0]
+    return _SlicedWasserstein.apply(h, prior_samples, projections)[0]
 
 
 # --- operator registrations: autograd link and fake kernel (for torch.compile / opcheck) ---
@@ -71,19 +76,53 @@ def _forward_fake(h, prior_samples, projections):
 def _setup_context(ctx, inputs, output):
     h, _, projections = inputs
     _, residual = output
-    ctx.save_for_backward(residual, projections)
+    # h only for create_graph=True (a reference: no copy, and the caller's graph usually holds it)
+    ctx.save_for_backward(residual, projections, h)
+    ctx.save_for_forward(residual, projections)
     ctx.h_dtype = h.dtype
     ctx.mark_non_differentiable(residual)
 
 
 def _backward(ctx, grad_loss, _grad_residual):
-    residual, projections = ctx.saved_tensors
+    residual, projections, h = ctx.saved_tensors
     m, num_proj = residual.shape
     # d loss / d h = 2 R W^T / (M L)  (csrc/swd/swd.h), in the residual's dtype even when
     # backward() is called inside torch.autocast (as the forward's products are)
     with torch.autocast(residual.device.type, enabled=False):
-        grad_h = (residual @ projections.to(residual.dtype).T) * (grad_loss * (2.0 / (m * num_proj)))
+        w = projections.to(residual.dtype)
+        if torch.is_grad_enabled():
+            # create_graph=True: R = h W - Y(rank), where the matched prior values Y are
+            # constant almost everywhere, so d R / d h = W; the value stays the kernel's
+            x = h.to(residual.dtype) @ w
+            residual = residual + (x - x.detach())
+        grad_h = (residual @ w.T) * (grad_loss * (2.0 / (m * num_proj)))
     return grad_h.to(ctx.h_dtype), None, None
+
+
+class _SlicedWasserstein(torch.autograd.Function):
+    """``torch.ops.pyclr.swd_forward`` as an autograd.Function with ``setup_context`` and a
+    forward-mode derivative, so that torch.func transforms take it (the bare op's
+    register_autograd link gives them none, pytorch#168393, and forward mode dropped the
+    tangent); :func:`_backward` serves both."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(h, prior_samples, projections):
+        return torch.ops.pyclr.swd_forward(h, prior_samples, projections)
+
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
+
+    @staticmethod
+    def jvp(ctx, h_tangent, _prior_tangent, _projections_tangent):
+        # along h only: prior samples and projections are constants here, as in backward
+        # (torch.func hands them zero tangents, which cannot be told from a real one here)
+        residual, projections = ctx.saved_tensors
+        m, num_proj = residual.shape
+        with torch.autocast(residual.device.type, enabled=False):
+            moved = h_tangent.to(residual.dtype) @ projections.to(residual.dtype)
+            return (residual * moved).sum() * (2.0 / (m * num_proj)), None
 
 
 if _ops.EXTENSION_LOADED:
