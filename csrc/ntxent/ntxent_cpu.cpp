@@ -60,13 +60,6 @@ RowBlocks row_blocks(Range view0, Range view1) {
 }
 
 template <typename acc_t>
-acc_t dot(const acc_t* a, const acc_t* b, int64_t d) {
-  acc_t acc = 0;
-  for (int64_t c = 0; c < d; ++c) acc += a[c] * b[c];
-  return acc;
-}
-
-template <typename acc_t>
 acc_t max_of(const acc_t* x, int64_t len) {
   using Vec = at::vec::Vectorized<acc_t>;
   int64_t c = 0;
@@ -80,41 +73,57 @@ acc_t max_of(const acc_t* x, int64_t len) {
   return m;
 }
 
-// sum_c exp(x_c * scale - shift)
+// sum_c exp(x_c - shift)
 template <typename acc_t>
-acc_t sum_exp(const acc_t* x, int64_t len, acc_t scale, acc_t shift) {
+acc_t sum_exp(const acc_t* x, int64_t len, acc_t shift) {
   using Vec = at::vec::Vectorized<acc_t>;
   int64_t c = 0;
   acc_t acc = 0;
   if (len >= Vec::size()) {
-    const Vec vs(scale), vshift(shift);
+    const Vec vshift(shift);
     Vec vacc(acc_t(0));
-    for (; c + Vec::size() <= len; c += Vec::size())
-      vacc = vacc + at::vec::fmsub(Vec::loadu(x + c), vs, vshift).exp();
+    for (; c + Vec::size() <= len; c += Vec::size()) vacc = vacc + (Vec::loadu(x + c) - vshift).exp();
     acc = at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vacc);
   }
-  for (; c < len; ++c) acc += std::exp(x[c] * scale - shift);
+  for (; c < len; ++c) acc += std::exp(x[c] - shift);
   return acc;
 }
 
-// In place: s_c <- w_row * exp(s_c*scale - lse_row) + w_c * exp(s_c*scale - lse_c), the
-// backward's coefficient C_jk (lse is +inf for non-anchors, so their term is exactly 0).
+// In place: s_c <- w_row * exp(x_c - lse_row) + w_c * exp(x_c - lse_c) with x_c = s_c*scale,
+// the backward's coefficient C_jk (lse is +inf for non-anchors, so their term is exactly 0).
+// Each exponent is at most 0 in exact arithmetic (a softmax entry); it is clamped there, so
+// that rounding at huge logits (normalize=False) cannot overflow exp. A NaN stays NaN.
 template <typename acc_t>
 void coefficients(acc_t* s, int64_t len, acc_t scale, acc_t w_row, acc_t lse_row,
                   const acc_t* w, const acc_t* lse) {
   using Vec = at::vec::Vectorized<acc_t>;
   int64_t c = 0;
-  const Vec vs(scale), vw_row(w_row), vlse_row(lse_row);
+  const Vec vs(scale), vw_row(w_row), vlse_row(lse_row), zero(acc_t(0));
   for (; c + Vec::size() <= len; c += Vec::size()) {
     const Vec x = Vec::loadu(s + c) * vs;
-    const Vec a = vw_row * (x - vlse_row).exp();
-    const Vec b = Vec::loadu(w + c) * (x - Vec::loadu(lse + c)).exp();
+    const Vec a = vw_row * at::vec::minimum(x - vlse_row, zero).exp();
+    const Vec b = Vec::loadu(w + c) * at::vec::minimum(x - Vec::loadu(lse + c), zero).exp();
     (a + b).store(s + c);
   }
   for (; c < len; ++c) {
     const acc_t x = s[c] * scale;
-    s[c] = w_row * std::exp(x - lse_row) + w[c] * std::exp(x - lse[c]);
+    s[c] = w_row * std::exp(std::min(x - lse_row, acc_t(0))) +
+           w[c] * std::exp(std::min(x - lse[c], acc_t(0)));
   }
+}
+
+// In place: x_c <- x_c * scale. The logits s_jk = (z_j . z_k) * (1/tau) are the GEMM's dot
+// products rounded once more by this product, in the forward and in the backward alike
+// (coefficients), and then read as stored by the max, the sum and the positive's score.
+// (Not GEMM's alpha: it may scale one operand while packing, so that s_jk and s_kj would round
+// apart, and the backward's exp(s_jk - lse_k) leans on them agreeing with the forward's.)
+template <typename acc_t>
+void scale_in_place(acc_t* x, int64_t len, acc_t scale) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  int64_t c = 0;
+  const Vec vs(scale);
+  for (; c + Vec::size() <= len; c += Vec::size()) (Vec::loadu(x + c) * vs).store(x + c);
+  for (; c < len; ++c) x[c] *= scale;
 }
 
 at::Tensor tile_view(const at::Tensor& tile, int64_t rows, int64_t cols) {
@@ -124,8 +133,7 @@ at::Tensor tile_view(const at::Tensor& tile, int64_t rows, int64_t cols) {
 template <typename acc_t>
 void forward_impl(const at::Tensor& z, acc_t inv_tau, int64_t negatives, int64_t offset,
                   int64_t count, at::Tensor& loss, at::Tensor& lse) {
-  const int64_t m = z.size(0), n = m / 2, d = z.size(1);
-  const acc_t* zp = z.const_data_ptr<acc_t>();
+  const int64_t m = z.size(0), n = m / 2;
   acc_t* loss_p = loss.mutable_data_ptr<acc_t>();
   acc_t* lse_p = lse.mutable_data_ptr<acc_t>();
   const RowBlocks blocks = row_blocks({offset, offset + count}, {n + offset, n + offset + count});
@@ -133,7 +141,7 @@ void forward_impl(const at::Tensor& z, acc_t inv_tau, int64_t negatives, int64_t
   at::parallel_for(0, blocks.count(), 1, [&](int64_t b0, int64_t b1) {
     at::Tensor tile = at::empty({kRowBlock, kColBlock}, z.options());
     acc_t* tp = tile.mutable_data_ptr<acc_t>();
-    std::vector<acc_t> row_max(kRowBlock), row_sum(kRowBlock);
+    std::vector<acc_t> row_max(kRowBlock), row_sum(kRowBlock), row_pos(kRowBlock);
     for (int64_t b = b0; b < b1; ++b) {
       const auto [view, rows] = blocks.block(b);
       const Range cols_all = mask_columns(view, n, negatives);
@@ -146,23 +154,26 @@ void forward_impl(const at::Tensor& z, acc_t inv_tau, int64_t negatives, int64_t
                    z.narrow(0, cols.begin, cols.size()).t());
         for (int64_t i = 0; i < rows.size(); ++i) {
           acc_t* si = tp + i * kColBlock;
-          const int64_t self = rows.begin + i;
+          scale_in_place(si, cols.size(), inv_tau);
+          const int64_t self = rows.begin + i, pos = (self + n) % m;
+          // the positive's score from the same tile as the lse: when it dominates the row,
+          // lse - score is log(1 + the rest) >= 0 however large the logits
+          if (pos >= cols.begin && pos < cols.end) row_pos[i] = si[pos - cols.begin];
           if (negatives == kAll && self >= cols.begin && self < cols.end)
             si[self - cols.begin] = kNegInf<acc_t>;
-          const acc_t tile_max = max_of(si, cols.size()) * inv_tau;
+          const acc_t tile_max = max_of(si, cols.size());
           if (tile_max == kNegInf<acc_t>) continue;  // only the excluded diagonal in this tile
           const acc_t new_max = std::max(row_max[i], tile_max);
           row_sum[i] = row_sum[i] * std::exp(row_max[i] - new_max) +
-                       sum_exp(si, cols.size(), inv_tau, new_max);
+                       sum_exp(si, cols.size(), new_max);
           row_max[i] = new_max;
         }
       }
       for (int64_t i = 0; i < rows.size(); ++i) {
-        const int64_t row = rows.begin + i, pos = (row + n) % m;
+        const int64_t row = rows.begin + i;
         const int64_t a = view * count + (row - view * n - offset);
         lse_p[a] = row_max[i] + std::log(row_sum[i]);
-        loss_p[a] = has_positive(negatives) ? lse_p[a] - dot(zp + row * d, zp + pos * d, d) * inv_tau
-                                            : lse_p[a];
+        loss_p[a] = has_positive(negatives) ? lse_p[a] - row_pos[i] : lse_p[a];
       }
     }
   });

@@ -186,6 +186,34 @@ def test_zero_and_tiny_upstream_gradients(device, dtype):
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-2, atol=1e-3 * grads[0].abs().max().item())
 
 
+@pytest.mark.not_emulated("the CUDA forward still takes the positive's score from a separate "
+                          "fp32 dot product, not from the tile (owed; see the CPU kernel)")
+@pytest.mark.parametrize("negatives", ["all", "cross"])
+@pytest.mark.parametrize("scale,temperature", [(1.0, 0.1), (30.0, 10.0), (300.0, 10.0), (3e4, 0.3)])
+def test_large_logits_without_normalisation(device, negatives, scale, temperature):
+    # normalize=False lets logits grow with the norms (|s| up to ~5e10 here). The positive's
+    # score must come from the same logits as the log-sum-exp: a row whose positive dominates
+    # then loses log(1 + the rest) >= 0 (a separate dot product made such rows negative, and
+    # at |s| ~ 1e9 rounding overflowed exp: -inf losses, NaN gradients). The fp32 reference
+    # gets these rows exactly right; the kernel must match it, and stay within 2x its error
+    # (plus a floor) of float64 on random pairs.
+    gen = torch.Generator().manual_seed(7)
+    z1 = torch.randn(64, 16, generator=gen, dtype=torch.float64) * scale
+    aligned = z1 + scale / 20 * torch.randn(64, 16, generator=gen, dtype=torch.float64)
+    random = torch.randn(64, 16, generator=gen, dtype=torch.float64) * scale
+    options = dict(temperature=temperature, normalize=False, negatives=negatives, reduction="none")
+    for z2 in (aligned, random):
+        exact = loss_and_grads(reference.nt_xent, z1, z2, **options)
+        fused = loss_and_grads(nt_xent, z1.float().to(device), z2.float().to(device), **options)
+        ref32 = loss_and_grads(reference.nt_xent, z1.float(), z2.float(), **options)
+        for got, want, own in zip(fused, exact, ref32):
+            got = got.cpu().double()
+            assert torch.isfinite(got).all()
+            err, ref_err = max_error(got, want), max_error(own.double(), want)
+            assert err <= 2 * ref_err + ABS_FLOOR[torch.float32] * max(1.0, want.abs().max().item()), (err, ref_err)
+        assert (fused[0] >= 0).all()
+
+
 @pytest.mark.parametrize("negatives", ["all", "cross"])
 def test_nan_rows_poison_every_row_like_the_reference(device, negatives):
     """A NaN in the inputs is not hidden: every row whose denominator sees it is NaN, as in
