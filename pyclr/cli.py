@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -87,9 +88,14 @@ def _eval(args) -> int:
 def _demo(args) -> int:
     """The README's main job: SimCLR on embedded MultiDigit data, probed against a random encoder."""
     from ._ops import format_build_info
-    from .train.experiment import run_experiment
+    from .train.experiment import CONFIG, read_run_config, run_experiment
     from .train.presets import PRESETS
 
+    # the demo starts over in its folder each time: never in another run's
+    existing = os.path.join(args.out, CONFIG)
+    if os.path.exists(existing) and read_run_config(existing).get("description") != PRESETS["demo"]["description"]:
+        raise ValueError(f"--out: {args.out} holds another run (its {CONFIG} is not the demo's); the demo "
+                         "starts over only in a folder of its own: pick another --out")
     main_process = _is_main_process()  # under torchrun, rank 0 prints for all
     if main_process:
         print(format_build_info())
@@ -232,9 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         end_process_group()  # under torchrun: once every rank is done, the group it started ends
         return code
     except KeyboardInterrupt:
-        print(f"pyclr {args.command}: interrupted (a checkpoint was saved in the run folder; run again to resume)",
-              file=sys.stderr)
+        saved = " (a checkpoint was saved in the run folder; run again to resume)" if args.command in ("train", "demo") else ""
+        print(f"pyclr {args.command}: interrupted{saved}", file=sys.stderr)
         return 130
-    except (RuntimeError, ValueError, TypeError, ImportError, OSError, FloatingPointError) as exc:
-        print(f"pyclr {args.command}: {exc}", file=sys.stderr)
+    except (RuntimeError, ValueError, TypeError, ImportError, OSError, FloatingPointError, OverflowError) as exc:
+        # torch's C++ errors carry a backtrace of C++ frames after the message: not for a user
+        message = str(exc).split("\nException raised from ")[0]
+        print(f"pyclr {args.command}: {message}", file=sys.stderr)
         return 1

@@ -112,6 +112,62 @@ def test_config_errors_come_before_training(tmp_path, capsys, config, flags, mes
     assert not out.exists()  # nothing trained, nothing written
 
 
+@pytest.mark.parametrize("setting,message", [
+    ("train.lr=-1", "lr: expected a finite number >= 0, got -1"),
+    ("train.momentum=2", "momentum: expected a finite number in [0, 1], got 2"),
+    ("train.warmup_epochs=-0.5", "warmup_epochs: expected a finite number >= 0"),
+    ("train.schedule=\"step\"", "schedule: expected one of"),
+])
+def test_a_refused_train_value_leaves_the_run_folder_as_it_was(tmp_path, capsys, setting, message):
+    # train()'s own options are checked before config.json is written: a refused value used to
+    # overwrite the run's config.json, after which the run could no longer be resumed
+    out = str(tmp_path / "run")
+    config = write_config(tmp_path, {**TINY, "train": {**TINY["train"], "epochs": 1}})
+    assert main(["train", config, "--out", out, "--quiet", "--no-baseline"]) == 0
+    before = open(os.path.join(out, "config.json")).read()
+    capsys.readouterr()
+    assert main(["train", config, "--out", out, "--quiet", "--no-resume", "--set", setting]) == 1
+    assert message in capsys.readouterr().err
+    assert open(os.path.join(out, "config.json")).read() == before
+    assert main(["train", config, "--out", out, "--quiet", "--no-baseline"]) == 0  # resumes
+    fresh = tmp_path / "fresh"
+    assert main(["train", config, "--out", str(fresh), "--quiet", "--set", setting]) == 1
+    assert not fresh.exists()
+
+
+def test_damaged_run_folders_are_named_not_tracebacks(tmp_path, capsys):
+    out = tmp_path / "run"
+    config = write_config(tmp_path, {**TINY, "train": {**TINY["train"], "epochs": 1}})
+    assert main(["train", config, "--out", str(out), "--quiet", "--no-baseline"]) == 0
+    good = torch.load(out / "checkpoint.pt", weights_only=True)
+    cases = [  # (file, content, command, message)
+        ("checkpoint.pt", [1, 2], "train", "is not a pyclr training checkpoint (no encoder, head"),
+        ("checkpoint.pt", {k: v for k, v in good.items() if k != "optimizer"}, "train", "(no optimizer)"),
+        ("checkpoint.pt", {"encoder": good["encoder"]}, "eval", None),  # weights alone: eval works
+        ("config.json", "[]", "eval", "holds a list, not a pyclr run config"),
+        ("config.json", "[]", "train", "holds a list, not a pyclr run config"),
+        ("config.json", "{\n", "eval", "config: cannot read"),
+    ]
+    for name, content, command, message in cases:
+        run = tmp_path / f"case-{len(list(tmp_path.iterdir()))}"
+        run.mkdir()
+        for keep in ("checkpoint.pt", "config.json"):
+            (run / keep).write_bytes((out / keep).read_bytes())
+        if name == "checkpoint.pt":
+            torch.save(content, run / name)
+        else:
+            (run / name).write_text(content)
+        capsys.readouterr()
+        argv = ["eval", str(run)] if command == "eval" else ["train", config, "--out", str(run), "--quiet", "--no-baseline"]
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        if message is None:
+            assert code == 0, err
+        else:
+            assert code == 1 and message in err, (name, content, command, err)
+
+
 def test_resume_refuses_a_changed_config(tmp_path, capsys):
     """A run folder resumes only under the config it was started with (train() checks its own
     settings; this covers the encoder, dataset, augmentation and head); the eval section may
@@ -219,6 +275,14 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert report["probe_accuracy"] > 0.5  # ten digit classes: far above chance after one epoch
     if "masks: skipped" not in printed:
         assert sorted(os.listdir(os.path.join(out, "masks"))) == [f"digit{i}_kmeans.png" for i in range(4)]
+    # it starts over in its own folder, and refuses another run's
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps(TINY))
+    capsys.readouterr()
+    assert main(["demo", "--out", str(other), "--epochs", "1", "--quiet"]) == 1
+    assert "holds another run" in capsys.readouterr().err
+    assert json.loads((other / "config.json").read_text()) == TINY
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:

@@ -177,7 +177,10 @@ def load_images(paths: Sequence[str], size: int = 448) -> torch.Tensor:
     side = _check_side(size)
     images = []
     for path in paths:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if os.path.isfile(path) else None
+        try:
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if os.path.isfile(path) else None
+        except cv2.error as exc:  # e.g. a header declaring more pixels than OpenCV's limit
+            raise ValueError(f"image: cannot read {str(path)!r} ({str(exc).strip().splitlines()[-1]})") from exc
         if bgr is None:
             raise ValueError(f"image: cannot read {str(path)!r} (missing, unreadable or not an image file)")
         rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float() / 255
@@ -397,6 +400,9 @@ def _encoder_from_state_dict(state, path: str):
     if "encoder" in state and isinstance(state["encoder"], Mapping):
         raise ValueError(f"checkpoint: {path!r} is a pyclr training checkpoint; pass its run folder "
                          f"(with {RUN_CONFIG}) instead")
+    if not all(isinstance(k, str) for k in state):
+        raise ValueError(f"checkpoint: expected a state dict (parameter names to tensors) in {path!r}, "
+                         f"got keys of type {sorted({type(k).__name__ for k in state})}")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     conv1 = state.get("conv1.weight")
     if not isinstance(conv1, torch.Tensor) or conv1.dim() != 4:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import signal
 import tempfile
 
@@ -58,7 +59,14 @@ def write_atomic(path: str, write, mode: str = "wb") -> None:
 
 
 def load(path: str, map_location="cpu") -> dict:
+    """The checkpoint at ``path``, read with ``weights_only=True``: tensors, numbers, strings
+    and containers only, which is all pyclr writes. Unpickling anything else would run code
+    from the file (a run folder is something people download and share)."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"checkpoint {path}: holds Python objects other than tensors, numbers, "
+                         "strings and containers, which pyclr does not unpickle (that would run "
+                         f"code from the file): {str(exc).splitlines()[0]}") from exc
     except Exception as exc:  # a truncated or foreign file
         raise ValueError(f"checkpoint {path}: cannot be read ({exc})") from exc

@@ -69,8 +69,7 @@ def check_resumable(out_dir: str, cfg: dict) -> None:
     path = os.path.join(out_dir, CONFIG)
     if not (os.path.exists(os.path.join(out_dir, ckpt.CHECKPOINT)) and os.path.exists(path)):
         return
-    with open(path) as f:
-        before = json.load(f)
+    before = read_run_config(path)
     now = json.loads(json.dumps(cfg))  # tuples as the file holds them: lists
     old, new = (_flatten({k: v for k, v in c.items() if k != "eval"}) for c in (before, now))
     differ = sorted(k for k in old.keys() | new.keys() if k not in old or k not in new or old[k] != new[k])
@@ -136,15 +135,26 @@ def probe(cfg: dict, encoder, device, datasets: dict | None = None) -> float:
     return linear_probe(x, y).accuracy
 
 
+def read_run_config(path: str) -> dict:
+    """A run folder's config.json, a dict, or a ValueError naming the file."""
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"config: cannot read {path} ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise ValueError(f"config: {path} holds a {type(cfg).__name__}, not a pyclr run config")
+    return cfg
+
+
 def load_run_encoder(run_dir: str):
     """``(encoder, config, checkpoint)`` of a run folder: the encoder its ``config.json`` names,
     with the weights of its ``checkpoint.pt``."""
     path = os.path.join(run_dir, CONFIG)
     if not os.path.exists(path):
         raise ValueError(f"run_dir: {run_dir!r} has no {CONFIG} (was it written by pyclr train?)")
-    with open(path) as f:
-        cfg = json.load(f)
-    if "name" not in (cfg.get("encoder") or {}):
+    cfg = read_run_config(path)
+    if not isinstance(cfg.get("encoder"), dict) or "name" not in cfg["encoder"]:
         raise ValueError(f"checkpoint: {path} names no encoder (no encoder.name)")
     weights = os.path.join(run_dir, ckpt.CHECKPOINT)
     saved = ckpt.load(weights)
@@ -165,4 +175,4 @@ def evaluate_run(run_dir: str, *, device=None) -> dict:
     if not cfg.get("eval"):
         raise ValueError(f"run_dir: the configuration in {os.path.join(run_dir, CONFIG)} has no eval section")
     device = device_of(device)
-    return {"step": saved["step"], "probe_accuracy": probe(cfg, encoder.to(device), device)}
+    return {"step": saved.get("step"), "probe_accuracy": probe(cfg, encoder.to(device), device)}

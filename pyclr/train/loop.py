@@ -8,6 +8,7 @@ exactly the steps the uninterrupted run would have taken.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -99,15 +101,12 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
             (e.g. a k-NN accuracy).
     """
     _check_choices(method, optimizer, precision, loss, schedule)
-    epochs, batch_size = check_int("epochs", epochs, 1), check_int("batch_size", batch_size, 1)
-    seed, num_workers = check_int("seed", seed, 0, SEED_MAX), check_int("num_workers", num_workers, 0)
-    queue_size = check_int("queue_size", queue_size, 1)
-    lr = None if lr is None else check_nonnegative("lr", lr)
-    weight_decay, temperature = check_nonnegative("weight_decay", weight_decay), check_temperature(temperature)
-    warmup_epochs = None if warmup_epochs is None else check_nonnegative("warmup_epochs", warmup_epochs)
-    momentum, moco_momentum = check_real("momentum", momentum, 0, 1), check_moco_momentum(moco_momentum)
-    resume, compile = check_bool("resume", resume), check_bool("compile", compile)
-    channels_last, progress = check_bool("channels_last", channels_last), check_bool("progress", progress)
+    (epochs, batch_size, seed, num_workers, queue_size, lr, weight_decay, temperature, warmup_epochs,
+     momentum, moco_momentum, resume, compile, channels_last, progress) = check_scalar_options(dict(
+        epochs=epochs, batch_size=batch_size, seed=seed, num_workers=num_workers,
+        queue_size=queue_size, lr=lr, weight_decay=weight_decay, temperature=temperature,
+        warmup_epochs=warmup_epochs, momentum=momentum, moco_momentum=moco_momentum,
+        resume=resume, compile=compile, channels_last=channels_last, progress=progress)).values()
     dist = DistributedContext.from_environment()
     device = torch.device(device) if device is not None else dist.default_device()
     precision = precision or ("bf16" if device.type == "cuda" else "fp32")
@@ -195,7 +194,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                 if dist.world_size > 1:  # each rank's loss is the mean over its rows: so is the batch's
                     record["loss"] = mean_over_ranks(record["loss"], device)
                 if on_epoch_end is not None:
-                    record.update(on_epoch_end(epoch, encoder) or {})
+                    record.update(_plain_values(on_epoch_end(epoch, encoder) or {}))
                 history.append(record)
                 log.write(record)
                 if path and dist.is_main:
@@ -208,6 +207,42 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
         bar.close()
         log.close()
     return TrainResult(encoder, head, history, path)
+
+
+def _optional(check):
+    return lambda name, value: None if value is None else check(name, value)
+
+
+# train()'s scalar options, each with its check (name, value) -> the plain value.
+_SCALAR_CHECKS = {
+    "epochs": lambda name, v: check_int(name, v, 1),
+    "batch_size": lambda name, v: check_int(name, v, 1),
+    "seed": lambda name, v: check_int(name, v, 0, SEED_MAX),
+    "num_workers": lambda name, v: check_int(name, v, 0),
+    "queue_size": lambda name, v: check_int(name, v, 1),
+    "lr": _optional(check_nonnegative),
+    "weight_decay": check_nonnegative,
+    "temperature": lambda name, v: check_temperature(v),
+    "warmup_epochs": _optional(check_nonnegative),
+    "momentum": lambda name, v: check_real(name, v, 0, 1),
+    "moco_momentum": lambda name, v: check_moco_momentum(v),
+    "resume": check_bool, "compile": check_bool, "channels_last": check_bool, "progress": check_bool,
+}
+
+
+def check_scalar_options(options: dict) -> dict:
+    """train()'s scalar options among ``options`` checked, as plain values, in their order."""
+    return {name: _SCALAR_CHECKS[name](name, value) if name in _SCALAR_CHECKS else value
+            for name, value in options.items()}
+
+
+def check_train_values(options: dict) -> None:
+    """The values of train()'s choices and scalar options among ``options`` (a config's train
+    section; pyclr.train.presets.check_config checks its keys)."""
+    defaults = inspect.signature(train).parameters
+    _check_choices(*(options.get(k, defaults[k].default)
+                     for k in ("method", "optimizer", "precision", "loss", "schedule")))
+    check_scalar_options(options)
 
 
 def _check_choices(method, optimizer, precision, loss, schedule):
@@ -271,8 +306,15 @@ def _make_loss(loss, temperature, distributed):
     return loss
 
 
+_CHECKPOINT_KEYS = ("encoder", "head", "optimizer", "scaler", "step", "history")  # state() writes them
+
+
 def _restore(path, config, encoder, head, opt, scaler, moco):
     saved = ckpt.load(path)
+    missing = [k for k in _CHECKPOINT_KEYS if not isinstance(saved, dict) or k not in saved]
+    if missing or not isinstance(saved.get("config", {}), dict):
+        raise ValueError(f"resume: {path} is not a pyclr training checkpoint (no {', '.join(missing) or 'config'}); "
+                         "use another out_dir or resume=False")
     before = saved.get("config", {})
     changed = [f"{k}: {before.get(k, _RUN_DEFAULTS.get(k))!r} -> {config.get(k)!r}" for k in _RUN_KEYS
                if before.get(k, _RUN_DEFAULTS.get(k)) != config.get(k)]
@@ -290,6 +332,16 @@ def _restore(path, config, encoder, head, opt, scaler, moco):
     if moco is not None:
         moco.load_state_dict(saved["moco"])
     return saved["step"], saved["history"]
+
+
+def _plain_values(metrics: dict) -> dict:
+    """on_epoch_end's metrics with numpy scalars and one-element tensors as Python numbers:
+    the history goes into metrics.jsonl and into checkpoints, which are read back with
+    torch.load(weights_only=True) (no numpy globals)."""
+    if not isinstance(metrics, dict):
+        raise TypeError(f"on_epoch_end: expected it to return a dict or None, got {type(metrics).__name__}")
+    return {k: v.item() if isinstance(v, np.generic) or isinstance(v, torch.Tensor) and v.numel() == 1 else v
+            for k, v in metrics.items()}
 
 
 class _EpochBatches:

@@ -30,6 +30,7 @@ from torch import nn
 from .._checks import check_options
 
 SECTIONS = ("encoder", "dataset", "augment", "head", "train", "eval", "description", "preset")
+DESCRIPTION_MAX = 10_000  # characters: a note about the run, written into config.json and report.json
 # The key that says what a section builds. A section (or a --set) naming another one than the
 # base's starts afresh instead of merging: the base's other keys (a ResNet's cifar_stem, a
 # dataset's bits, a policy's crop_scale) belong to what the base named.
@@ -134,7 +135,7 @@ def resolve_config(config: dict | str, overrides=()) -> dict:
         raise ValueError(f"config: unknown keys {sorted(unknown)}; expected among {', '.join(SECTIONS)}")
     base = {}
     if "preset" in config:
-        if config["preset"] not in PRESETS:
+        if not isinstance(config["preset"], str) or config["preset"] not in PRESETS:
             raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {config['preset']!r}")
         base = copy.deepcopy(PRESETS[config["preset"]])
     for key, value in config.items():
@@ -235,14 +236,19 @@ def check_config(cfg: dict) -> None:
     the section builds (``pyclr.train``'s options, ``ProjectionHead``'s, the policy's; the
     encoders and datasets check theirs when built, also before training)."""
     from ..models import ProjectionHead
-    from .loop import train
+    from .loop import check_train_values, train
 
     for key in ("encoder", "dataset", "train"):
         if not isinstance(cfg.get(key), dict):
             raise ValueError(f"config: needs an {key!r} section")
+    description = cfg.get("description")
+    if description is not None and not (isinstance(description, str) and len(description) <= DESCRIPTION_MAX):
+        got = f"str of {len(description)} characters" if isinstance(description, str) else type(description).__name__
+        raise ValueError(f"description: expected a string of at most {DESCRIPTION_MAX} characters, got {got}")
     _require_name(cfg["encoder"], "encoder", _encoder_names())
     _require_name(cfg["dataset"], "dataset", _dataset_names())
     check_options("train", train, cfg["train"], fixed=RUN_ARGUMENTS)
+    check_train_values(cfg["train"])  # values too: a refused one must not reach a run folder
     if cfg.get("augment") is not None:
         _check_augment(cfg["augment"])
     if cfg.get("head") is not None:

@@ -62,6 +62,29 @@ def test_masks_bad_input(tmp_path):
                    "--out", str(tmp_path)]))
 
 
+def test_masks_refuses_what_is_no_image_or_state_dict_by_name(tmp_path):
+    import struct
+    import zlib
+
+    import torch
+
+    # a PNG header declaring 100000 x 100000 pixels: OpenCV refuses it with its own cv2.error
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    with pytest.raises(ValueError, match="image: cannot read .*bomb.png"):
+        run(parse(["masks", "--image", str(bomb), "--out", str(tmp_path / "out")]))
+    weights = tmp_path / "intkeys.pt"
+    torch.save({1: 2}, weights)
+    write_image(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="checkpoint: expected a state dict .* got keys of type"):
+        run(parse(["masks", "--checkpoint", str(weights), "--image", str(tmp_path / "a.png"),
+                   "--out", str(tmp_path / "out")]))
+
+
 @pytest.mark.parametrize("option, checkpoint, expected", [
     ("auto", False, True), ("auto", True, False), ("imagenet", True, True), ("none", False, False)])
 def test_masks_normalize_choice(tmp_path, monkeypatch, capsys, option, checkpoint, expected):

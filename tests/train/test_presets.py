@@ -69,6 +69,28 @@ def test_every_section_is_checked():
     assert resolve_config({"preset": "demo", "augment": None, "head": None, "eval": None})["augment"] is None
 
 
+def test_values_are_checked_with_the_keys():
+    with pytest.raises(ValueError, match=r"momentum: expected a finite number in \[0, 1\], got 2"):
+        resolve_config({"preset": "demo", "train": {"momentum": 2}})
+    with pytest.raises(TypeError, match="compile: expected a bool, got 'no'"):
+        resolve_config({"preset": "demo", "train": {"compile": "no"}})
+    with pytest.raises(ValueError, match="preset: expected one of"):
+        resolve_config({"preset": ["demo"]})  # was: unhashable type: 'list'
+
+
+def test_description_is_a_bounded_string(tmp_path):
+    # a YAML alias bomb in the free-form description once expanded into a 130 MB config.json
+    path = tmp_path / "bomb.yaml"
+    levels = ["preset: demo", "description:", '  - &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"  - &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 7)]
+    path.write_text("\n".join(levels) + "\n")
+    with pytest.raises(ValueError, match="description: expected a string of at most 10000 characters, got list"):
+        resolve_config(str(path))
+    with pytest.raises(ValueError, match="got str of 10001 characters"):
+        resolve_config({"preset": "demo", "description": "x" * 10_001})
+    assert resolve_config({"preset": "demo", "description": "my run"})["description"] == "my run"
+
+
 def test_eval_sets_of_the_same_dataset_read_its_root():
     cfg = resolve_config("simclr_cifar10", ["dataset.root=/data/cifar"])
     assert cfg["eval"]["train"]["root"] == cfg["eval"]["test"]["root"] == "/data/cifar"
