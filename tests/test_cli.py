@@ -176,6 +176,8 @@ def test_resume_refuses_a_changed_config(tmp_path, capsys):
     config = write_config(tmp_path, {**TINY, "train": {**TINY["train"], "epochs": 1}})
     assert main(["train", config, "--out", out, "--quiet", "--no-baseline"]) == 0
     assert main(["train", config, "--out", out, "--quiet", "--no-baseline", "--set", "eval.test.size=30"]) == 0
+    # how it runs may change too: data loader workers
+    assert main(["train", config, "--out", out, "--quiet", "--no-baseline", "--set", "train.num_workers=0"]) == 0
     capsys.readouterr()
     assert main(["train", config, "--out", out, "--quiet", "--set", "augment.jitter_strength=0.3"]) == 1
     err = capsys.readouterr().err

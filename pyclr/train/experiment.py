@@ -16,6 +16,9 @@ from .loop import _check_writable, check_channels, train
 from .presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
 
 CONFIG = "config.json"
+# Config keys that may change between a run and its resumption: they change how it runs, not
+# what it computes (the eval section is free too: it only reads the result).
+RESUME_FREE = frozenset({"train.num_workers", "train.progress"})
 REPORT = "report.json"
 
 
@@ -71,7 +74,8 @@ def check_resumable(out_dir: str, cfg: dict) -> None:
         return
     before = read_run_config(path)
     now = json.loads(json.dumps(cfg))  # tuples as the file holds them: lists
-    old, new = (_flatten({k: v for k, v in c.items() if k != "eval"}) for c in (before, now))
+    old, new = ({k: v for k, v in _flatten({k: v for k, v in c.items() if k != "eval"}).items()
+                 if k not in RESUME_FREE} for c in (before, now))
     differ = sorted(k for k in old.keys() | new.keys() if k not in old or k not in new or old[k] != new[k])
     changed = [f"{key}: {_shown(old, key)} -> {_shown(new, key)}" for key in differ]
     if changed:

@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -110,6 +111,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     dist = DistributedContext.from_environment()
     device = torch.device(device) if device is not None else dist.default_device()
     precision = precision or ("bf16" if device.type == "cuda" else "fp32")
+    _warn_unused(method, optimizer, loss, momentum=momentum, temperature=temperature,
+                 moco_momentum=moco_momentum, queue_size=queue_size)
     if batch_size % dist.world_size:
         raise ValueError(f"batch_size: expected a multiple of the world size {dist.world_size}, got {batch_size}")
     steps_per_epoch = len(dataset) // batch_size
@@ -243,6 +246,20 @@ def check_train_values(options: dict) -> None:
     _check_choices(*(options.get(k, defaults[k].default)
                      for k in ("method", "optimizer", "precision", "loss", "schedule")))
     check_scalar_options(options)
+
+
+def _warn_unused(method, optimizer, loss, **options) -> None:
+    """A warning for each option given a value other than its default that this run ignores
+    (a sweep may pass one dict to every method, so not an error; but silence misleads)."""
+    unused = {"momentum": optimizer == "adam" and "optimizer='adam' has no momentum",
+              "temperature": method == "simclr" and loss != "nt_xent"
+              and f"loss={loss if isinstance(loss, str) else type(loss).__name__!r} takes no temperature",
+              "moco_momentum": method != "moco" and f"method={method!r} has no momentum encoder",
+              "queue_size": method != "moco" and f"method={method!r} has no queue"}
+    defaults = inspect.signature(train).parameters
+    for name, why in unused.items():
+        if why and options[name] != defaults[name].default:
+            warnings.warn(f"{name}={options[name]!r} is ignored: {why}", UserWarning, stacklevel=3)
 
 
 def _check_choices(method, optimizer, precision, loss, schedule):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 
 import torch
 from torch import nn
@@ -178,7 +179,7 @@ def _read(path: str) -> dict:
         except ImportError as exc:
             raise ImportError(f"config: reading {path} needs PyYAML (pip install pyyaml), or use JSON") from exc
         try:
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_yaml_loader(yaml))
         except yaml.YAMLError as exc:
             raise ValueError(f"config: {path} is not valid YAML ({exc})") from exc
     try:
@@ -187,9 +188,33 @@ def _read(path: str) -> dict:
         raise ValueError(f"config: {path} is not valid JSON ({exc})") from exc
 
 
+# A decimal number as people write one: 1e-3, .5, 5., 01 (JSON takes none of these; YAML 1.1,
+# PyYAML's, reads 1e-3 as a string).
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _yaml_loader(yaml):
+    """PyYAML's safe loader reading 1e-3 (and every _NUMBER with a dot or an exponent) as a float,
+    as YAML 1.2 does."""
+    class Loader(yaml.SafeLoader):
+        pass
+
+    floats = re.compile(r"^[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)$|^[-+]?(?:\d+\.\d*|\.\d+)$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", floats, list("-+0123456789."))
+    return Loader
+
+
+def _number(text: str):
+    """``text`` as an int or float when it is a decimal number, else None."""
+    if not _NUMBER.fullmatch(text):
+        return None
+    return int(text) if re.fullmatch(r"[-+]?\d+", text) else float(text)
+
+
 def parse_assignment(assignment: str) -> tuple[str, list[str], object]:
     """``"section.key=value"`` -> ``(section, [key, ...], value)``; the value is parsed as JSON
-    when it parses (numbers, true/false/null, lists, dicts), else kept as a string."""
+    when it parses (numbers, true/false/null, lists, dicts), as a number when it is one in
+    another spelling (1e-3, .5, 01), else kept as a string."""
     path, sep, text = assignment.partition("=")
     section, *keys = path.split(".")
     if not sep or not keys or not all(keys):
@@ -199,7 +224,8 @@ def parse_assignment(assignment: str) -> tuple[str, list[str], object]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
-        value = text
+        number = _number(text)
+        value = text if number is None else number
     return section, keys, value
 
 

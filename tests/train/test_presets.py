@@ -78,6 +78,18 @@ def test_values_are_checked_with_the_keys():
         resolve_config({"preset": ["demo"]})  # was: unhashable type: 'list'
 
 
+def test_numbers_as_people_write_them(tmp_path):
+    # PyYAML (YAML 1.1) read 1e-3 as a string, and --set took only JSON numbers
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: demo\ntrain:\n  lr: 1e-3\n  weight_decay: 5e-4\n  epochs: 3\ndescription: '1e-3'\n")
+    cfg = resolve_config(str(path))
+    assert (cfg["train"]["lr"], cfg["train"]["weight_decay"], cfg["train"]["epochs"]) == (1e-3, 5e-4, 3)
+    assert cfg["description"] == "1e-3"  # quoted: still a string
+    cfg = resolve_config("demo", ["train.lr=.5", "train.weight_decay=1e-3", "train.epochs=02"])
+    assert (cfg["train"]["lr"], cfg["train"]["weight_decay"], cfg["train"]["epochs"]) == (0.5, 1e-3, 2)
+    assert resolve_config("demo", ["dataset.root=/data/x"])["dataset"]["root"] == "/data/x"
+
+
 def test_description_is_a_bounded_string(tmp_path):
     # a YAML alias bomb in the free-form description once expanded into a 130 MB config.json
     path = tmp_path / "bomb.yaml"

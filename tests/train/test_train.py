@@ -156,7 +156,8 @@ def test_ctrl_c_during_a_save_lets_it_finish_then_interrupts(tmp_path):
 @pytest.mark.parametrize("method", ["simclr", "moco"])
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, method):
     options = dict(epochs=3, batch_size=32, augment=jitter, head=small_head(), progress=False, seed=3,
-                   method=method, queue_size=64, lr=0.5, device="cpu")  # bit for bit: the CPU's promise
+                   method=method, lr=0.5, device="cpu", **({"queue_size": 64} if method == "moco" else {}))
+    # bit for bit: the CPU's promise
     straight = pyclr.train(model(), images(), out_dir=str(tmp_path / "a"), **options)
 
     def kill_at_step_5(info):
@@ -228,6 +229,26 @@ def test_numpy_metrics_resume(tmp_path):
     assert [type(saved["history"][0][k]) for k in ("probe", "knn", "n", "t")] == [float, float, int, float]
     result = pyclr.train(model(), images(), on_epoch_end=metrics, **options)  # resumes: nothing left
     assert result.history == saved["history"]
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(optimizer="adam", momentum=0.5), "momentum=0.5 is ignored: optimizer='adam' has no momentum"),
+    (dict(loss="generalized", temperature=0.1), "temperature=0.1 is ignored: loss='generalized' takes no temperature"),
+    (dict(queue_size=64), "queue_size=64 is ignored: method='simclr' has no queue"),
+    (dict(moco_momentum=0.5), "moco_momentum=0.5 is ignored: method='simclr' has no momentum encoder"),
+])
+def test_options_the_run_ignores_are_named(options, message):
+    with pytest.warns(UserWarning, match=message):
+        pyclr.train(model(), images(64), epochs=1, batch_size=32, head=small_head(), progress=False, **options)
+
+
+def test_no_warning_for_defaults_or_used_options():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pyclr.train(model(), images(64), epochs=1, batch_size=32, head=small_head(), progress=False,
+                    optimizer="adam", momentum=0.9, method="moco", queue_size=64, moco_momentum=0.9)
 
 
 def test_resume_refuses_other_settings(tmp_path):
