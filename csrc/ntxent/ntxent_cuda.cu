@@ -369,15 +369,19 @@ __device__ void store_strip(float* strip, const FragAcc<T> (&acc)[kBN / 16]) {
 
 // Running log-sum-exp of base-2 logits over one lane's half of a row.
 struct OnlineLse {
-  float m = -INFINITY;  // running max
-  float l = 0.f;        // sum of exp2(logit - m)
+  float m = -INFINITY;   // running max
+  float l = 0.f;         // sum of exp2(logit - m)
+  float positive = 0.f;  // the positive's base-2 logit, in the one lane of the two that met it
 };
 
 // Folds the lane's 32 entries of the strip into its running state. Masked entries are
 // excluded by index; while a row has seen no valid entry its state stays (-inf, 0), never
 // computing -inf - -inf. A NaN entry makes l NaN (sum of exp2f(NaN - m)), so the lse is NaN.
+// The entry at positive_col (-1: none) is kept as it was folded, so that the loss subtracts
+// the very value the lse summed: a row whose positive dominates then loses log(1 + the rest)
+// >= 0, however large the logits (normalize=False).
 __device__ void fold_strip(OnlineLse& st, const float* strip, const StripLane& me, int col0,
-                           int col_end, bool exclude_diagonal, float scale_log2) {
+                           int col_end, bool exclude_diagonal, int positive_col, float scale_log2) {
   float v[kBN / 2];
   float tile_max = -INFINITY;
 #pragma unroll
@@ -387,6 +391,7 @@ __device__ void fold_strip(OnlineLse& st, const float* strip, const StripLane& m
     const bool valid = col < col_end && !(exclude_diagonal && col == me.row);
     v[j] = valid ? strip[me.r * kLds + c] * scale_log2 : -INFINITY;
     tile_max = fmaxf(tile_max, v[j]);
+    st.positive = col == positive_col ? v[j] : st.positive;
   }
   const float m = fmaxf(st.m, tile_max);
   if (m == -INFINITY) {  // every entry so far masked, or NaN (which fmaxf skips)
@@ -406,6 +411,11 @@ __device__ void fold_strip(OnlineLse& st, const float* strip, const StripLane& m
   st.m = m;
 }
 
+// The positive's base-2 logit of the lane's row, from whichever of its two lanes met it.
+__device__ float finish_positive(const OnlineLse& st) {
+  return st.positive + __shfl_xor_sync(0xffffffffu, st.positive, 1);
+}
+
 // Merges the two halves of each row (lanes 2r and 2r + 1) into the natural-log lse.
 __device__ float finish_lse(const OnlineLse& st) {
   const float m_other = __shfl_xor_sync(0xffffffffu, st.m, 1);
@@ -414,23 +424,6 @@ __device__ float finish_lse(const OnlineLse& st) {
   if (m == -INFINITY) return -INFINITY;
   const float l = st.l * exp2f(st.m - m) + l_other * exp2f(m_other - m);
   return (m + log2f(l)) * kLn2;
-}
-
-// z_row . z_p(row) in fp32 from the inputs, for each row of the warp's strip; lanes get the
-// value of their own row.
-template <typename T>
-__device__ float positive_dot(const Problem<T>& p, const StripLane& me, int row_end) {
-  const int strip_row0 = me.row - me.r;
-  float mine = 0.f;
-  for (int r = 0; r < 16 && strip_row0 + r < row_end; ++r) {
-    const T* a = p.z + int64_t(strip_row0 + r) * p.d;
-    const T* b = p.z + int64_t(partner(strip_row0 + r, p.n)) * p.d;
-    float dot = 0.f;
-    for (int e = me.lane; e < p.d; e += 32) dot += Mma<T>::value(a[e]) * Mma<T>::value(b[e]);
-    dot = warp_sum(dot);
-    if (r == me.r) mine = dot;
-  }
-  return mine;
 }
 
 // Stages w and the base-2 lse of the column tile's rows; rows outside [col0, col_end) get
@@ -460,9 +453,12 @@ __device__ void scores_to_coefficients(float* strip, const StripLane& me, const 
                                        int positive_col, float scale_log2, float sigma,
                                        float& residual) {
   // C_jk of column c of the tile, unscaled
+  // Each exponent is <= 0 in exact arithmetic (a softmax entry): clamped there, so that
+  // rounding at huge logits (normalize=False) cannot overflow exp2f; a NaN passes through.
+  const auto at_most_0 = [](float e) { return e > 0.f ? 0.f : e; };
   const auto coefficient = [&](int c) {
     const float t = strip[me.r * kLds + c] * scale_log2;
-    return w_row * exp2f(t - lse_row) + col_w[c] * exp2f(t - col_lse[c]);
+    return w_row * exp2f(at_most_0(t - lse_row)) + col_w[c] * exp2f(at_most_0(t - col_lse[c]));
   };
   float coef[kBN / 2];
 #pragma unroll
@@ -554,19 +550,20 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocksPerSm<T>)
 
   stage_resident_q(sm, p, row0, row_end);
   OnlineLse state;
+  const int positive_col = p.positive ? partner(me.row, p.n) : -1;  // never masked
   for (int col0 = cols.begin; col0 < cols.end; col0 += kBN) {
     FragAcc<T> acc[kBN / 16];
     compute_scores<kSplit>(acc, sm, p, row0, row_end, col0, cols.end, p.chunks - 1, [] {});
     store_strip<T>(strip, acc);
-    fold_strip(state, strip, me, col0, cols.end, p.exclude_self, p.scale_log2);
+    fold_strip(state, strip, me, col0, cols.end, p.exclude_self, positive_col, p.scale_log2);
     // The next column tile stores into the strip only after compute_scores' __syncthreads.
   }
   const float row_lse = finish_lse(state);
-  const float positive = p.positive ? positive_dot(p, me, row_end) : 0.f;  // block-uniform
+  const float positive = finish_positive(state);  // 0 without a positive (kSelf)
   if (me.h == 0 && me.row < row_end) {
     const int a = view * p.count + first + me.warp * 16 + me.r;
     lse[a] = row_lse;
-    loss[a] = row_lse - positive * p.inv_tau;
+    loss[a] = row_lse - positive * kLn2;  // >= 0: (m + log2 l) ln2 rounds to at least m ln2
   }
 #else
   __trap();

@@ -53,9 +53,10 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
     (``torch.set_float32_matmul_precision("high")``, or for CUDA alone
     ``torch.backends.cuda.matmul.fp32_precision = "tf32"``, ``allow_tf32 = True`` before torch
     2.9) they take one, as ``torch.mm`` does: faster, with TF32's 11 significant bits. The
-    setting is read when each kernel runs (a backward reads it again). The positive's score is
-    an fp32 dot product either way; bfloat16/float16 inputs are not affected. The CPU kernels'
-    products are ``torch.mm``'s, which follow torch's CPU matmul precision.
+    setting is read when each kernel runs (a backward reads it again); bfloat16/float16 inputs
+    are not affected. The CPU kernels' products are ``torch.mm``'s, which follow torch's CPU
+    matmul precision. Each row's positive score is read from the same products as its
+    log-sum-exp, so a row loses at least 0 however large the logits (``normalize=False``).
     """
     check_views(z1, z2, kernel=True)
     temperature = check_nt_xent_options(temperature, normalize, negatives, reduction,
