@@ -4,6 +4,8 @@ Added to the ``pyclr`` command by ``pyclr.cli`` through :func:`add_parser`."""
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 
 from .labels import UPSAMPLE_MODES
@@ -57,6 +59,8 @@ def run(args) -> int:
 
     _check_methods(args.method)  # before the images and the encoder are loaded
     _check_ks(args.k)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out: {args.out!r} exists and is not a folder")
     images, names = _images(args.image, args.size)
     encoder = default_encoder(args.checkpoint, seed=args.seed)
     normalize = args.normalize == "imagenet" or (args.normalize == "auto" and args.checkpoint is None)
@@ -86,15 +90,26 @@ def _images(paths, size):
     return torch.stack([square_image(im, size) for im in found.values()]), list(found)
 
 
+def _items(text: str, kind: str) -> list:
+    """The comma-separated items of ``text``: none empty (``2,,4`` is a typo, not [2, 4]), none
+    repeated (a repeat would draw the same row or column twice)."""
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated {kind} without empty items, got {text!r}")
+    if len(set(items)) != len(items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated {kind} without repeats, got {text!r}")
+    return items
+
+
 def _names(text: str) -> list:
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
-    return names
+    return _items(text, "names")
 
 
 def _ints(text: str) -> list:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    items = _items(text, "integers")
+    if not all(re.fullmatch(r"[-+]?[0-9]+", t) for t in items):  # int() also takes 1_0 and other digits
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    values = [int(t) for t in items]
+    if len(set(values)) != len(values):  # 2,02
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers without repeats, got {text!r}")
+    return values

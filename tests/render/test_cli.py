@@ -62,6 +62,24 @@ def test_masks_bad_input(tmp_path):
                    "--out", str(tmp_path)]))
 
 
+@pytest.mark.parametrize("argv", [["--k", "2,,4"], ["--k", "2,4,"], ["--k", "2,2"], ["--k", "2,02"],
+                                  ["--k", "1_0"], ["--taps", "block2,block2"], ["--method", "kmeans,,ward"],
+                                  ["--method", "kmeans,kmeans"]])
+def test_masks_lists_take_no_empty_items_or_repeats(argv, capsys):
+    with pytest.raises(SystemExit):
+        parse(["masks", *argv])
+    assert "expected comma-separated" in capsys.readouterr().err
+
+
+def test_masks_checks_size_and_out_before_working(tmp_path):
+    with pytest.raises(ValueError, match="size: expected at most 4096 pixels a side, got 10000"):
+        run(parse(["masks", "--size", "10000", "--out", str(tmp_path / "out")]))
+    taken = tmp_path / "file"
+    taken.write_text("")
+    with pytest.raises(ValueError, match="--out: .* exists and is not a folder"):
+        run(parse(["masks", "--size", "64", "--out", str(taken)]))
+
+
 def test_masks_refuses_what_is_no_image_or_state_dict_by_name(tmp_path):
     import struct
     import zlib
