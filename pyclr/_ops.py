@@ -13,7 +13,10 @@ try:
 
     _LOAD_ERROR: Exception | None = None
 except ImportError as exc:  # pragma: no cover - exercised only on an unbuilt checkout
-    _LOAD_ERROR = exc
+    import importlib.util
+
+    # Python calls a missing submodule "(most likely due to a circular import)": it is not built
+    _LOAD_ERROR = ImportError("pyclr._C is not built") if importlib.util.find_spec("pyclr._C") is None else exc
 
 EXTENSION_LOADED = _LOAD_ERROR is None
 
