@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -89,20 +90,24 @@ def _demo(args) -> int:
     """The README's main job: SimCLR on embedded MultiDigit data, probed against a random encoder."""
     from ._ops import format_build_info
     from .train.experiment import CONFIG, read_run_config, run_experiment
-    from .train.presets import PRESETS
+    from .train.presets import PRESETS, resolve_config
 
-    # the demo starts over in its folder each time: never in another run's
+    config = {"preset": "demo"}
+    if args.epochs is not None:
+        config["train"] = {"epochs": args.epochs}
+    # the demo starts over in its folder each time: never in another run's (a config other than
+    # the demo's, whatever its epochs)
     existing = os.path.join(args.out, CONFIG)
-    if os.path.exists(existing) and read_run_config(existing).get("description") != PRESETS["demo"]["description"]:
-        raise ValueError(f"--out: {args.out} holds another run (its {CONFIG} is not the demo's); the demo "
-                         "starts over only in a folder of its own: pick another --out")
+    if os.path.exists(existing):
+        before, demo = read_run_config(existing), resolve_config(config)
+        if {**before, "train": {**before.get("train", {}), "epochs": None}} != \
+                json.loads(json.dumps({**demo, "train": {**demo["train"], "epochs": None}})):
+            raise ValueError(f"--out: {args.out} holds another run (its {CONFIG} is not the demo's); the "
+                             "demo starts over only in a folder of its own: pick another --out")
     main_process = _is_main_process()  # under torchrun, rank 0 prints for all
     if main_process:
         print(format_build_info())
         print(f"\npyclr demo: {PRESETS['demo']['description']}\nrun folder: {args.out}\n")
-    config = {"preset": "demo"}
-    if args.epochs is not None:
-        config["train"] = {"epochs": args.epochs}
     report = run_experiment(config, args.out, device=args.device, resume=False, progress=not args.quiet)
     if not main_process:
         return 0

@@ -285,6 +285,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert main(["demo", "--out", str(other), "--epochs", "1", "--quiet"]) == 1
     assert "holds another run" in capsys.readouterr().err
     assert json.loads((other / "config.json").read_text()) == TINY
+    # a pyclr train run of the demo preset with other settings is another run too
+    from pyclr.train.presets import resolve_config
+    (other / "config.json").write_text(json.dumps(resolve_config("demo", ["train.lr=0.5"])))
+    assert main(["demo", "--out", str(other), "--epochs", "1", "--quiet"]) == 1
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:

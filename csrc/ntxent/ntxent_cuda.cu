@@ -389,7 +389,9 @@ __device__ void fold_strip(OnlineLse& st, const float* strip, const StripLane& m
     const int c = me.column(j);
     const int col = col0 + c;
     const bool valid = col < col_end && !(exclude_diagonal && col == me.row);
-    v[j] = valid ? strip[me.r * kLds + c] * scale_log2 : -INFINITY;
+    // __fmul_rn: the product rounded, never fused into the exp2f argument's subtraction below,
+    // so that v[j] - m <= 0 holds for the values the max was taken over
+    v[j] = valid ? __fmul_rn(strip[me.r * kLds + c], scale_log2) : -INFINITY;
     tile_max = fmaxf(tile_max, v[j]);
     st.positive = col == positive_col ? v[j] : st.positive;
   }
@@ -411,19 +413,23 @@ __device__ void fold_strip(OnlineLse& st, const float* strip, const StripLane& m
   st.m = m;
 }
 
-// The positive's base-2 logit of the lane's row, from whichever of its two lanes met it.
-__device__ float finish_positive(const OnlineLse& st) {
-  return st.positive + __shfl_xor_sync(0xffffffffu, st.positive, 1);
-}
-
-// Merges the two halves of each row (lanes 2r and 2r + 1) into the natural-log lse.
-__device__ float finish_lse(const OnlineLse& st) {
+// Merges the two halves of each row (lanes 2r and 2r + 1): the natural-log lse and the loss.
+// The loss is (m - positive + log2 l) ln2, the difference taken in base 2 before scaling: m is
+// the largest folded value and l >= 1 (the largest contributes exp2(0) = 1), so it is >= 0
+// exactly, with no cancellation of two large natural-log values (lse - positive ln2, which
+// nvcc would also contract into one fma).
+struct RowResult {
+  float lse, loss;
+};
+__device__ RowResult finish_row(const OnlineLse& st, bool has_positive) {
   const float m_other = __shfl_xor_sync(0xffffffffu, st.m, 1);
   const float l_other = __shfl_xor_sync(0xffffffffu, st.l, 1);
+  const float positive = st.positive + __shfl_xor_sync(0xffffffffu, st.positive, 1);  // one lane met it
   const float m = fmaxf(st.m, m_other);
-  if (m == -INFINITY) return -INFINITY;
-  const float l = st.l * exp2f(st.m - m) + l_other * exp2f(m_other - m);
-  return (m + log2f(l)) * kLn2;
+  if (m == -INFINITY) return {-INFINITY, -INFINITY};
+  const float log2_l = log2f(st.l * exp2f(st.m - m) + l_other * exp2f(m_other - m));
+  const float lse = (m + log2_l) * kLn2;
+  return {lse, has_positive ? ((m - positive) + log2_l) * kLn2 : lse};
 }
 
 // Stages w and the base-2 lse of the column tile's rows; rows outside [col0, col_end) get
@@ -457,7 +463,7 @@ __device__ void scores_to_coefficients(float* strip, const StripLane& me, const 
   // rounding at huge logits (normalize=False) cannot overflow exp2f; a NaN passes through.
   const auto at_most_0 = [](float e) { return e > 0.f ? 0.f : e; };
   const auto coefficient = [&](int c) {
-    const float t = strip[me.r * kLds + c] * scale_log2;
+    const float t = __fmul_rn(strip[me.r * kLds + c], scale_log2);  // rounded as the forward's
     return w_row * exp2f(at_most_0(t - lse_row)) + col_w[c] * exp2f(at_most_0(t - col_lse[c]));
   };
   float coef[kBN / 2];
@@ -558,12 +564,11 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocksPerSm<T>)
     fold_strip(state, strip, me, col0, cols.end, p.exclude_self, positive_col, p.scale_log2);
     // The next column tile stores into the strip only after compute_scores' __syncthreads.
   }
-  const float row_lse = finish_lse(state);
-  const float positive = finish_positive(state);  // 0 without a positive (kSelf)
+  const RowResult row = finish_row(state, p.positive);
   if (me.h == 0 && me.row < row_end) {
     const int a = view * p.count + first + me.warp * 16 + me.r;
-    lse[a] = row_lse;
-    loss[a] = row_lse - positive * kLn2;  // >= 0: (m + log2 l) ln2 rounds to at least m ln2
+    lse[a] = row.lse;
+    loss[a] = row.loss;
   }
 #else
   __trap();

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import _ops
@@ -45,8 +44,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
     Derivatives: ``backward()`` runs the fused backward kernel. A gradient that must itself be
     differentiated (``create_graph=True``: gradient penalties, Hessian-vector products; and
     ``torch.func.grad``/``jacrev``/``hessian``, which always ask for it) is recomputed in plain
-    PyTorch from the (2N, M) softmax: exact, O(M^2) memory like the reference. Forward-mode AD
-    (``torch.func.jvp``, ``jacfwd``) raises; the reference supports it.
+    PyTorch from the (2N, M) softmax: exact, O(M^2) memory like the reference; so is
+    forward mode (``torch.func.jvp``, ``jacfwd``).
 
     On CUDA, float32 inputs meet the tensor cores as three TF32 products each (3xTF32, about
     fp32's accuracy); when torch allows TF32 for float32 matrix products
@@ -143,16 +142,15 @@ def _backward(ctx, grad_loss, _grad_lse):
     return grad_z, None, None, None, None
 
 
-def _plain_backward(grad_loss, z, temperature, negatives, anchor_offset, anchor_count):
-    """The fused backward's gradient in plain, differentiable PyTorch, from the (2 count, M)
-    softmax (csrc/ntxent/ntxent.h): A = g (P - onehot(positive)) / tau over each anchor's
-    columns, then dL/dz = A^T z_anchors plus A z added at the anchors' own rows."""
-    work = z if z.dtype in (torch.float32, torch.float64) else z.float()
-    n_all = z.shape[0] // 2
-    local = torch.arange(anchor_count, device=z.device) + anchor_offset
+def _plain_softmax(work, temperature, negatives, anchor_offset, anchor_count):
+    """``(P, anchors, positives)``: the (2 count, M) softmax of each anchor's logits over its
+    columns (csrc/ntxent/ntxent.h), in plain differentiable PyTorch; positives is None for
+    kSelf."""
+    n_all = work.shape[0] // 2
+    local = torch.arange(anchor_count, device=work.device) + anchor_offset
     anchors = torch.cat([local, local + n_all])
     logits = work[anchors] @ work.T / temperature
-    columns = torch.arange(z.shape[0], device=z.device)
+    columns = torch.arange(work.shape[0], device=work.device)
     if negatives == 0:  # all: every column but the row's own
         excluded = columns[None, :] == anchors[:, None]
     elif negatives == 1:  # cross: the other view's columns only
@@ -161,13 +159,45 @@ def _plain_backward(grad_loss, z, temperature, negatives, anchor_offset, anchor_
         excluded = None
     if excluded is not None:
         logits = logits.masked_fill(excluded, float("-inf"))
-    weights = torch.softmax(logits, dim=1)
-    if negatives != 2:
-        positives = torch.cat([local + n_all, local])
-        weights = weights - F.one_hot(positives, z.shape[0]).to(weights.dtype)
-    weights = weights * (grad_loss.to(weights.dtype) / temperature)[:, None]
-    grad = (weights.T @ work[anchors]).index_add(0, anchors, weights @ work)
+    positives = torch.cat([local + n_all, local]) if negatives != 2 else None
+    return torch.softmax(logits, dim=1), anchors, positives
+
+
+def _plain_work(z):
+    return z if z.dtype in (torch.float32, torch.float64) else z.float()
+
+
+def _plain_backward(grad_loss, z, temperature, negatives, anchor_offset, anchor_count):
+    """The fused backward's gradient in plain, differentiable PyTorch: A = g (P - onehot(positive))
+    / tau over each anchor's columns, then dL/dz = A^T z_anchors plus A z added at the anchors'
+    own rows. Outside autocast, as the kernels are."""
+    with torch.autocast(z.device.type, enabled=False):
+        work = _plain_work(z)
+        weights, anchors, positives = _plain_softmax(work, temperature, negatives, anchor_offset, anchor_count)
+        if positives is not None:
+            rows = torch.arange(len(anchors), device=z.device)
+            weights = weights.index_put((rows, positives), weights[rows, positives] - 1)
+        weights = weights * (grad_loss.to(weights.dtype) / temperature)[:, None]
+        grad = (weights.T @ work[anchors]).index_add(0, anchors, weights @ work)
     return grad.to(z.dtype)
+
+
+def _plain_jvp(z, tangent, temperature, negatives, anchor_offset, anchor_count):
+    """The per-row losses' forward-mode derivative in plain PyTorch (O(M^2), as the reference):
+    dL_a = sum_k P_ak dS_ak - dS_a,positive, dS = (dz_a . z_k + z_a . dz_k) / tau."""
+    with torch.autocast(z.device.type, enabled=False):
+        work, moved = _plain_work(z), tangent.to(_plain_work(z).dtype)
+        weights, anchors, positives = _plain_softmax(work, temperature, negatives, anchor_offset, anchor_count)
+        d_logits = (moved[anchors] @ work.T + work[anchors] @ moved.T) / temperature
+        d_loss = (weights * d_logits).sum(1)
+        if positives is not None:
+            d_loss = d_loss - d_logits[torch.arange(len(anchors), device=z.device), positives]
+    return d_loss.to(torch.float64 if z.dtype == torch.float64 else torch.float32)
+
+
+def _function_setup_context(ctx, inputs, output):
+    _setup_context(ctx, inputs, output)
+    ctx.save_for_forward(inputs[0])
 
 
 class _NTXentRows(torch.autograd.Function):
@@ -175,8 +205,8 @@ class _NTXentRows(torch.autograd.Function):
     form torch.func takes: torch's register_autograd gives its generated Function none, so
     torch.func.grad/jacrev/hessian fail on the bare op (pytorch#168393), and forward-mode AD
     drops the tangent without a word. Here they work (vmap through torch's per-sample
-    fallback), and forward mode is refused by name. The bare op keeps register_autograd's link
-    (opcheck, direct calls); both use :func:`_backward`."""
+    fallback; forward mode in plain PyTorch, O(M^2)). The bare op keeps register_autograd's
+    link (opcheck, direct calls); both use :func:`_backward`."""
 
     generate_vmap_rule = True
 
@@ -184,15 +214,13 @@ class _NTXentRows(torch.autograd.Function):
     def forward(z, temperature, negatives, anchor_offset, anchor_count):
         return torch.ops.pyclr.nt_xent_forward(z, temperature, negatives, anchor_offset, anchor_count)
 
-    setup_context = staticmethod(_setup_context)
+    setup_context = staticmethod(_function_setup_context)
     backward = staticmethod(_backward)
 
     @staticmethod
-    def jvp(ctx, *tangents):
-        raise RuntimeError(
-            "pyclr's fused NT-Xent kernels (nt_xent, logsumexp_uniformity, the generalized loss's "
-            "logsumexp term) have no forward-mode derivative (torch.func.jvp, jacfwd, "
-            "torch.autograd.forward_ad); pyclr.losses.reference has plain-PyTorch forms that do")
+    def jvp(ctx, z_tangent, *_):
+        z, = ctx.saved_tensors
+        return _plain_jvp(z, z_tangent, *ctx.args), None
 
 
 if _ops.EXTENSION_LOADED:

@@ -65,8 +65,11 @@ def load(path: str, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ValueError(f"checkpoint {path}: holds Python objects other than tensors, numbers, "
-                         "strings and containers, which pyclr does not unpickle (that would run "
-                         f"code from the file): {str(exc).splitlines()[0]}") from exc
+        found = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
+        if found:
+            raise ValueError(f"checkpoint {path}: holds Python objects other than tensors, numbers, "
+                             "strings and containers, which pyclr does not unpickle (that would run "
+                             f"code from the file): {found[0]}") from exc
+        raise ValueError(f"checkpoint {path}: cannot be read ({str(exc).splitlines()[0]})") from exc
     except Exception as exc:  # a truncated or foreign file
         raise ValueError(f"checkpoint {path}: cannot be read ({exc})") from exc

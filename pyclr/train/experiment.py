@@ -18,7 +18,7 @@ from .presets import build_augment, build_dataset, build_encoder, build_head, de
 CONFIG = "config.json"
 # Config keys that may change between a run and its resumption: they change how it runs, not
 # what it computes (the eval section is free too: it only reads the result).
-RESUME_FREE = frozenset({"train.num_workers", "train.progress"})
+RESUME_FREE = frozenset({"train.num_workers"})
 REPORT = "report.json"
 
 

@@ -115,18 +115,42 @@ def test_torch_func_grad_and_jacrev():
     torch.testing.assert_close(hessian, torch.func.hessian(lambda x: reference.sliced_wasserstein(x, p, w))(h))
 
 
-@pytest.mark.skipif(TORCH_VERSION < (2, 1), reason="torch.func.jvp of autograd.Function")
-def test_forward_mode_nt_xent_is_refused_by_name():
+@pytest.mark.parametrize("negatives,normalize", [("all", True), ("cross", False)])
+def test_forward_mode_nt_xent_matches_reference(negatives, normalize):
     # the bare op's register_autograd link dropped the tangent: jvp gave 0 without a word
     z1, z2 = pair()
-    tangent = torch.ones_like(z1)
-    for fn in (lambda a: nt_xent(a, z2), lambda a: logsumexp_uniformity(torch.cat([a, z2])),
-               lambda a: generalized_contrastive(a, z2, distribution="logsumexp")):
-        with pytest.raises(RuntimeError, match="no forward-mode derivative"):
-            torch.func.jvp(fn, (z1,), (tangent,))
+    tangent = torch.randn_like(z1)
+    options = dict(temperature=0.6, negatives=negatives, normalize=normalize)
+    for reduction in ("mean", "none"):
+        fused = torch.func.jvp(lambda a: nt_xent(a, z2, reduction=reduction, **options), (z1,), (tangent,))[1]
+        plain = torch.func.jvp(lambda a: reference.nt_xent(a, z2, reduction=reduction, **options), (z1,), (tangent,))[1]
+        torch.testing.assert_close(fused, plain)
     import torch.autograd.forward_ad as fwad
-    with fwad.dual_level(), pytest.raises(RuntimeError, match="no forward-mode derivative"):
-        nt_xent(fwad.make_dual(z1, tangent), z2)
+    with fwad.dual_level():
+        fused = fwad.unpack_dual(nt_xent(fwad.make_dual(z1, tangent), z2, **options)).tangent
+    torch.testing.assert_close(fused, torch.func.jvp(lambda a: reference.nt_xent(a, z2, **options), (z1,), (tangent,))[1])
+    z = torch.cat([z1, z2])
+    torch.testing.assert_close(
+        torch.func.jvp(lambda x: logsumexp_uniformity(x, 0.5), (z,), (torch.cat([tangent, tangent]),))[1],
+        torch.func.jvp(lambda x: reference.logsumexp_uniformity(x, 0.5), (z,), (torch.cat([tangent, tangent]),))[1])
+
+
+def test_hessian_of_nt_xent_matches_reference():
+    # torch.func.hessian is jacfwd(jacrev(f)): forward mode over the backward
+    z1, z2 = pair(n=3, d=3)
+    for negatives in ("all", "cross"):
+        fused = torch.func.hessian(lambda a: nt_xent(a, z2, 0.5, negatives=negatives))(z1)
+        plain = torch.func.hessian(lambda a: reference.nt_xent(a, z2, 0.5, negatives=negatives))(z1)
+        torch.testing.assert_close(fused, plain)
+
+
+def test_plain_paths_ignore_autocast():
+    # create_graph=True inside autocast: the plain recomputation runs in fp32, as the kernels do
+    z1, z2 = (z.requires_grad_() for z in pair(n=6, d=5, seed=5, dtype=torch.float32))
+    fused, = torch.autograd.grad(nt_xent(z1, z2, 0.3), z1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain, = torch.autograd.grad(nt_xent(z1, z2, 0.3), z1, create_graph=True)
+    torch.testing.assert_close(plain, fused)
 
 
 @pytest.mark.skipif(TORCH_VERSION < (2, 1), reason="torch.func.jvp of autograd.Function")

@@ -213,6 +213,9 @@ def test_loading_a_checkpoint_runs_no_code_from_it(tmp_path):
         pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False,
                     out_dir=str(tmp_path))
     assert not marker.exists()
+    path.write_bytes(bytes(range(100)))  # garbage is unreadable, not 'objects'
+    with pytest.raises(ValueError, match="cannot be read"):
+        load_checkpoint(str(path))
 
 
 def test_numpy_metrics_resume(tmp_path):

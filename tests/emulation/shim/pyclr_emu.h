@@ -648,6 +648,7 @@ T __ldg(const T* p) {
   return *p;
 }
 inline float __int_as_float(int i) { return std::bit_cast<float>(i); }
+inline float __fmul_rn(float a, float b) { return a * b; }  // rounded: the host does not contract
 inline int __float_as_int(float f) { return std::bit_cast<int>(f); }
 
 template <typename T>
