@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -89,7 +88,7 @@ def _eval(args) -> int:
 def _demo(args) -> int:
     """The README's main job: SimCLR on embedded MultiDigit data, probed against a random encoder."""
     from ._ops import format_build_info
-    from .train.experiment import CONFIG, read_run_config, run_experiment
+    from .train.experiment import CONFIG, config_changes, read_run_config, run_experiment
     from .train.presets import PRESETS, resolve_config
 
     config = {"preset": "demo"}
@@ -98,12 +97,10 @@ def _demo(args) -> int:
     # the demo starts over in its folder each time: never in another run's (a config other than
     # the demo's, whatever its epochs)
     existing = os.path.join(args.out, CONFIG)
-    if os.path.exists(existing):
-        before, demo = read_run_config(existing), resolve_config(config)
-        if {**before, "train": {**before.get("train", {}), "epochs": None}} != \
-                json.loads(json.dumps({**demo, "train": {**demo["train"], "epochs": None}})):
-            raise ValueError(f"--out: {args.out} holds another run (its {CONFIG} is not the demo's); the "
-                             "demo starts over only in a folder of its own: pick another --out")
+    if os.path.exists(existing) and config_changes(read_run_config(existing), resolve_config(config),
+                                                   free={"train.epochs"}):
+        raise ValueError(f"--out: {args.out} holds another run (its {CONFIG} is not the demo's); the "
+                         "demo starts over only in a folder of its own: pick another --out")
     main_process = _is_main_process()  # under torchrun, rank 0 prints for all
     if main_process:
         print(format_build_info())

@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 from .. import _ops
-from .._ops import compiling as _compiling
 from ._gather import gather_views
 from ._checks import check_views
 from .priors import normalize_rows
@@ -103,7 +102,7 @@ def nt_xent_rows(z: torch.Tensor, temperature: float, negatives: int, anchor_off
     two views stacked, anchors ``anchor_count`` rows from ``anchor_offset`` of each half,
     ``negatives`` 0 all, 1 cross, 2 self), differentiable in every way torch offers: see
     :class:`_NTXentRows`. Arguments are the callers' to check."""
-    if _compiling():  # dynamo traces no autograd.Function with a jvp: the bare op, its own link
+    if _ops.compiling():  # dynamo traces no autograd.Function with a jvp: the bare op, its own link
         return torch.ops.pyclr.nt_xent_forward(z, temperature, negatives, anchor_offset, anchor_count)[0]
     return _NTXentRows.apply(z, temperature, negatives, anchor_offset, anchor_count)[0]
 
@@ -163,16 +162,12 @@ def _plain_softmax(work, temperature, negatives, anchor_offset, anchor_count):
     return torch.softmax(logits, dim=1), anchors, positives
 
 
-def _plain_work(z):
-    return z if z.dtype in (torch.float32, torch.float64) else z.float()
-
-
 def _plain_backward(grad_loss, z, temperature, negatives, anchor_offset, anchor_count):
     """The fused backward's gradient in plain, differentiable PyTorch: A = g (P - onehot(positive))
     / tau over each anchor's columns, then dL/dz = A^T z_anchors plus A z added at the anchors'
     own rows. Outside autocast, as the kernels are."""
     with torch.autocast(z.device.type, enabled=False):
-        work = _plain_work(z)
+        work = z.to(_acc_dtype(z))
         weights, anchors, positives = _plain_softmax(work, temperature, negatives, anchor_offset, anchor_count)
         if positives is not None:
             rows = torch.arange(len(anchors), device=z.device)
@@ -186,13 +181,14 @@ def _plain_jvp(z, tangent, temperature, negatives, anchor_offset, anchor_count):
     """The per-row losses' forward-mode derivative in plain PyTorch (O(M^2), as the reference):
     dL_a = sum_k P_ak dS_ak - dS_a,positive, dS = (dz_a . z_k + z_a . dz_k) / tau."""
     with torch.autocast(z.device.type, enabled=False):
-        work, moved = _plain_work(z), tangent.to(_plain_work(z).dtype)
+        work = z.to(_acc_dtype(z))
+        moved = tangent.to(work.dtype)
         weights, anchors, positives = _plain_softmax(work, temperature, negatives, anchor_offset, anchor_count)
         d_logits = (moved[anchors] @ work.T + work[anchors] @ moved.T) / temperature
         d_loss = (weights * d_logits).sum(1)
         if positives is not None:
             d_loss = d_loss - d_logits[torch.arange(len(anchors), device=z.device), positives]
-    return d_loss.to(torch.float64 if z.dtype == torch.float64 else torch.float32)
+    return d_loss
 
 
 def _function_setup_context(ctx, inputs, output):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 
 from .. import _ops
-from .._ops import compiling
 from ._checks import check_kernel_dtype
 from .reference import check_swd_inputs
 
@@ -54,7 +53,7 @@ def sliced_wasserstein(h: torch.Tensor, prior_samples: torch.Tensor,
                          "loss gives no gradient for the prior samples; use "
                          "pyclr.losses.reference.sliced_wasserstein for one)")
     _ops.require_kernel("swd_forward", h.device)
-    if compiling():  # dynamo traces no autograd.Function with a jvp: the bare op, its own link
+    if _ops.compiling():  # dynamo traces no autograd.Function with a jvp: the bare op, its own link
         return torch.ops.pyclr.swd_forward(h, prior_samples, projections)[0]
     return _SlicedWasserstein.apply(h, prior_samples, projections)[0]
 

@@ -16,9 +16,9 @@ from .loop import _check_writable, check_channels, train
 from .presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
 
 CONFIG = "config.json"
-# Config keys that may change between a run and its resumption: they change how it runs, not
-# what it computes (the eval section is free too: it only reads the result).
-RESUME_FREE = frozenset({"train.num_workers"})
+# Config keys (or sections) that may change between a run and its resumption: the data loader
+# changes how it runs, not what it computes, and the eval section only reads the result.
+RESUME_FREE = frozenset({"train.num_workers", "eval"})
 REPORT = "report.json"
 
 
@@ -72,15 +72,21 @@ def check_resumable(out_dir: str, cfg: dict) -> None:
     path = os.path.join(out_dir, CONFIG)
     if not (os.path.exists(os.path.join(out_dir, ckpt.CHECKPOINT)) and os.path.exists(path)):
         return
-    before = read_run_config(path)
-    now = json.loads(json.dumps(cfg))  # tuples as the file holds them: lists
-    old, new = ({k: v for k, v in _flatten({k: v for k, v in c.items() if k != "eval"}).items()
-                 if k not in RESUME_FREE} for c in (before, now))
-    differ = sorted(k for k in old.keys() | new.keys() if k not in old or k not in new or old[k] != new[k])
-    changed = [f"{key}: {_shown(old, key)} -> {_shown(new, key)}" for key in differ]
+    changed = config_changes(read_run_config(path), cfg, free=RESUME_FREE)
     if changed:
         raise ValueError(f"resume: {out_dir} holds a run started with another config ({'; '.join(changed)}); "
                          "use another out dir, or start over (--no-resume / resume=False)")
+
+
+def config_changes(before: dict, now: dict, free=frozenset()) -> list[str]:
+    """``"section.key: old -> new"`` for every key whose value differs between two configs,
+    sorted; keys and sections named in ``free`` aside. ``now`` is compared as its config.json
+    would hold it (tuples as lists)."""
+    now = json.loads(json.dumps(now))
+    old, new = ({k: v for k, v in _flatten(c).items() if k not in free and k.split(".")[0] not in free}
+                for c in (before, now))
+    differ = sorted(k for k in old.keys() | new.keys() if k not in old or k not in new or old[k] != new[k])
+    return [f"{key}: {_shown(old, key)} -> {_shown(new, key)}" for key in differ]
 
 
 def _shown(values: dict, key: str) -> str:
