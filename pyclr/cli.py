@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -147,10 +148,7 @@ def _print_report(report: dict, out: str) -> None:
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
+    value = int(text) if _INTEGER.fullmatch(text) else 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
@@ -166,11 +164,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+# An integer as written in decimal: int() also takes 1_0, surrounding spaces and other scripts' digits.
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+
+
 def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    """The argparse type of every integer option of the ``pyclr`` command."""
+    if not _INTEGER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(text)
 
 
 EPILOG = """examples:
@@ -183,15 +185,18 @@ EPILOG = """examples:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pyclr", description=__doc__, epilog=EPILOG,
+    # allow_abbrev=False: a prefix (--epoch for --epochs) that works today would break, or
+    # change meaning, when an option is added
+    p = argparse.ArgumentParser(prog="pyclr", description=__doc__, epilog=EPILOG, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="version, torch, which kernels were built, visible GPU").set_defaults(run=_info)
+    sub.add_parser("info", allow_abbrev=False, help="version, torch, which kernels were built, visible GPU").set_defaults(run=_info)
     from .train.presets import PRESETS
 
-    train = sub.add_parser("train", help="train from a preset or a JSON/YAML config, then probe",
+    train = sub.add_parser("train", allow_abbrev=False, help="train from a preset or a JSON/YAML config, then probe",
                            description="presets: " + "; ".join(f"{k}: {v['description']}" for k, v in PRESETS.items()))
-    train.add_argument("config", help=f"a preset ({', '.join(PRESETS)}) or a JSON/YAML file")
+    train.add_argument("config", help=f"a preset ({', '.join(PRESETS)}) or a JSON/YAML file (a preset's "
+                                       "name is the preset: write ./NAME for a file of that name)")
     train.add_argument("--out", required=True, help="the run folder (checkpoint, metrics, report)")
     train.add_argument("--epochs", type=_positive_int, help="train.epochs (default: the preset's)")
     train.add_argument("--batch-size", type=_positive_int, help="train.batch_size, images per step over all "
@@ -206,20 +211,20 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--no-baseline", action="store_true", help="skip the random-encoder probe")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
-    evaluate = sub.add_parser("eval", help="linear probe of a run folder's checkpoint")
+    evaluate = sub.add_parser("eval", allow_abbrev=False, help="linear probe of a run folder's checkpoint")
     evaluate.add_argument("run_dir", help="a folder that `pyclr train` wrote")
     evaluate.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if visible)")
     evaluate.set_defaults(run=_eval)
     from .render.cli import add_parser as add_masks_parser
 
     add_masks_parser(sub)
-    demo = sub.add_parser("demo", help="the main job: SimCLR on embedded MultiDigit data, probe, masks (under a CPU minute)")
+    demo = sub.add_parser("demo", allow_abbrev=False, help="the main job: SimCLR on embedded MultiDigit data, probe, masks (under a CPU minute)")
     demo.add_argument("--out", default="pyclr-demo", help="run folder (default ./pyclr-demo)")
     demo.add_argument("--epochs", type=_positive_int, default=None, help="default: the demo preset's")
     demo.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if visible)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
-    loss = sub.add_parser("loss", help="time the fused NT-Xent loss on random data")
+    loss = sub.add_parser("loss", allow_abbrev=False, help="time the fused NT-Xent loss on random data")
     loss.add_argument("--batch-size", type=_positive_int, default=2048, help="N per view (default 2048)")
     loss.add_argument("--dim", type=_positive_int, default=128, help="embedding size d (default 128)")
     loss.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="default float32")

@@ -235,10 +235,15 @@ def test_loss_without_a_gpu_names_its_command(capsys):
     assert capsys.readouterr().err.startswith("pyclr loss: --device cuda was asked for but no GPU is visible")
 
 
-def test_unknown_option_exits_with_usage(capsys):
+@pytest.mark.parametrize("argv", [["train", "demo", "--out", "x", "--epochz", "3"],
+                                  # a prefix of an option is not the option: --epoch would change
+                                  # meaning, or break, once another --epoch... option exists
+                                  ["train", "demo", "--out", "x", "--epoch", "3"],
+                                  ["loss", "--batch", "8"], ["masks", "--check", "x"]])
+def test_unknown_option_exits_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "demo", "--out", "x", "--epochz", "3"])
-    assert exit_info.value.code == 2
+        main(argv)
+    assert exit_info.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -246,6 +251,11 @@ def test_unknown_option_exits_with_usage(capsys):
     (["loss", "--temperature", "nan"], "argument --temperature: expected a finite number > 0, got 'nan'"),
     (["loss", "--temperature", "warm"], "argument --temperature: expected a finite number > 0, got 'warm'"),
     (["train", "demo", "--out", "x", "--seed", "1.5"], "argument --seed: expected an integer, got '1.5'"),
+    # int() takes these; an integer option does not
+    (["train", "demo", "--out", "x", "--epochs", "1_0"], "argument --epochs: expected an integer >= 1, got '1_0'"),
+    (["loss", "--seed", " 7"], "argument --seed: expected an integer, got ' 7'"),
+    (["masks", "--size", "2_56"], "argument --size: expected an integer, got '2_56'"),
+    (["masks", "--seed", "\u0661"], "argument --seed: expected an integer, got '\u0661'"),
 ])
 def test_bad_option_values_are_usage_errors_naming_the_option(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

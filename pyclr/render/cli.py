@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 
+from ..cli import _INTEGER, _integer
 from .labels import UPSAMPLE_MODES
 from .masks import METHODS
 
@@ -22,7 +22,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Adds the ``masks`` subcommand to ``subparsers`` (from ``add_subparsers``); it runs
     :func:`run` through ``set_defaults(run=run)``, as the other subcommands do."""
     p = subparsers.add_parser("masks", help="cluster assignment masks of an encoder's local features (PNG)",
-                              description=DESCRIPTION)
+                              description=DESCRIPTION, allow_abbrev=False)
     p.add_argument("--checkpoint", metavar="PATH",
                    help="a pyclr run folder (or its checkpoint.pt) or a ResNet state dict in torchvision's "
                         "layout; default: a randomly initialised ResNet-50")
@@ -36,10 +36,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cross-image", action="store_true",
                    help="cluster the pixels of all images together (shared colours)")
     p.add_argument("--out", default="pyclr-masks", metavar="DIR", help="output folder (default ./pyclr-masks)")
-    p.add_argument("--size", type=int, default=448, help="images are centre-cropped and resized to SIZE² (448)")
+    p.add_argument("--size", type=_integer, default=448, help="images are centre-cropped and resized to SIZE² (448)")
     p.add_argument("--upsample", choices=UPSAMPLE_MODES, default="nearest",
                    help="label-map upsampling (default nearest)")
-    p.add_argument("--seed", type=int, default=0, help="clustering seed, and the random encoder's")
+    p.add_argument("--seed", type=_integer, default=0, help="clustering seed, and the random encoder's")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if visible)")
     p.add_argument("--raw-pixels", action="store_true", help="add the K-Means row on raw pixels (the baseline)")
     p.add_argument("--normalize", choices=("auto", "imagenet", "none"), default="auto",
@@ -107,7 +107,7 @@ def _names(text: str) -> list:
 
 def _ints(text: str) -> list:
     items = _items(text, "integers")
-    if not all(re.fullmatch(r"[-+]?[0-9]+", t) for t in items):  # int() also takes 1_0 and other digits
+    if not all(_INTEGER.fullmatch(t) for t in items):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
     values = [int(t) for t in items]
     if len(set(values)) != len(values):  # 2,02

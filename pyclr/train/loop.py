@@ -123,6 +123,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     warmup_epochs = 0.1 * epochs if warmup_epochs is None else warmup_epochs
     warmup_steps = max(1, round(warmup_epochs * steps_per_epoch)) if warmup_epochs > 0 else 0
     lr = default_lr(optimizer, batch_size) if lr is None else lr
+    _warn_schedule(lr, warmup_epochs, epochs)
     config = dict(method=method, batch_size=batch_size, epochs=epochs, seed=seed, optimizer=optimizer,
                   lr=lr, weight_decay=weight_decay, temperature=temperature,
                   warmup_epochs=warmup_epochs, world_size=dist.world_size, precision=precision,
@@ -262,6 +263,16 @@ def _warn_unused(method, optimizer, loss, **options) -> None:
             warnings.warn(f"{name}={options[name]!r} is ignored: {why}", UserWarning, stacklevel=3)
 
 
+def _warn_schedule(lr, warmup_epochs, epochs) -> None:
+    """A warning for a rate schedule that cannot be what was meant (legal, so not an error)."""
+    if lr == 0:
+        warnings.warn("lr=0: the weights never change (every optimizer's step, weight decay "
+                      "included, scales with the rate)", UserWarning, stacklevel=3)
+    elif warmup_epochs > epochs:
+        warnings.warn(f"warmup_epochs={warmup_epochs!r} is longer than the run (epochs={epochs}): the "
+                      f"rate never reaches lr={lr!r}", UserWarning, stacklevel=3)
+
+
 def _check_choices(method, optimizer, precision, loss, schedule):
     check_choice("method", method, METHODS)
     check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -366,16 +377,17 @@ class _EpochBatches:
     from batch ``start`` on, each cut to this rank's contiguous share."""
 
     def __init__(self, n, batch_size, seed, epoch, start, dist):
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)))
-        local = batch_size // dist.world_size
-        self.batches = [order[b * batch_size + dist.rank * local: b * batch_size + (dist.rank + 1) * local].tolist()
-                        for b in range(start, n // batch_size)]
+        # one int64 tensor of the order; a batch's Python list only when it is drawn (a list of
+        # every index costs ~36 bytes an item: 46 MB an epoch of ImageNet)
+        self.order = torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)))
+        self.local = batch_size // dist.world_size
+        self.offsets = range(start * batch_size + dist.rank * self.local, (n // batch_size) * batch_size, batch_size)
 
     def __iter__(self):
-        return iter(self.batches)
+        return (self.order[i: i + self.local].tolist() for i in self.offsets)
 
     def __len__(self):
-        return len(self.batches)
+        return len(self.offsets)
 
 
 def autocast_for(device: torch.device, precision: str):

@@ -179,13 +179,24 @@ def _read(path: str) -> dict:
         except ImportError as exc:
             raise ImportError(f"config: reading {path} needs PyYAML (pip install pyyaml), or use JSON") from exc
         try:
-            return yaml.load(text, Loader=_yaml_loader(yaml))
+            return yaml.load(text, Loader=_yaml_loader(yaml, path))
         except yaml.YAMLError as exc:
             raise ValueError(f"config: {path} is not valid YAML ({exc})") from exc
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
     except json.JSONDecodeError as exc:
         raise ValueError(f"config: {path} is not valid JSON ({exc})") from exc
+
+
+def _unique_keys(pairs, path: str) -> dict:
+    """The mapping of ``pairs``, refusing a key given twice: JSON and YAML readers keep the last
+    one silently, and an edited config that sets ``lr`` twice would train with either."""
+    mapping = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise ValueError(f"config: {path} gives the key {key!r} twice; keep one")
+        mapping[key] = value
+    return mapping
 
 
 # A decimal number as people write one: 1e-3, .5, 5., 01 (JSON takes none of these; YAML 1.1,
@@ -193,11 +204,23 @@ def _read(path: str) -> dict:
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
-def _yaml_loader(yaml):
+def _yaml_loader(yaml, path: str):
     """PyYAML's safe loader reading 1e-3 (and every _NUMBER with a dot or an exponent) as a float,
-    as YAML 1.2 does."""
+    as YAML 1.2 does, and refusing a key given twice in one mapping (:func:`_unique_keys`)."""
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                # the keys written in this mapping; those a merge (<<: *base) brings may be overridden
+                seen = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                        continue
+                    key = self.construct_object(key_node)
+                    if key in seen:
+                        raise ValueError(f"config: {path} gives the key {key!r} twice (line "
+                                         f"{key_node.start_mark.line + 1}); keep one")
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
 
     floats = re.compile(r"^[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)$|^[-+]?(?:\d+\.\d*|\.\d+)$")
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", floats, list("-+0123456789."))
@@ -280,7 +303,7 @@ def check_config(cfg: dict) -> None:
     if cfg.get("head") is not None:
         _check_section("head", cfg["head"])
         check_options("head", ProjectionHead, cfg["head"])
-    if cfg.get("eval"):
+    if cfg.get("eval") is not None:  # null: no probe; anything else must be a section
         _check_eval(cfg["eval"])
 
 
@@ -337,7 +360,9 @@ def _check_augment(spec) -> None:
 
 def _check_eval(spec) -> None:
     """The ``eval`` section: ``train`` (and optionally ``test``) dataset sections, ``label``."""
-    _check_section("eval", spec)
+    if not isinstance(spec, dict):
+        raise ValueError(f"eval: expected a section of keys (a dict), or null for no probe, got "
+                         f"{type(spec).__name__} {spec!r}")
     unknown = sorted(set(spec) - set(EVAL_KEYS))
     if unknown:
         raise ValueError(f"eval: unknown options {unknown}; it takes {', '.join(EVAL_KEYS)}")

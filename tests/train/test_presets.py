@@ -90,6 +90,35 @@ def test_numbers_as_people_write_them(tmp_path):
     assert resolve_config("demo", ["dataset.root=/data/x"])["dataset"]["root"] == "/data/x"
 
 
+@pytest.mark.parametrize("suffix,text", [
+    (".json", '{"preset": "demo", "train": {"lr": 0.1, "epochs": 2, "lr": 0.3}}'),
+    (".yaml", "preset: demo\ntrain:\n  lr: 0.1\n  epochs: 2\n  lr: 0.3\n"),
+])
+def test_a_key_given_twice_is_refused(tmp_path, suffix, text):
+    # both readers kept the last lr silently: an edited config trained with a rate nobody chose
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"gives the key 'lr' twice.*; keep one"):
+        resolve_config(str(path))
+
+
+def test_a_yaml_merge_key_may_be_overridden(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: demo\ntrain: &t\n  lr: 0.1\n  epochs: 2\nhead:\n  out_dim: 16\n"
+                    "description: x\n")
+    assert resolve_config(str(path))["train"]["lr"] == 0.1
+    path.write_text("preset: demo\ntrain:\n  <<: {lr: 0.1, epochs: 2}\n  lr: 0.2\n")
+    cfg = resolve_config(str(path))
+    assert (cfg["train"]["lr"], cfg["train"]["epochs"]) == (0.2, 2)
+
+
+@pytest.mark.parametrize("value", [[], False, 0, "", "none"])
+def test_eval_is_a_section_or_null(value):
+    # an empty list, false or 0 skipped the probe silently, as if the section were null
+    with pytest.raises(ValueError, match="eval: expected a section of keys .*, or null for no probe"):
+        resolve_config({"preset": "demo", "eval": value})
+
+
 def test_description_is_a_bounded_string(tmp_path):
     # a YAML alias bomb in the free-form description once expanded into a 130 MB config.json
     path = tmp_path / "bomb.yaml"

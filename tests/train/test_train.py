@@ -239,6 +239,8 @@ def test_numpy_metrics_resume(tmp_path):
     (dict(loss="generalized", temperature=0.1), "temperature=0.1 is ignored: loss='generalized' takes no temperature"),
     (dict(queue_size=64), "queue_size=64 is ignored: method='simclr' has no queue"),
     (dict(moco_momentum=0.5), "moco_momentum=0.5 is ignored: method='simclr' has no momentum encoder"),
+    (dict(lr=0.0), "lr=0: the weights never change"),
+    (dict(warmup_epochs=1.5), r"warmup_epochs=1.5 is longer than the run \(epochs=1\): the rate never reaches lr="),
 ])
 def test_options_the_run_ignores_are_named(options, message):
     with pytest.warns(UserWarning, match=message):
@@ -252,6 +254,8 @@ def test_no_warning_for_defaults_or_used_options():
         warnings.simplefilter("error", UserWarning)
         pyclr.train(model(), images(64), epochs=1, batch_size=32, head=small_head(), progress=False,
                     optimizer="adam", momentum=0.9, method="moco", queue_size=64, moco_momentum=0.9)
+        pyclr.train(model(), images(64), epochs=1, batch_size=32, head=small_head(), progress=False,
+                    warmup_epochs=1)  # warm-up over the whole run reaches lr at its last step
 
 
 def test_resume_refuses_other_settings(tmp_path):
