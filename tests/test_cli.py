@@ -100,6 +100,15 @@ def without(section: dict, key: str) -> dict:
     ({**TINY, "augment": {"policy": "random_bits_crop", "crop_scale": [0.5, 1]}}, [],
      "augment 'random_bits_crop': unknown options ['crop_scale']; it takes none"),
     ({**TINY, "augment": "simclr_cifar"}, [], "augment: expected a section of keys (a dict), got str"),
+    # a bad value: named with its section ("size: ..." was the dataset's, the augmentation's or an eval set's)
+    (TINY, ["--set", "dataset.size=-5"], "pyclr train: dataset.size: expected an int >= 1, got -5"),
+    (TINY, ["--set", "eval.train.size=-1"], "pyclr train: eval.train.size: expected an int >= 1, got -1"),
+    (TINY, ["--set", "augment.size=0"], "pyclr train: augment.size: expected sizes >= 1, got 0"),
+    (TINY, ["--set", "augment.policy=crop_without_resize", "--set", "augment.size=0"],
+     "pyclr train: augment.size: expected sizes >= 1, got 0"),  # was found at the first step
+    (TINY, ["--set", "head.out_dim=-1"], "pyclr train: head.out_dim: expected an int >= 1, got -1"),
+    (TINY, ["--set", "encoder.feature_dim=0"], "pyclr train: encoder.feature_dim: expected an int >= 1, got 0"),
+    (TINY, ["--set", "train.seed=-1"], "pyclr train: train.seed: expected an int in 0..2**63-1, got -1"),
     # a label the eval items do not carry: found on one item, before training
     ({**TINY, "eval": {**TINY["eval"], "label": "colour"}}, [],
      "eval.label: expected one of digits, positions, cells, mnist_index, n_digits, label, got 'colour'"),

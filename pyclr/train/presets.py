@@ -20,6 +20,7 @@ names it and its section.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -297,7 +298,8 @@ def check_config(cfg: dict) -> None:
     _require_name(cfg["encoder"], "encoder", _encoder_names())
     _require_name(cfg["dataset"], "dataset", _dataset_names())
     check_options("train", train, cfg["train"], fixed=RUN_ARGUMENTS)
-    check_train_values(cfg["train"])  # values too: a refused one must not reach a run folder
+    with named_in("train"):
+        check_train_values(cfg["train"])  # values too: a refused one must not reach a run folder
     if cfg.get("augment") is not None:
         _check_augment(cfg["augment"])
     if cfg.get("head") is not None:
@@ -378,12 +380,27 @@ def _check_eval(spec) -> None:
         raise ValueError(f"eval.label: expected a label name (a string) or null, got {label!r}")
 
 
+@contextlib.contextmanager
+def named_in(section: str):
+    """Errors of a section's values name the key with its section: ``dataset.size: ...``, not
+    ``size: ...`` (which the dataset, its augmentation and the eval sets all have)."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        message = str(exc)
+        key = re.match(r"(\w+): ", message)
+        if type(exc) in (ValueError, TypeError) and key and key.group(1) != section:
+            raise type(exc)(f"{section}.{message}") from exc
+        raise
+
+
 def build_encoder(spec: dict) -> nn.Module:
     from ..models import make_encoder
 
     _require_name(spec, "encoder", _encoder_names())
     spec = dict(spec)
-    return make_encoder(spec.pop("name"), **spec)
+    with named_in("encoder"):
+        return make_encoder(spec.pop("name"), **spec)
 
 
 def build_dataset(spec: dict, section: str = "dataset"):
@@ -392,26 +409,29 @@ def build_dataset(spec: dict, section: str = "dataset"):
 
     _require_name(spec, section, _dataset_names())
     spec = dict(spec)
-    return make_dataset(spec.pop("name"), **spec)
+    with named_in(section):
+        return make_dataset(spec.pop("name"), **spec)
 
 
 def build_augment(spec: dict | None):
     """``augment(images, generator)`` from a policy of pyclr.data.augment, or None."""
     if spec is None:
         return None
+    from .._checks import check_size
     from ..data import augment as aug
 
     _check_augment(spec)
     spec = dict(spec)
     policy = spec.pop("policy")
-    if policy == "crop_without_resize":
-        size = spec.pop("size")
-        return lambda x, generator: aug.crop_without_resize(x, size, generator)
-    if policy == "random_bits_crop":
-        return lambda x, generator: aug.random_bits_crop(x, generator)
-    if "crop_scale" in spec:
-        spec["crop_scale"] = tuple(spec["crop_scale"])
-    return aug.SimCLRAugment.from_policy(policy, **spec)
+    with named_in("augment"):
+        if policy == "crop_without_resize":
+            size = check_size("size", spec.pop("size"))  # now, not at the first step
+            return lambda x, generator: aug.crop_without_resize(x, size, generator)
+        if policy == "random_bits_crop":
+            return lambda x, generator: aug.random_bits_crop(x, generator)
+        if "crop_scale" in spec:
+            spec["crop_scale"] = tuple(spec["crop_scale"])
+        return aug.SimCLRAugment.from_policy(policy, **spec)
 
 
 def build_head(spec: dict | None, encoder: nn.Module):
@@ -422,7 +442,8 @@ def build_head(spec: dict | None, encoder: nn.Module):
     _check_section("head", spec)
     check_options("head", ProjectionHead, spec)
     spec = dict(spec)
-    return ProjectionHead(spec.pop("in_dim", encoder.feature_dim), **spec)
+    with named_in("head"):
+        return ProjectionHead(spec.pop("in_dim", encoder.feature_dim), **spec)
 
 
 def device_of(name: str | None) -> torch.device:
