@@ -164,6 +164,18 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _assignment(text: str) -> str:
+    """``--set``'s form (section.key=value, a known section) as a usage error; the value and
+    the key are checked with the whole config (pyclr.train.presets.resolve_config)."""
+    from .train.presets import parse_assignment
+
+    try:
+        parse_assignment(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--set: ")) from None
+    return text
+
+
 # An integer as written in decimal: int() also takes 1_0, surrounding spaces and other scripts' digits.
 _INTEGER = re.compile(r"[-+]?[0-9]+")
 
@@ -202,7 +214,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int, help="train.batch_size, images per step over all "
                                                                   "ranks (default: the preset's)")
     train.add_argument("--seed", type=_integer, help="train.seed (default: the preset's)")
-    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", type=_assignment,
                        help="override any option, e.g. --set dataset.root=data/ --set train.lr=0.5 "
                             "--set eval.train.size=500 (values parse as JSON when they can); a new encoder or "
                             "dataset name, or augment policy, starts that section afresh")

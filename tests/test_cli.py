@@ -48,8 +48,6 @@ def test_train_then_eval(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["train", "no-such-preset", "--out", "x"], "neither a preset"),
-    (["train", "demo", "--out", "x", "--set", "model.width=2"], "unknown section 'model'"),
-    (["train", "demo", "--out", "x", "--set", "train.epochs"], "expected section.key=value"),
     (["eval", "/nonexistent/run"], "has no config.json"),
 ])
 def test_errors_are_messages_not_tracebacks(argv, message, capsys):
@@ -260,6 +258,9 @@ def test_unknown_option_exits_with_usage(argv, capsys):
     (["loss", "--temperature", "nan"], "argument --temperature: expected a finite number > 0, got 'nan'"),
     (["loss", "--temperature", "warm"], "argument --temperature: expected a finite number > 0, got 'warm'"),
     (["train", "demo", "--out", "x", "--seed", "1.5"], "argument --seed: expected an integer, got '1.5'"),
+    # --set's form is a usage error too (it was a run error, exit 1 without the usage)
+    (["train", "demo", "--out", "x", "--set", "model.width=2"], "argument --set: unknown section 'model'"),
+    (["train", "demo", "--out", "x", "--set", "train.epochs"], "argument --set: expected section.key=value"),
     # int() takes these; an integer option does not
     (["train", "demo", "--out", "x", "--epochs", "1_0"], "argument --epochs: expected an integer >= 1, got '1_0'"),
     (["loss", "--seed", " 7"], "argument --seed: expected an integer, got ' 7'"),
@@ -340,3 +341,19 @@ def test_torchrun_demo_prints_once(tmp_path):
     for line in ("extension_loaded", "pyclr demo:", "trained 1 epochs", "linear probe accuracy", "masks:"):
         assert done.stdout.count(line) == 1, (line, done.stdout)
     assert json.loads((out / "report.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.parametrize("world,message", [
+    ("2", "WORLD_SIZE=2 in the environment asks for several processes, but torch.distributed cannot join "
+          "them (environment variable RANK expected, but not set): start them with torchrun, or unset WORLD_SIZE"),
+    ("two", "WORLD_SIZE: expected the number of processes (an integer), got 'two' from the environment"),
+])
+def test_a_stray_world_size_is_named(tmp_path, capsys, monkeypatch, world, message):
+    # a WORLD_SIZE left in the shell (not torchrun's) failed with torch's rendezvous error or int()'s
+    monkeypatch.setenv("WORLD_SIZE", world)
+    for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "run"
+    assert main(["train", write_config(tmp_path), "--out", str(out), "--quiet"]) == 1
+    assert f"pyclr train: {message}" in capsys.readouterr().err
+    assert not out.exists()

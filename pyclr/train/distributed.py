@@ -28,9 +28,19 @@ class DistributedContext:
         if not tdist.is_available():
             return cls()
         if not tdist.is_initialized():
-            if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            world = os.environ.get("WORLD_SIZE", "1")
+            if not world.strip().isdigit():
+                raise ValueError(f"WORLD_SIZE: expected the number of processes (an integer), got {world!r} "
+                                 "from the environment")
+            if int(world) <= 1:
                 return cls()
-            tdist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            try:
+                tdist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            except ValueError as exc:  # a WORLD_SIZE left in the shell, not torchrun's
+                detail = str(exc).rsplit(": ", 1)[-1]
+                raise ValueError(f"WORLD_SIZE={world} in the environment asks for several processes, but "
+                                 f"torch.distributed cannot join them ({detail}): start them with torchrun, "
+                                 "or unset WORLD_SIZE") from exc
             global _STARTED_HERE
             _STARTED_HERE = True
         local = int(os.environ.get("LOCAL_RANK", tdist.get_rank()))
