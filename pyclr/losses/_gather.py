@@ -9,24 +9,47 @@ def _active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def _all_gather(x: torch.Tensor) -> torch.Tensor:
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
 class _AllGather(torch.autograd.Function):
     """cat of every rank's tensor; the backward sums the gradients of all ranks and returns
     this rank's slice, so that with DDP's gradient averaging the result equals the
-    single-process gradient on the concatenated batch."""
+    single-process gradient on the concatenated batch. The backward is itself a Function
+    (_ReduceScatter, whose backward gathers again): with ``create_graph=True`` the gradient
+    of the gradient crosses ranks too, so Hessian-vector products and gradient penalties of a
+    gathered loss equal the single-process ones."""
 
     @staticmethod
     def forward(ctx, x):
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
+        return _all_gather(x)
 
     @staticmethod
     def backward(ctx, grad):
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        n = grad.shape[0] // dist.get_world_size()
+        return _ReduceScatter.apply(grad)
+
+    @staticmethod
+    def jvp(ctx, tangent):  # forward mode: the tangents are gathered as the values are
+        return _all_gather(tangent)
+
+
+class _ReduceScatter(torch.autograd.Function):
+    """The adjoint of _AllGather: the sum over ranks, this rank's slice of it."""
+
+    @staticmethod
+    def forward(ctx, grad):
+        total = grad.contiguous().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        n = total.shape[0] // dist.get_world_size()
         rank = dist.get_rank()
-        return grad[rank * n : (rank + 1) * n]
+        return total[rank * n: (rank + 1) * n].clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _AllGather.apply(grad)
 
 
 def gather_views(z1: torch.Tensor, z2: torch.Tensor):

@@ -35,7 +35,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-row losses, ``(2N,)``, rows of
             ``z1`` first).
         gather_distributed: take negatives from every rank of the initialised process group
-            (all-gather with a gradient); each rank's loss covers its own rows.
+            (all-gather with a gradient; its gradient of the gradient and its forward mode cross
+            ranks too); each rank's loss covers its own rows.
 
     The M x M similarity matrix is never stored: memory is O(M d), so batches far beyond what
     :func:`pyclr.losses.reference.nt_xent` fits run.
