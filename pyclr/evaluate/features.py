@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -38,8 +39,8 @@ def extract_features(encoder: nn.Module, dataset, *, head: nn.Module | None = No
         m.eval()
     try:
         chunks, labels = [], []
-        for images, item_labels in DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                              num_workers=num_workers):
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers):
+            images, item_labels = _image_label_batch(batch)
             h = encoder(images.to(device, non_blocking=True))
             out = h if head is None else head(h, return_all=True) if all_layers else head(h)
             chunks.append(out)
@@ -51,8 +52,28 @@ def extract_features(encoder: nn.Module, dataset, *, head: nn.Module | None = No
         raise ValueError("dataset: expected at least one item, got an empty dataset")
     feats = [torch.cat(parts) for parts in zip(*chunks)] if all_layers else torch.cat(chunks)
     if isinstance(labels[0], dict):
-        return feats, {k: torch.cat([torch.as_tensor(l[k]) for l in labels]) for k in labels[0]}
-    return feats, torch.cat([torch.as_tensor(l) for l in labels])
+        return feats, {k: torch.cat([_label_tensor(l[k], k) for l in labels]) for k in labels[0]}
+    return feats, torch.cat([_label_tensor(l, "label") for l in labels])
+
+
+def _image_label_batch(batch):
+    """A DataLoader batch of ``(image, labels)`` items as (images, labels), or a ValueError that
+    says what the items should be (a tensor dataset of images alone would be unpacked row by row)."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0], torch.Tensor)):
+        got = (f"items of {len(batch)} parts" if isinstance(batch, (tuple, list))
+               else f"bare {type(batch).__name__}s")
+        raise ValueError(f"dataset: expected items (image, labels), labels an int, a tensor or a dict of them, "
+                         f"got {got} (for images alone: TensorDataset(images, torch.zeros(len(images))))")
+    return batch
+
+
+def _label_tensor(labels, name: str) -> torch.Tensor:
+    try:
+        return torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        got = type(labels[0]).__name__ if isinstance(labels, (list, tuple)) and labels else type(labels).__name__
+        raise ValueError(f"dataset: expected numeric labels ({name!r}: a number or a tensor per item), "
+                         f"got {got}s") from None
 
 
 @torch.no_grad()
@@ -91,8 +112,17 @@ def pick_label(labels, label: str | None, name: str = "label") -> torch.Tensor:
     return labels[label]
 
 
-def as_features(features, labels, *, label, batch_size, device, name):
-    """``(x, y)`` from a features tensor and labels, or from an ``(encoder, dataset)`` pair."""
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """``x``'s rows scaled to unit length, in float32, whatever their magnitude: each row is
+    first divided by its largest |value| (in ``x``'s dtype), so its norm neither overflows nor
+    underflows float32 (1e20 or 1e-300 rows keep their directions); a zero row stays zero."""
+    scale = x.abs().amax(1, keepdim=True)
+    return F.normalize((x / torch.where(scale > 0, scale, torch.ones_like(scale))).float(), dim=1)
+
+
+def as_features(features, labels, *, label, batch_size, device, name, min_rows=2):
+    """``(x, y)`` from a features tensor and labels, or from an ``(encoder, dataset)`` pair;
+    ``x`` needs ``min_rows`` rows (a training set 2: one to fit, one held out)."""
     if isinstance(features, tuple):
         if len(features) != 2 or labels is not None:
             raise ValueError(f"{name}: expected a tensor with labels, or an (encoder, dataset) pair without")
@@ -113,8 +143,10 @@ def as_features(features, labels, *, label, batch_size, device, name):
     if y is None or y.dim() != 1 or len(y) != len(x) or y.is_floating_point() or y.dtype == torch.bool:
         raise ValueError(f"{name}: expected integer labels of shape ({len(x)},), got "
                          f"{None if y is None else (tuple(y.shape), y.dtype)}")
-    if len(y) < 2:
-        raise ValueError(f"{name}: expected at least 2 rows, got {len(y)}")
+    if len(y) < min_rows:
+        raise ValueError(f"{name}: expected at least {min_rows} rows, got {len(y)}")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name}: expected at least one feature column, got shape {tuple(x.shape)}")
     if y.min() < 0:
         raise ValueError(f"{name}: expected class labels >= 0, got {y.min().item()}")
     if not torch.isfinite(x).all():

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .._checks import check_int, check_positive
-from .features import as_features
+from .features import as_features, unit_rows
 
 
 @torch.no_grad()
@@ -16,13 +15,15 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, *, k:
     ``chunk`` test rows are compared at a time, so memory is O(chunk x n_train). ``label``
     names the label to vote on when the labels are a dict (``extract_features`` of items with
     several), as in :func:`pyclr.evaluate.linear_probe`."""
-    x, y = as_features(train_features, train_labels, label=label, batch_size=256, device=None, name="train_features")
-    tx, ty = as_features(test_features, test_labels, label=label, batch_size=256, device=None, name="test_features")
+    x, y = as_features(train_features, train_labels, label=label, batch_size=256, device=None, name="train_features",
+                       min_rows=1)
+    tx, ty = as_features(test_features, test_labels, label=label, batch_size=256, device=None, name="test_features",
+                         min_rows=1)
     if tx.shape[1] != x.shape[1]:
         raise ValueError(f"test_features: expected {x.shape[1]} columns like train_features, got {tx.shape[1]}")
     k, chunk = check_int("k", k, 1), check_int("chunk", chunk, 1)
     temperature = check_positive("temperature", temperature)
-    x, tx = F.normalize(x.float(), dim=1), F.normalize(tx.float().to(x.device), dim=1)
+    x, tx = unit_rows(x), unit_rows(tx.to(x.device))  # cosine similarity at any scale
     # votes go to the classes present, not to every id up to the largest (sparse ids stay cheap)
     classes, index = torch.unique(torch.cat([y, ty.to(y.device)]), return_inverse=True)
     y, ty = index[:len(y)], index[len(y):]

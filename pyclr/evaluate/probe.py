@@ -72,7 +72,7 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
         raise ValueError("test_features and test_labels: expected both or neither")
     if test_features is not None:
         tx, ty = as_features(test_features, test_labels, label=label, batch_size=batch_size,
-                             device=device, name="test_features")
+                             device=device, name="test_features", min_rows=1)
         if tx.shape[1] != x.shape[1]:
             raise ValueError(f"test_features: expected {x.shape[1]} columns like features, got {tx.shape[1]}")
     else:
@@ -83,6 +83,9 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
     num_classes = max(largest, test_largest) + 1  # W has a row per id up to the largest
     held_out = test_largest > largest and test_labels is not None
     check_class_ids("test_labels" if held_out else "labels", num_classes - 1, len(y) + len(ty))
+    if len(decays) > 1 and len(y) < 2:
+        raise ValueError(f"weight_decay: choosing among {len(decays)} decays holds out 20% of the training rows "
+                         f"for validation, and there is {len(y)}: pass one weight_decay, or more rows")
     scores = {} if len(decays) == 1 else _validation_scores(x, y, num_classes, decays, max_iter, seed)
     chosen = max(scores, key=lambda wd: (scores[wd], wd)) if scores else decays[0]  # ties: stronger
     w, b = fit_logistic(x, y, num_classes, chosen, max_iter)
@@ -101,25 +104,47 @@ def split(x, y, fraction: float, seed: int):
 
 def fit_logistic(x, y, num_classes, weight_decay, max_iter):
     """Multinomial logistic regression, ``mean CE + weight_decay/2 |W|^2``, by L-BFGS on
-    standardised features; returns (weight, bias) for the original features."""
-    x = x.float()
-    mean, std = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
-    xs = (x - mean) / std
-    w = torch.zeros(num_classes, x.shape[1], device=x.device, requires_grad=True)
-    b = torch.zeros(num_classes, device=x.device, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=20,
-                            tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+    standardised features; returns (weight, bias) for the original features (float64 for
+    float64 features, else float32).
 
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(xs @ w.T + b, y) + 0.5 * weight_decay * w.pow(2).sum()
-        loss.backward()
-        return loss
+    The columns' mean and spread are taken in float64 (in row chunks: no float64 copy of the
+    features) after an exact power-of-two rescaling, so features of any magnitude (1e20 in
+    float32, 1e-300 in float64) fit as their standardised values do; a column whose spread is
+    below 1e-6 of the widest column's is treated as constant. The features' own graph is not
+    followed, and the fit runs also under ``torch.no_grad()`` or ``torch.inference_mode()``."""
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    x = x.detach()
+    mean, std, scale = _column_moments(x)
+    with torch.inference_mode(False), torch.enable_grad():
+        # a new tensor made here is an ordinary one (an inference tensor cannot be saved for backward)
+        xs = (x.to(work) - (mean * scale).to(work)).div_(scale.to(work)).div_(std.to(work)).float()
+        y = y.clone()
+        w = torch.zeros(num_classes, x.shape[1], device=x.device, requires_grad=True)
+        b = torch.zeros(num_classes, device=x.device, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=20,
+                                tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
 
-    with torch.enable_grad():
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(xs @ w.T + b, y) + 0.5 * weight_decay * w.pow(2).sum()
+            loss.backward()
+            return loss
+
         opt.step(closure)
-    w, b = w.detach() / std, b.detach()
-    return w, b - w @ mean
+    w = w.detach().double() / std  # for x / scale
+    return (w / scale).to(work), (b.detach().double() - w @ mean).to(work)
+
+
+def _column_moments(x, rows: int = 16384):
+    """Float64 column means and spreads of ``x / scale`` (``scale``: the power of two at or
+    below max |x|, an exact rescaling), with the spreads floored at 1e-6 of the largest."""
+    largest = x.abs().max().double()
+    scale = torch.exp2(torch.floor(torch.log2(largest))) if largest > 0 else torch.ones_like(largest)
+    mean = sum((chunk.double() / scale).sum(0) for chunk in x.split(rows)) / len(x)
+    var = sum(((chunk.double() / scale - mean) ** 2).sum(0) for chunk in x.split(rows)) / len(x)
+    std = var.sqrt()
+    std = std.clamp_min(max(1e-6 * std.max().item(), 1e-30))
+    return mean, std, scale
 
 
 def _validation_scores(x, y, num_classes, decays, max_iter, seed) -> dict:
@@ -129,7 +154,7 @@ def _validation_scores(x, y, num_classes, decays, max_iter, seed) -> dict:
 
 
 def _accuracy(x, y, w, b) -> float:
-    return (x.float() @ w.T + b).argmax(1).eq(y).float().mean().item()
+    return (x.to(w.dtype) @ w.T + b).argmax(1).eq(y).float().mean().item()
 
 
 def _check_fraction(value) -> float:

@@ -24,12 +24,12 @@ class LeNet(Encoder):
     paper's 120-84-84 head is ``ProjectionHead(5184, (120, 84), 84, num_layers=3)``.
     Taps: ``conv1``, ``conv2``."""
 
-    min_input_size = 10  # two 5x5 convolutions and two 2x2 pools of stride 1
+    min_input_size = 11  # two 5x5 convolutions and two 2x2 pools of stride 1 take 10 pixels off
 
     def __init__(self, in_channels: int = 4, input_size: int = 28):
         super().__init__()
         self.in_channels = in_channels = check_int("in_channels", in_channels, 1)
-        size = check_int("input_size", input_size, 10)
+        size = check_int("input_size", input_size, self.min_input_size)
         self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 6, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=1))
         self.conv2 = nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=1))
         side = size - 10

@@ -276,3 +276,63 @@ def test_layer_activations_keep_the_leading_dimensions():
     assert only.shape == (3, 2, 6)
     with pytest.raises(ValueError, match="images: expected a tensor of shape \\(..., C, H, W\\)"):
         layer_activations(encoder, torch.randn(3, 2, 2))
+
+
+def test_probe_fits_features_that_carry_a_graph_or_come_from_inference_mode():
+    # features straight from encoder(x) require grad: every L-BFGS step backpropagated into their
+    # graph ("backward through the graph a second time"); under inference_mode nothing had a grad
+    x, y = blobs(120, 6, 3, 0.5, seed=4)
+    expected = linear_probe(x, y, weight_decay=1e-4)
+    graph = (x.clone().requires_grad_() * 1.0)
+    for result in (linear_probe(graph, y, weight_decay=1e-4), linear_probe(graph, y)):
+        assert result.accuracy > 0.9 and not result.weight.requires_grad
+    torch.testing.assert_close(linear_probe(graph, y, weight_decay=1e-4).weight, expected.weight)
+    with torch.inference_mode():
+        torch.testing.assert_close(linear_probe(x, y, weight_decay=1e-4).weight, expected.weight)
+
+
+@pytest.mark.parametrize("scale,dtype", [(1e20, torch.float32), (1e-20, torch.float32),
+                                         (1e300, torch.float64), (1e-300, torch.float64)])
+def test_probe_and_knn_do_not_depend_on_the_features_scale(scale, dtype):
+    # the probe standardises and k-NN compares directions, but their float32 arithmetic overflowed
+    # (1e20: norms inf, k-NN votes NaN) or underflowed (1e-300 -> 0) before that: wrong accuracies
+    x, y = blobs(200, 6, 4, 1.5, seed=5)
+    tx, ty = x[:100] + 0.1 * torch.randn(100, 6, generator=torch.Generator().manual_seed(7)), y[:100]
+    probe = linear_probe(x, y, tx, ty, weight_decay=1e-4)
+    knn = knn_accuracy(x, y, tx, ty, k=5)
+    big, tbig = x.to(dtype) * scale, tx.to(dtype) * scale
+    scaled = linear_probe(big, y, tbig, ty, weight_decay=1e-4)
+    assert scaled.accuracy == pytest.approx(probe.accuracy, abs=0.011)
+    assert scaled.weight.dtype == dtype and scaled.predict(tbig).eq(ty).float().mean().item() == scaled.accuracy
+    assert knn_accuracy(big, y, tbig, ty, k=5) == knn
+
+
+def test_probe_with_too_few_rows_to_validate_says_so():
+    # 2 rows at test_fraction 0.2 left 1 training row, then 0 to fit each decay on: NaN
+    # weights, a 'degrees of freedom' warning and every decay scored 0
+    x, y = torch.randn(2, 5), torch.tensor([0, 1])
+    with pytest.raises(ValueError, match="weight_decay: choosing among 5 decays holds out 20% of the training "
+                                         "rows for validation, and there is 1: pass one weight_decay"):
+        linear_probe(x, y)
+    assert linear_probe(x, y, weight_decay=1e-3).weight.isfinite().all()
+
+
+def test_features_need_columns_and_a_test_set_may_have_one_row():
+    x, y = blobs(20, 4, 2, 0.3, seed=8)
+    for fn in (lambda a, b: linear_probe(a, y, b, y[:4]), lambda a, b: knn_accuracy(a, y, b, y[:4], k=3)):
+        with pytest.raises(ValueError, match=r"expected at least one feature column, got shape \(20, 0\)"):
+            fn(x[:, :0], x[:4, :0])  # an accuracy of nothing was reported
+    assert linear_probe(x, y, x[:1], y[:1], weight_decay=1e-3).n_test == 1
+    assert knn_accuracy(x, y, x[:1], y[:1], k=3) == 1.0
+
+
+def test_extract_features_names_items_that_are_not_image_label_pairs():
+    from torch.utils.data import TensorDataset
+
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    images = torch.rand(6, 1, 8, 8)
+    for dataset in (TensorDataset(images), images):  # was: unpack errors, or rows taken as image and label
+        with pytest.raises(ValueError, match=r"dataset: expected items \(image, labels\)"):
+            extract_features(encoder, dataset, batch_size=2)
+    with pytest.raises(ValueError, match="dataset: expected numeric labels .* got strs"):
+        extract_features(encoder, [(image, "a") for image in images])

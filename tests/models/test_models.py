@@ -134,8 +134,15 @@ def test_make_encoder_and_bad_input():
 def test_small_encoders_take_empty_batches_and_name_too_small_images():
     assert LeNet(in_channels=1)(torch.rand(0, 1, 28, 28)).shape == (0, 5184)  # was an IndexError
     assert SmallConvNet()(torch.rand(0, 1, 28, 28)).shape == (0, 128)
-    with pytest.raises(ValueError, match="x: expected images of at least 10x10 pixels, got 5x5"):
+    with pytest.raises(ValueError, match="x: expected images of at least 11x11 pixels, got 5x5"):
         LeNet(in_channels=1)(torch.rand(2, 1, 5, 5))  # was max_pool2d's 'Output size is too small'
+    # 10x10 was the stated minimum, but its last map is 0x0: feature_dim 0, then max_pool2d's error
+    with pytest.raises(ValueError, match="input_size: expected an int >= 11, got 10"):
+        LeNet(in_channels=1, input_size=10)
+    with pytest.raises(ValueError, match="x: expected images of at least 11x11 pixels, got 10x10"):
+        LeNet(in_channels=1).features(torch.rand(2, 1, 10, 10), "conv2")
+    smallest = LeNet(in_channels=1, input_size=11)
+    assert smallest.feature_dim == 16 and smallest(torch.rand(2, 1, 11, 11)).shape == (2, 16)
 
 
 def test_projection_head_return_all_must_be_a_bool():
