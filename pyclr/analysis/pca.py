@@ -35,7 +35,9 @@ def pca_embedding(features: torch.Tensor, n_components: int = 2) -> PCAEmbedding
     pivot = components.abs().argmax(1, keepdim=True)
     sign = components.gather(1, pivot).sign()
     components = components * torch.where(sign == 0, torch.ones_like(sign), sign)
-    variance = s.square()
+    # shares of s^2 taken after dividing by the largest s: 1e200 data overflowed float64 (NaN
+    # ratios) and 1e-200 data underflowed to ratios of 0
+    variance = (s / s[0]).square() if s.numel() and s[0] > 0 else s.square()
     total = variance.sum()
     ratio = variance[:k] / total if total > 0 else torch.zeros(k, dtype=torch.float64, device=x.device)
     return PCAEmbedding((centred @ components.T).to(x.dtype), components.to(x.dtype),

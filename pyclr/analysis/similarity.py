@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from .._checks import check_choice, check_int
 from ..data._util import check_seed
 from ..data.hierarchy import Hierarchy
+from ..evaluate.features import unit_rows
 from ._checks import check_activations, check_class_labels
 
-COSINE_EPS = 1e-12
 SIMILARITY_BLOCK = 1 << 22  # entries of the similarity matrix held at a time
 
 
@@ -34,6 +33,7 @@ class HierarchicalSimilarity(NamedTuple):
     across_view: float          # mean similarity of two views of the same item
     within_pairs: torch.Tensor  # (L,) how many (view, view) pairs each mean is over; 0 means NaN
     across_pairs: torch.Tensor  # (L,)
+    across_view_pairs: int = 0  # how many pairs across_view is over; 0 (one view per item) means NaN
 
 
 def channel_probes(dataset: Hierarchy, num_references: int = 200, *, source: str = "train",
@@ -104,7 +104,7 @@ def channel_preference(references: torch.Tensor, probes: torch.Tensor) -> Channe
     if pro.shape[0] != ref.shape[0] or pro.shape[2] != ref.shape[1]:
         raise ValueError(f"probes: expected shape ({ref.shape[0]}, P, {ref.shape[1]}) to match references "
                          f"{tuple(ref.shape)}, got {tuple(pro.shape)}")
-    sim = F.cosine_similarity(ref.unsqueeze(1).double(), pro.double(), dim=2, eps=COSINE_EPS)
+    sim = (unit_rows(ref, torch.float64).unsqueeze(1) * unit_rows(pro, torch.float64)).sum(2)
     n = sim.shape[0]
     sem = sim.std(0) / n ** 0.5 if n > 1 else torch.zeros(sim.shape[1], dtype=sim.dtype, device=sim.device)
     return ChannelPreference(sim.mean(0).float(), sem.float(), sim.float())
@@ -122,7 +122,7 @@ def hierarchical_similarity(views: torch.Tensor, ancestors) -> HierarchicalSimil
     whose level-l classes differ but whose level-(l-1) classes agree (any two classes at the
     top level). *across_view* averages pairs of distinct views of one item. A level with no
     such pair (the leaf level, when every item is its own class) reports NaN with a pair
-    count of 0.
+    count of 0, and so does *across_view* with one view per item (``across_view_pairs`` 0).
     """
     x = check_activations("views", views, 3, "(n, V, D)")
     n, v, _ = x.shape
@@ -130,7 +130,7 @@ def hierarchical_similarity(views: torch.Tensor, ancestors) -> HierarchicalSimil
     if labels.dim() != 2 or labels.shape[0] != n:
         raise ValueError(f"ancestors: expected shape ({n}, L), got {tuple(labels.shape)}")
     labels = check_class_labels("ancestors", labels, tuple(labels.shape), x.device)
-    z = F.normalize(x.reshape(n * v, -1).double(), dim=1, eps=COSINE_EPS)
+    z = unit_rows(x.reshape(n * v, -1), torch.float64)
     count = n * v
     item = torch.arange(n, device=x.device).repeat_interleave(v)
     cls = labels[item]  # (n V, L)
@@ -160,4 +160,4 @@ def hierarchical_similarity(views: torch.Tensor, ancestors) -> HierarchicalSimil
     within, across, across_view = means[0:-1:2], means[1:-1:2], means[-1]
     within_pairs, across_pairs = pairs[0:-1:2].tolist(), pairs[1:-1:2].tolist()
     return HierarchicalSimilarity(torch.tensor(within), torch.tensor(across), across_view,
-                                  torch.tensor(within_pairs), torch.tensor(across_pairs))
+                                  torch.tensor(within_pairs), torch.tensor(across_pairs), int(pairs[-1]))

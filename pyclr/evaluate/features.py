@@ -112,12 +112,14 @@ def pick_label(labels, label: str | None, name: str = "label") -> torch.Tensor:
     return labels[label]
 
 
-def unit_rows(x: torch.Tensor) -> torch.Tensor:
-    """``x``'s rows scaled to unit length, in float32, whatever their magnitude: each row is
-    first divided by its largest |value| (in ``x``'s dtype), so its norm neither overflows nor
-    underflows float32 (1e20 or 1e-300 rows keep their directions); a zero row stays zero."""
-    scale = x.abs().amax(1, keepdim=True)
-    return F.normalize((x / torch.where(scale > 0, scale, torch.ones_like(scale))).float(), dim=1)
+def unit_rows(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The last dimension's vectors of ``x`` scaled to unit length, in ``dtype``, whatever their
+    magnitude: each is first divided by its largest |value|, so its norm
+    neither overflows nor underflows (1e20 or 1e-300 rows keep their directions; the cosine
+    similarities of pyclr.evaluate and pyclr.analysis); a zero vector stays zero."""
+    x = x.to(torch.promote_types(x.dtype, dtype))  # scaled in the wider of the two
+    scale = x.abs().amax(-1, keepdim=True)
+    return F.normalize((x / torch.where(scale > 0, scale, torch.ones_like(scale))).to(dtype), dim=-1)
 
 
 def as_features(features, labels, *, label, batch_size, device, name, min_rows=2):

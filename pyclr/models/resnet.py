@@ -140,13 +140,17 @@ class ResNet(Encoder):
             raise TypeError(f"state_dict: expected a mapping of tensors, got {type(state_dict).__name__}")
         if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
             state_dict = state_dict["state_dict"]
+        strict = check_bool("strict", strict)
         state = {k.removeprefix("module."): v for k, v in state_dict.items()}
+        others = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
+        if others:
+            raise TypeError(f"state_dict: expected tensors, got {type(state[others[0]]).__name__} at "
+                            f"{', '.join(others[:4])}{' and more' if len(others) > 4 else ''}")
         classifier = {k: state.pop(k) for k in list(state) if k.startswith("fc.")}
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
-        wrong = sorted(k for k in set(own) & set(state)
-                       if tuple(own[k].shape) != tuple(getattr(state[k], "shape", ())))
+        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
         if wrong or (strict and (missing or unexpected)):
             raise ValueError(self._mismatch_message(missing, unexpected, wrong, own, state))
         self.load_state_dict(state, strict=False)

@@ -45,3 +45,11 @@ def test_constant_data_gives_zeros_not_nan():
 def test_bad_inputs(features, k, match):
     with pytest.raises(ValueError, match=match):
         pca_embedding(features, k)
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200])
+def test_ratios_do_not_depend_on_the_scale(scale):
+    # the squared singular values overflowed float64 (NaN ratios) or underflowed (ratios of 0)
+    x = torch.randn(30, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(pca_embedding(x * scale).explained_variance_ratio,
+                               pca_embedding(x).explained_variance_ratio)

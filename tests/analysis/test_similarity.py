@@ -156,3 +156,22 @@ def test_hierarchical_similarity_bad_inputs():
         hierarchical_similarity(torch.randn(4, 2, 5), torch.zeros(3, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="ancestors: expected integer labels"):
         hierarchical_similarity(torch.randn(4, 2, 5), torch.zeros(4, 2))
+
+
+def test_one_view_per_item_says_across_view_has_no_pairs():
+    ancestors = torch.tensor([[0, 0], [0, 1], [1, 2], [1, 3]])
+    result = hierarchical_similarity(torch.randn(4, 1, 5), ancestors)
+    assert math.isnan(result.across_view) and result.across_view_pairs == 0
+    assert hierarchical_similarity(torch.randn(4, 3, 5), ancestors).across_view_pairs == 4 * 3 * 2
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e20])
+def test_cosine_similarities_do_not_depend_on_the_scale(scale):
+    # activations below the cosine's eps (1e-12) in norm were compared as if they were zero
+    g = torch.Generator().manual_seed(2)
+    ref, pro = torch.randn(6, 8, generator=g), torch.randn(6, 3, 8, generator=g)
+    torch.testing.assert_close(channel_preference(ref * scale, pro * scale).mean, channel_preference(ref, pro).mean)
+    views, ancestors = torch.randn(4, 2, 5, generator=g), torch.tensor([[0, 0], [0, 1], [1, 2], [1, 3]])
+    tiny, plain = hierarchical_similarity(views * scale, ancestors), hierarchical_similarity(views, ancestors)
+    torch.testing.assert_close(tiny.within, plain.within, equal_nan=True)
+    assert tiny.across_view == pytest.approx(plain.across_view)

@@ -198,3 +198,15 @@ def test_features_without_taps_reads_the_default_taps():
         feats = model.features(batch(3, 28))
         assert tuple(feats) == model.taps == model.default_taps
         assert all(torch.isfinite(f).all() for f in feats.values())
+
+
+def test_a_state_dict_of_other_values_is_named():
+    model = ResNet("resnet18")
+    state = model.state_dict()
+    # a list crashed inside the mismatch message ('list' object has no attribute 'shape');
+    # a numpy array reached load_state_dict's own error
+    for value in ([1, 2], state["conv1.weight"].numpy()):
+        with pytest.raises(TypeError, match=r"state_dict: expected tensors, got (list|ndarray) at conv1\.weight"):
+            model.load_torchvision_state_dict({**state, "conv1.weight": value})
+    with pytest.raises(TypeError, match="strict: expected a bool, got 'no'"):
+        model.load_torchvision_state_dict(state, strict="no")  # was taken as true
