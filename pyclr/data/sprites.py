@@ -53,6 +53,9 @@ def _from_linear(c: float) -> float:
 
 def hsluv_to_rgb(hue: float, saturation: float, lightness: float) -> tuple[float, float, float]:
     """HSLuv (hue in degrees, saturation and lightness in 0..100) to sRGB in [0, 1]."""
+    hue = check_real("hue", hue)  # NaN gave (nan, nan, nan), inf a 'math domain error'
+    saturation = check_real("saturation", saturation, 0, 100)
+    lightness = check_real("lightness", lightness, 0, 100)
     if lightness > 99.9999999:
         return 1.0, 1.0, 1.0
     if lightness < 1e-8:
@@ -73,6 +76,7 @@ def husl_palette(n_colours: int = COLOURS, h: float = 0.01, s: float = 0.9,
     """``n_colours`` hues evenly spaced in HUSL at fixed saturation and lightness, as
     ``seaborn.husl_palette`` computes them (same defaults): an (n, 3) float tensor."""
     n_colours = check_int("n_colours", n_colours, 1, 1 << 16)
+    h, s, l = check_real("h", h), check_real("s", s, 0, 1), check_real("l", l, 0, 1)  # noqa: E741
     hues = (np.arange(n_colours) / n_colours + h) % 1 * 359
     return torch.tensor([hsluv_to_rgb(hue, s * 99, l * 99) for hue in hues], dtype=torch.float32)
 
@@ -129,6 +133,8 @@ class Sprites(Dataset):
 
     def coverage(self, scale: int, x: int, y: int) -> torch.Tensor:
         """The shape's (64, 64) coverage in [0, 1] (the fraction of each pixel it covers)."""
+        scale = check_int("scale", scale, 0, SCALES - 1)  # numpy wrapped -1 to the largest scale
+        x, y = check_int("x", x, 0, POSITIONS - 1), check_int("y", y, 0, POSITIONS - 1)
         half = SCALE_VALUES[scale] * MAX_SIDE / 2
         cover = torch.zeros(IMAGE, IMAGE)
         # Every shape lies inside its box (|u|, |v| <= 1): sample only the pixels the box meets.

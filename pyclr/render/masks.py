@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cluster import bisecting, kmeans, pixel_features, raw_pixel_kmeans, ward
+from ..cluster.kmeans import SEED_LIMIT
 from ..train.checkpoint import CHECKPOINT as RUN_CHECKPOINT
 from ..train.checkpoint import load as read_checkpoint
 from ..train.experiment import CONFIG as RUN_CONFIG
@@ -24,7 +25,7 @@ from ._checks import int_tensor
 from .figure import figure_grid
 from .labels import UPSAMPLE_MODES, upsample_labels
 from .overlay import import_cv2, overlay, to_rgb_uint8
-from .palette import consistent_colours
+from .palette import MAX_CLUSTERS, consistent_colours
 
 METHODS = ("kmeans", "ward", "bisecting")
 RAW_PIXELS = "raw pixels"
@@ -86,6 +87,8 @@ def render_masks(encoder, images, taps: Sequence[str] = ("block2", "block3", "bl
     ks = _check_ks(ks)
     images = _check_images(images)
     names = _check_names(names, len(images))  # bad options fail before the forward pass
+    # image b is seeded with seed + b: a seed near the limit failed after the clustering, naming seed + b
+    seed = check_int("seed", seed, 0, SEED_LIMIT - len(images))
     check_choice("upsample", upsample, UPSAMPLE_MODES)
     # a truthy string such as "no" would have meant yes
     cross_image, normalize = check_bool("cross_image", cross_image), check_bool("normalize", normalize)
@@ -189,15 +192,29 @@ def load_images(paths: Sequence[str], size: int = 448) -> torch.Tensor:
 
 
 def image_names(paths: Sequence[str]) -> List[str]:
-    """Figure names from file names: the stems, numbered where two files share one."""
+    """Distinct figure names from file names: the stems, numbered (``stem-i``, ``i`` the
+    file's position, or the next free number) where two files share one."""
+    if isinstance(paths, (str, bytes)) or not isinstance(paths, Sequence):
+        raise TypeError(f"paths: expected a sequence of file paths, got {describe(paths)}")
     stems = [Path(p).stem or "image" for p in paths]
-    return [s if stems.count(s) == 1 else f"{s}-{i}" for i, s in enumerate(stems)]
+    taken = {s for s in stems if stems.count(s) == 1}  # kept as they are
+    names = []
+    for i, stem in enumerate(stems):
+        name = stem
+        if stems.count(stem) > 1:
+            j = i
+            while f"{stem}-{j}" in taken:  # x.png twice beside x-1.png
+                j += 1
+            name = f"{stem}-{j}"
+            taken.add(name)
+        names.append(name)
+    return names
 
 
 def square_image(image: torch.Tensor, size: int) -> torch.Tensor:
     """A ``(3, H, W)`` image (float in [0, 1], or uint8) centre-cropped to a square and resized
     to ``size``² with antialiased bilinear interpolation (area-like when shrinking), clamped to
-    [0, 1]."""
+    [0, 1]; float16 and bfloat16 images come back as float32."""
     side = _check_side(size)
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3 or image.numel() == 0:
         raise ValueError(f"image: expected a (3, H, W) tensor, got {describe(image)}")
@@ -205,12 +222,14 @@ def square_image(image: torch.Tensor, size: int) -> torch.Tensor:
         image = image.float() / 255
     elif not image.is_floating_point():
         raise TypeError(f"image: expected uint8 or floating point, got {image.dtype}")
+    elif image.dtype in (torch.float16, torch.bfloat16):  # antialiased resizing takes no half on the CPU
+        image = image.float()
     h, w = image.shape[-2:]
     crop = min(h, w)
     top, left = (h - crop) // 2, (w - crop) // 2
     square = image[:, top:top + crop, left:left + crop]
-    if crop == side:
-        return square.contiguous()
+    if crop == side:  # clamped too, as the docstring says (only a resized image was)
+        return square.clamp(0, 1)
     return F.interpolate(square[None], size=(side, side), mode="bilinear", align_corners=False,
                          antialias=True)[0].clamp_(0, 1)
 
@@ -329,7 +348,7 @@ def _check_label_maps(label_maps, batch: int) -> List[int]:
         elif list(by_k) != ks:
             raise ValueError(f"label_maps[{row!r}]: expected the columns {ks} of the first row, got {list(by_k)}")
         for k, maps in by_k.items():
-            maps = int_tensor(f"label_maps[{row!r}][{k!r}]", maps, (3,))
+            maps = int_tensor(f"label_maps[{row!r}][{k!r}]", maps, (3,), below=MAX_CLUSTERS)
             if maps.shape[0] != batch:
                 raise ValueError(f"label_maps[{row!r}][{k!r}]: expected {batch} label maps (one per image), "
                                  f"got {maps.shape[0]}")

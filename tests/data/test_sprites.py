@@ -53,6 +53,21 @@ def test_palette_is_ten_distinct_husl_hues():
             husl_palette(bad)
 
 
+@pytest.mark.parametrize("call,error,message", [
+    (lambda: hsluv_to_rgb(float("nan"), 50, 50), ValueError, "hue: expected a finite number, got nan"),  # was (nan, nan, nan)
+    (lambda: hsluv_to_rgb(float("inf"), 50, 50), ValueError, "hue: expected a finite number, got inf"),  # math domain error
+    (lambda: hsluv_to_rgb(10, 150, 50), ValueError, r"saturation: expected a finite number in \[0, 100\]"),
+    (lambda: husl_palette(3, l=float("nan")), ValueError, r"l: expected a finite number in \[0, 1\], got nan"),  # a NaN palette
+    (lambda: husl_palette(3, s=2), ValueError, r"s: expected a finite number in \[0, 1\], got 2"),
+    (lambda: Sprites().coverage(-1, 0, 0), ValueError, "scale: expected an int in 0..5, got -1"),  # wrapped
+    (lambda: Sprites().coverage(0, 16, 0), ValueError, "x: expected an int in 0..15, got 16"),  # IndexError
+    (lambda: Sprites().coverage(0.5, 0, 0), TypeError, "scale: expected an int"),
+])
+def test_colour_and_coverage_arguments_are_checked(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
 def test_hsluv_matches_reference_package():
     hsluv = pytest.importorskip("hsluv")
     rng = np.random.default_rng(0)

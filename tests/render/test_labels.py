@@ -58,6 +58,35 @@ def test_bilinear_keeps_regions_and_ignores_absent_clusters():
     assert torch.equal(upsample_labels(flat, (30, 30), mode="bilinear"), torch.full((1, 30, 30), 4))
 
 
+@pytest.mark.parametrize("k,shape,size", [(3, (2, 4, 4), (16, 16)), (40, (2, 7, 5), (30, 21)),
+                                          (25, (1, 14, 14), (448, 448)), (6, (1, 8, 8), (5, 5))])
+def test_bilinear_equals_the_argmax_of_the_whole_one_hot_stack(k, shape, size, monkeypatch):
+    # the clusters are upsampled a chunk at a time; any chunk gives the stack's argmax (ties: lowest)
+    from pyclr.render import labels as module
+
+    labels = random_labels(shape, k, seed=k)
+    one_hot = F.one_hot(labels, k).permute(0, 3, 1, 2).float()
+    expected = F.interpolate(one_hot, size=size, mode="bilinear", align_corners=False).argmax(1)
+    for chunk in (1, 4, 16):
+        monkeypatch.setattr(module, "BILINEAR_CHUNK", chunk)
+        assert torch.equal(upsample_labels(labels, size, mode="bilinear"), expected)
+
+
+def test_bilinear_memory_does_not_grow_with_the_label_values(monkeypatch):
+    # a label of 2e7 made a (1, 2e7 + 1, 4, 4) one-hot stack (1.9 GB); only present clusters
+    # are upsampled now, at most BILINEAR_CHUNK planes at a time
+    from pyclr.render import labels as module
+
+    planes, interpolate = [], F.interpolate
+    monkeypatch.setattr(F, "interpolate", lambda x, **kw: planes.append(x.shape[1]) or interpolate(x, **kw))
+    out = upsample_labels(torch.tensor([[0, 2 * 10**7]]), 4, mode="bilinear")
+    assert torch.equal(out, torch.tensor([[0, 0, 2 * 10**7, 2 * 10**7]] * 4)) and planes == [2]
+    planes.clear()
+    labels = random_labels((1, 9, 9), 40, seed=4)
+    upsample_labels(labels, 18, mode="bilinear")
+    assert max(planes) == module.BILINEAR_CHUNK and sum(planes) == len(labels.unique()) > module.BILINEAR_CHUNK
+
+
 def test_numpy_label_maps_of_any_integer_dtype_and_stride():
     # uint16 label PNGs are common: torch has no min/max for uint16 (nor uint32/64), and
     # torch.from_numpy refuses a flipped array
@@ -78,6 +107,7 @@ def test_numpy_label_maps_of_any_integer_dtype_and_stride():
     (lambda: upsample_labels(torch.zeros(1, 2, 2, dtype=torch.int64), 6, mode="cubic"), "mode: expected one of"),
     (lambda: upsample_labels(torch.zeros(1, 2, 2, dtype=torch.int64), (6, 0)), "size: expected"),
     (lambda: upsample_labels(torch.tensor([[[0, 3]]]), 6, mode="bilinear", k=2), "k: expected an int >= "),
+    (lambda: upsample_labels(torch.tensor([[[0, 3]]]), 6, k="junk"), "k: expected an int"),  # was ignored
 ])
 def test_bad_input(call, message):
     with pytest.raises((ValueError, TypeError), match=message):

@@ -180,6 +180,34 @@ def test_square_image_takes_uint8_and_checks_its_input():
         square_image(image.long(), 8)
 
 
+def test_square_image_in_half_precision_and_always_clamped():
+    from pyclr.render import square_image
+
+    image = torch.rand(3, 10, 20, generator=torch.Generator().manual_seed(0))
+    for dtype in (torch.float16, torch.bfloat16):  # antialiased resizing raised NotImplementedError
+        out = square_image(image.to(dtype), 8)
+        assert out.dtype == torch.float32 and torch.allclose(out, square_image(image.to(dtype).float(), 8))
+    assert square_image(image * 5, 10).max() == 1  # the path without resizing returned up to 5
+
+
+def test_image_names_are_distinct():
+    from pyclr.render.masks import image_names
+
+    assert image_names(["x-1.png", "a/x.png", "b/x.png"]) == ["x-1", "x-2", "x-3"]  # was x-1, x-1, x-2
+    assert image_names(["a/x.png", "b/x.png", "c.png"]) == ["x-0", "x-1", "c"]
+    with pytest.raises(TypeError, match="paths: expected a sequence of file paths, got 'abc.png'"):
+        image_names("abc.png")  # was ['a', 'b', 'c', 'image', 'p', 'n']
+
+
+def test_a_seed_too_large_for_every_image_is_refused_first(encoder, images, monkeypatch):
+    # image b is seeded with seed + b: the last image's seed failed after all the clustering
+    import pyclr.render.masks as masks
+
+    monkeypatch.setattr(masks, "extract_features", lambda *a, **k: pytest.fail("ran before the check"))
+    with pytest.raises(ValueError, match=r"seed: expected an int in 0\.\.2\*\*31-2, got 2147483647"):
+        render_masks(encoder, images, ks=(2,), seed=2**31 - 1, raw_pixel_baseline=True)
+
+
 def test_images_and_label_maps_of_mismatched_batch(images):
     maps = {"block3": {2: torch.zeros(3, 4, 4, dtype=torch.int64)}}
     expected = r"label_maps\['block3'\]\[2\]: expected 2 label maps \(one per image\), got 3"
@@ -188,6 +216,15 @@ def test_images_and_label_maps_of_mismatched_batch(images):
     with pytest.raises(ValueError, match=r"label_maps\['raw'\]: expected the columns \[2\]"):
         draw_figures(images, {**{"block3": {2: torch.zeros(2, 4, 4, dtype=torch.int64)}},
                               "raw": {3: torch.zeros(2, 4, 4, dtype=torch.int64)}})
+
+
+def test_label_maps_beyond_the_palette_are_refused_before_upsampling(images, monkeypatch):
+    # the palette's limit was checked after the label maps were upsampled (3.7 GB for 1e5)
+    import pyclr.render.masks as masks
+
+    monkeypatch.setattr(masks, "upsample_labels", lambda *a, **k: pytest.fail("upsampled before the check"))
+    with pytest.raises(ValueError, match=r"label_maps\['r'\]\[2\]: expected values below 4096, got 100000"):
+        draw_figures(images, {"r": {2: torch.full((2, 4, 4), 100000)}}, upsample="bilinear")
 
 
 def test_bad_images(encoder, images, tmp_path):
