@@ -102,14 +102,26 @@ def check_nonnegative(name: str, value) -> float:
     return check_real(name, value, 0)
 
 
+# The largest image side (in pixels) pyclr makes or resizes to: a size past it is an error
+# before anything is allocated (SimCLRAugment(10**6) asked for 16 TB).
+MAX_SIDE = 8192
+
+
+def check_side(name: str, value) -> int:
+    """An image side in pixels: an int in 1..MAX_SIDE."""
+    return check_int(name, value, 1, MAX_SIDE)
+
+
 def check_size(name: str, size) -> tuple[int, int]:
-    """An image size: an int (a square) or an (H, W) pair of ints >= 1, as an (H, W) pair."""
+    """An image size: an int (a square) or an (H, W) pair of ints in 1..MAX_SIDE, as an (H, W) pair."""
     pair = (size, size) if is_int(size) else size
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(is_int(s) for s in pair)):
         got = shown(size) if is_real(size) else repr(size)
         raise TypeError(f"{name}: expected an int or an (H, W) pair of ints, got {got}")
     if min(pair) < 1:
         raise ValueError(f"{name}: expected sizes >= 1, got {size!r}")
+    if max(pair) > MAX_SIDE:
+        raise ValueError(f"{name}: expected sizes of at most {MAX_SIDE} pixels, got {size!r}")
     return int(pair[0]), int(pair[1])
 
 

@@ -48,6 +48,8 @@ def test_bools_are_not_numbers(value):
     (lambda: check_bool("flag", "no"), TypeError, "flag: expected a bool, got 'no'"),
     (lambda: check_bool("flag", 1), TypeError, "flag: expected a bool, got 1"),
     (lambda: check_size("size", 0), ValueError, "size: expected sizes >= 1, got 0"),
+    # every resize and crop of pyclr takes its size here: 10**6 asked an augmentation for 16 TB
+    (lambda: check_size("size", (8192, 8193)), ValueError, r"size: expected sizes of at most 8192 pixels, got \(8192, 8193\)"),
     (lambda: check_size("size", (2, 3, 4)), TypeError, r"size: expected an int or an \(H, W\) pair of ints"),
     (lambda: check_size("size", 2.5), TypeError, r"size: expected an int or an \(H, W\) pair of ints, got 2\.5"),
     (lambda: check_real("lr", 10 ** 400), ValueError, "lr: expected a finite number, got inf"),  # was OverflowError

@@ -6,12 +6,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .._checks import check_bool, check_choice, check_int
+from .._checks import check_bool, check_choice, check_int, check_side
 from ._util import as_labels, check_index, check_seed, item_rng, item_rngs, resize_batch, salt
 from .mnist import MNIST, load_mnist
 
 DIGIT = 28  # MNIST digits are 28×28
 MAX_DIGITS = 16  # SPEC: 1…16 digits; per-digit labels are padded to this length with -1
+MAX_ITEMS = 2 ** 63 - 1  # len() must fit an index-sized integer
 
 
 def _pad(values, fill: int = -1, width: int = MAX_DIGITS) -> torch.Tensor:
@@ -29,6 +30,24 @@ def _pad_rows(values, fill: int = -1, width: int = MAX_DIGITS) -> torch.Tensor:
     return out
 
 
+def _check_base_image(name: str, i: int, image) -> torch.Tensor:
+    """Item ``i``'s image of a base dataset (``name``): a (C, H, W) float tensor, not channels-last."""
+    if not (isinstance(image, torch.Tensor) and image.dim() == 3 and image.is_floating_point()):
+        got = f"{image.dtype} tensor of shape {tuple(image.shape)}" if isinstance(image, torch.Tensor) \
+            else type(image).__name__
+        raise TypeError(f"{name}: item {i} is not a (C, H, W) float tensor (got {got}; uint8 images: "
+                        "image.float() / 255)")
+    if image.shape[0] > 4 and image.shape[-1] in (1, 3, 4):  # would land across channels
+        raise ValueError(f"{name}: item {i} has shape {tuple(image.shape)}, which looks channels-last; "
+                         "expected (C, H, W) (image.permute(2, 0, 1))")
+    return image
+
+
+def _check_dataset(name: str, dataset) -> None:
+    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")) or isinstance(dataset, (str, bytes)):
+        raise TypeError(f"{name}: expected a dataset (with __len__ and __getitem__), got {type(dataset).__name__}")
+
+
 def _check_fits(name: str, side: int, canvas: int) -> None:
     """A side×side digit must fit on the canvas; ``name`` is the argument to blame."""
     if side > canvas:
@@ -40,6 +59,8 @@ class _DigitSource(Dataset):
 
     def _load(self, root, train, download) -> None:
         self.images, self.labels, self.source = load_mnist(root, train, download)
+        if len(self.labels) == 0:  # numpy's 'high <= 0' at the first item otherwise
+            raise ValueError(f"root: the MNIST source ({self.source}) holds no digits")
 
     def _digits(self, picks, height: int = DIGIT, width: int | None = None) -> torch.Tensor:
         """Digits ``picks`` (B,) of the source as (B, 1, height, width) float images in [0, 1]
@@ -92,9 +113,9 @@ class MultiDigit(_DigitSource):
         self.n_digits = check_int("n_digits", n_digits, 1, MAX_DIGITS)
         check_choice("placement", placement, ("random", "grid"))
         self.placement = placement
-        self.canvas = check_int("canvas", canvas, 1)
+        self.canvas = check_side("canvas", canvas)
         _check_fits("canvas", DIGIT, self.canvas)
-        self.size = check_int("size", size, 1)
+        self.size = check_int("size", size, 1, MAX_ITEMS)
         self.seed = check_seed(seed)
         self.side = self.canvas // DIGIT  # grid cells per row
         self.offset = (self.canvas - self.side * DIGIT) // 2
@@ -182,7 +203,7 @@ class TwoDigitSizes(_DigitSource):
     def __init__(self, second_size: int = 20, first_size: int = 20, canvas: int = 112,
                  overlap: bool = False, size: int = 10_000, seed: int = 0, root=None,
                  train: bool = True, download: bool = False):
-        self.canvas = check_int("canvas", canvas, 1)
+        self.canvas = check_side("canvas", canvas)
         self.first_size = check_int("first_size", first_size, 1)
         self.second_size = check_int("second_size", second_size, 1)
         _check_fits("first_size", self.first_size, self.canvas)
@@ -194,7 +215,7 @@ class TwoDigitSizes(_DigitSource):
                 f"be placed without overlap on a {self.canvas}-pixel canvas (first_size + "
                 "second_size must be <= canvas); pass overlap=True to let them overlap")
         self.overlap = overlap
-        self.size = check_int("size", size, 1)
+        self.size = check_int("size", size, 1, MAX_ITEMS)
         self.seed = check_seed(seed)
         if not overlap:
             self._second_weights = self._non_overlap_weights()
@@ -290,6 +311,8 @@ class RandomBits(Dataset):
         # 63 bits keep the ``bits`` label an int64.
         self.bits = check_int("bits", bits, 0, 63)
         self.seed = check_seed(seed)
+        if base is not None:
+            _check_dataset("base", base)
         self.base = MNIST() if base is None else base
 
     def __len__(self) -> int:
@@ -308,6 +331,8 @@ class RandomBits(Dataset):
     def __getitem__(self, index):
         i = check_index(index, len(self))
         image, base_labels = self.base[i]
+        # a uint8 image got bits of 1 (1/255 once read as x / 255); a channels-last one bits along H
+        _check_base_image("base", i, image)
         values = self.bit_values(i)
         planes = torch.as_tensor(values, dtype=image.dtype)[:, None, None]
         planes = planes.expand(self.bits, *image.shape[1:])
@@ -326,7 +351,8 @@ class RandomBits(Dataset):
                           dtype=np.int64).reshape(len(indices), self.bits)
         codes = (values.astype(np.uint64) << np.arange(self.bits, dtype=np.uint64)).sum(1).tolist()
         planes = torch.from_numpy(values)
-        images, labels = [image for image, _ in base_items], [as_labels(b) for _, b in base_items]
+        images = [_check_base_image("base", i, image) for i, (image, _) in zip(indices, base_items)]
+        labels = [as_labels(b) for _, b in base_items]
         first = images[0]
         if all(image.shape == first.shape and image.dtype == first.dtype for image in images):
             channels = first.shape[0]
@@ -357,8 +383,7 @@ class DigitsOnImages(_DigitSource):
 
     def __init__(self, images: Dataset, unique_digits: int = 100, digit_size: int | None = None,
                  seed: int = 0, root=None, train: bool = True, download: bool = False):
-        if not hasattr(images, "__getitem__") or not hasattr(images, "__len__"):
-            raise TypeError(f"images: expected a dataset of (image, labels), got {type(images).__name__}")
+        _check_dataset("images", images)
         self.images_dataset = images
         self.unique_digits = check_int("unique_digits", unique_digits, 1)
         self.digit_size = None if digit_size is None else check_int("digit_size", digit_size, 1)
@@ -394,7 +419,7 @@ class DigitsOnImages(_DigitSource):
     def _overlay(self, image: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
         h, w = image.shape[-2:]
         if self.digit_size is None:
-            return torch.maximum(image, self._pool_digit(k, h, w))
+            return torch.maximum(image, self._pool_digit(k, h, w).to(image.dtype))  # float16 stays float16
         if self.digit_size > min(h, w):
             raise ValueError(f"digit_size: a {self.digit_size}×{self.digit_size} digit does not "
                              f"fit on a {h}×{w} image")
@@ -407,11 +432,7 @@ class DigitsOnImages(_DigitSource):
     def __getitem__(self, index):
         i = check_index(index, len(self))
         image, base_labels = self.images_dataset[i]
-        if not (isinstance(image, torch.Tensor) and image.dim() == 3 and image.is_floating_point()):
-            raise TypeError(f"images: item {i} is not a (C, H, W) float tensor")
-        if image.shape[0] > 4 and image.shape[-1] in (1, 3, 4):  # the digit would land across channels
-            raise ValueError(f"images: item {i} has shape {tuple(image.shape)}, which looks channels-last; "
-                             "expected (C, H, W) (image.permute(2, 0, 1))")
+        _check_base_image("images", i, image)
         rng = item_rng(self.seed, i, "DigitsOnImages")
         slot = int(rng.integers(0, self.unique_digits))
         k = int(self.pool[slot])

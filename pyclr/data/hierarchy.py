@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .._checks import check_int, is_int
+from .._checks import check_int, check_side, is_int
 from ._util import check_index, check_seed, salt
 
 
@@ -40,7 +40,7 @@ class Hierarchy(Dataset):
         self.nodes = [math.prod(self.branching[: c + 1]) for c in range(self.levels)]
         if self.nodes[-1] > MAX_LEAVES:
             raise ValueError(f"branching: expected at most {MAX_LEAVES} leaves (items) in all, got {self.nodes[-1]}")
-        self.mask_size = check_int("mask_size", mask_size, 1)
+        self.mask_size = check_side("mask_size", mask_size)
         self.seed = check_seed(seed)
 
     @staticmethod

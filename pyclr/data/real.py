@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .._checks import check_bool, check_int, check_size
+from .._checks import check_bool, check_int, check_side, check_size
 from ._util import check_index, optional_import, resize
 
 log = logging.getLogger(__name__)
@@ -210,8 +210,9 @@ def natural_images(names=None) -> dict[str, torch.Tensor]:
         warnings.warn(f"natural_images: without {', '.join(missing)}, only "
                       f"{', '.join(images)} are available", stacklevel=2)
     if names is not None:
-        if isinstance(names, str) or any(n not in images for n in names):
-            raise ValueError(f"names: expected a list of names from {', '.join(images)}, "
+        if isinstance(names, str) or any(n not in images for n in names) or not names \
+                or len(set(names)) != len(names):  # [] gave an empty dataset, repeats collapsed
+            raise ValueError(f"names: expected a non-empty list of distinct names from {', '.join(images)}, "
                              f"got {names!r}")
         images = {n: images[n] for n in names}
     return {n: torch.from_numpy(np.array(im[..., :3])).permute(2, 0, 1).float() / 255.0
@@ -223,7 +224,7 @@ class NaturalImages(Dataset):
     resized to ``size``² (None keeps it whole); labels ``{"label": k}`` with ``names[k]``."""
 
     def __init__(self, size: int | None = 224, names=None):
-        self.size = None if size is None else check_int("size", size, 1)
+        self.size = None if size is None else check_side("size", size)
         found = natural_images(names)
         self.names = list(found)
         self.images = [self._square(im) for im in found.values()]

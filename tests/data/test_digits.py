@@ -273,6 +273,34 @@ def test_random_bits_bad_arguments():
         RandomBits(64, base=Greys())
     with pytest.raises(ValueError, match="bits"):
         RandomBits(-1, base=Greys())
+    with pytest.raises(TypeError, match=r"base: expected a dataset \(with __len__ and __getitem__\), got int"):
+        RandomBits(2, base=5)  # was accepted; [1, 2, 3] failed later unpacking an int
+
+
+class Items(torch.utils.data.Dataset):
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], 7
+
+
+@pytest.mark.parametrize("images,error,message", [
+    # uint8: bits of 1, read as 1/255 by the augmentations; channels-last: the bits went along H
+    (torch.zeros(4, 1, 4, 4, dtype=torch.uint8), TypeError,
+     r"base: item \d is not a \(C, H, W\) float tensor \(got torch.uint8 tensor of shape \(1, 4, 4\); uint8 "
+     r"images: image.float\(\) / 255\)"),
+    (torch.zeros(4, 8, 8, 3), ValueError, r"base: item \d has shape \(8, 8, 3\), which looks channels-last"),
+])
+def test_random_bits_checks_the_base_images(images, error, message):
+    data = RandomBits(2, base=Items(images))
+    with pytest.raises(error, match=message):
+        data[0]
+    with pytest.raises(error, match=message):
+        data.__getitems__([0, 1])
 
 
 # --- DigitsOnImages
@@ -339,3 +367,31 @@ def test_digits_on_images_bad_arguments():
     with pytest.raises(ValueError, match=r"images: item 0 has shape \(32, 32, 3\), which looks channels-last"):
         DigitsOnImages(Photos(shape=(32, 32, 3)), 10)[0]  # the digit went across the channels
     assert DigitsOnImages(Photos(shape=(1, 28, 28)), 10)[0][0].shape == (1, 28, 28)
+
+
+@needs_embedded_digits
+@pytest.mark.parametrize("digit_size", [None, 12])
+def test_digits_on_images_keep_the_images_dtype(digit_size):
+    # float16 images came back float32 without digit_size (torch.maximum promoted them)
+    photos = Photos()
+    photos.images = photos.images.half()
+    assert DigitsOnImages(photos, 10, digit_size=digit_size)[0][0].dtype == torch.float16
+
+
+@pytest.mark.parametrize("make", [lambda root: MultiDigit(root=root), lambda root: TwoDigitSizes(root=root)])
+def test_an_mnist_source_without_digits_is_refused_at_construction(tmp_path, make):
+    # it failed at the first item, with numpy's 'high <= 0'
+    write_fake_mnist(tmp_path, np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8))
+    with pytest.raises(ValueError, match=r"root: the MNIST source \(.*\) holds no digits"):
+        make(str(tmp_path))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: TwoDigitSizes(20, canvas=10**6), "canvas: expected an int in 1..8192, got 1000000"),  # hung
+    (lambda: MultiDigit(1, canvas=10**9), "canvas: expected an int in 1..8192"),  # 4 EB at the first item
+    (lambda: MultiDigit(size=10**30), r"size: expected an int in 1..2\*\*63-1"),  # len() overflowed
+    (lambda: TwoDigitSizes(size=2**63), r"size: expected an int in 1..2\*\*63-1"),
+])
+def test_sizes_are_bounded_before_anything_is_allocated(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

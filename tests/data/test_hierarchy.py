@@ -94,3 +94,8 @@ def test_bad_arguments(tree):
         tree.compose([1, 2])
     with pytest.raises(IndexError):
         tree[10_000]
+
+
+def test_mask_size_is_bounded():
+    with pytest.raises(ValueError, match="mask_size: expected an int in 1..8192, got 1000000"):
+        Hierarchy(mask_size=10**6)  # was accepted; the first item asked for 10**12 pixels a mask

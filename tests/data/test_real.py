@@ -114,8 +114,13 @@ def test_natural_images():
         assert image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
         assert image.std() > 0.05, name  # a photograph, not a flat field
     assert list(natural_images(["flower", "astronaut"])) == ["flower", "astronaut"]
-    with pytest.raises(ValueError, match="names: expected a list of names from astronaut"):
+    with pytest.raises(ValueError, match="names: expected a non-empty list of distinct names from astronaut"):
         natural_images(["lena"])
+    for names in ([], ["chelsea", "chelsea"]):  # an empty dataset; repeats collapsed to one image
+        with pytest.raises(ValueError, match=r"names: expected a non-empty list of distinct names"):
+            NaturalImages(names=names)
+    with pytest.raises(ValueError, match="size: expected an int in 1..8192, got 100000"):
+        NaturalImages(size=10**5)  # 10**5 squared per photograph, before any check
 
 
 @pytest.mark.skipif(not has_sklearn, reason="needs scikit-learn")
