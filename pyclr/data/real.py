@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .._checks import check_bool, check_int, check_side, check_size
+from .._checks import check_bool, check_side, check_size
 from ._util import check_index, optional_import, resize
 
 log = logging.getLogger(__name__)
