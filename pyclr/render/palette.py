@@ -36,12 +36,36 @@ MAX_COLOURS = 2 * MAX_CLUSTERS
 
 
 def palette(n: int) -> np.ndarray:
-    """``(n, 3)`` uint8 RGB colours: :data:`PALETTE`, then (for large k) hues spaced by the
-    golden ratio, saturated and bright, the same on every call."""
+    """``(n, 3)`` distinct uint8 RGB colours, the same on every call: :data:`PALETTE`, then
+    (for large k) hues spaced by the golden ratio, saturated and bright, a ring of
+    ``RING`` hues at a time, each ring at another saturation and value; a colour that rounds
+    to one already taken is skipped (one ring alone repeated its 20th colour at index 630)."""
     n = check_int("n", n, 0, MAX_COLOURS)
-    extra = [colorsys.hsv_to_rgb((i * GOLDEN_RATIO) % 1.0, 0.75, 0.95) for i in range(n - len(PALETTE))]
-    more = np.rint(np.array(extra, dtype=np.float64).reshape(-1, 3) * 255).astype(np.uint8)
-    return np.concatenate([PALETTE, more])[:n]
+    while len(_COLOURS) < n:
+        _next_colour()
+    return np.array(_COLOURS[:n], dtype=np.uint8).reshape(n, 3)
+
+
+RING = 610  # golden-ratio hues at one saturation and value repeat an RGB colour after 610
+_COLOURS = [tuple(c) for c in PALETTE.tolist()]  # grown on demand, in order; never shrinks
+_TAKEN = set(_COLOURS)
+_HUES = [0]  # the next golden-ratio step
+
+
+def _next_colour() -> None:
+    while True:
+        i = _HUES[0]
+        _HUES[0] += 1
+        ring = i // RING
+        # the first ring as before (saturation 0.75, value 0.95); later ones spread over
+        # saturation 0.45-0.95 and value 0.6-0.95 by the golden ratio and its square
+        s = 0.75 if ring == 0 else 0.45 + 0.5 * ((ring * GOLDEN_RATIO) % 1.0)
+        v = 0.95 if ring == 0 else 0.6 + 0.35 * ((ring * GOLDEN_RATIO ** 2) % 1.0)
+        rgb = tuple(round(c * 255) for c in colorsys.hsv_to_rgb((i * GOLDEN_RATIO) % 1.0, s, v))
+        if rgb not in _TAKEN:
+            _TAKEN.add(rgb)
+            _COLOURS.append(rgb)
+            return
 
 
 def colourise(labels, colours) -> np.ndarray:

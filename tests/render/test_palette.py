@@ -16,6 +16,15 @@ def test_palette_is_fixed_and_distinct():
     assert (colours.max(1).astype(int) - colours.min(1).astype(int)).min() > 40
 
 
+def test_every_colour_up_to_the_limit_is_distinct_and_not_grey():
+    from pyclr.render.palette import MAX_COLOURS
+
+    colours = palette(MAX_COLOURS)  # one ring of golden-ratio hues repeated its 20th colour at 630
+    assert len({tuple(c) for c in colours.tolist()}) == MAX_COLOURS
+    assert (colours.max(1).astype(int) - colours.min(1).astype(int)).min() > 40
+    assert np.array_equal(palette(700), colours[:700])  # a prefix whatever was asked before
+
+
 def halves():
     """8x8 map: cluster 0 on the left half, 1 on the right."""
     labels = torch.zeros(8, 8, dtype=torch.int64)
