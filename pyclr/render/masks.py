@@ -297,6 +297,8 @@ MAX_SIDE = 4096
 
 
 def _check_side(size) -> int:
+    if is_int(size) and size > MAX_SIDE:  # before check_size's looser pyclr-wide limit
+        raise ValueError(f"size: expected at most {MAX_SIDE} pixels a side, got {size}")
     height, width = check_size("size", size)
     if height != width:
         raise ValueError(f"size: expected one side (square images), got {size!r}")
