@@ -31,7 +31,12 @@ def check_seed(seed) -> int:
 
 def check_index(index, length: int) -> int:
     """A dataset index in ``0..length-1``; IndexError past the end so plain iteration stops."""
-    i = operator.index(index)
+    if isinstance(index, (bool, np.bool_)):
+        raise TypeError(f"index: expected an int, got {index!r}")  # operator.index(True) is 1
+    try:
+        i = operator.index(index)
+    except TypeError:
+        raise TypeError(f"index: expected an int, got {type(index).__name__}") from None
     if not 0 <= i < length:
         raise IndexError(f"index: expected 0..{length - 1}, got {i}")
     return i

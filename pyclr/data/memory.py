@@ -5,6 +5,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .._checks import check_int
+from ._util import check_index
 
 
 class InMemory(Dataset):
@@ -33,6 +34,7 @@ class InMemory(Dataset):
         return len(self.images)
 
     def __getitem__(self, index):
+        index = check_index(index, len(self))  # as every dataset: no negative index, no slice
         if isinstance(self.labels, dict):
             return self.images[index], {k: v[index] for k, v in self.labels.items()}
         return self.images[index], self.labels[index]

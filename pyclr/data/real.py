@@ -63,7 +63,12 @@ class CIFAR10(Dataset):
         if folder is None and download:
             tv = optional_import("torchvision.datasets", "CIFAR10(download=True)", "torchvision")
             log.info("downloading CIFAR-10 into %s", root)
-            tv.CIFAR10(str(root), train=train, download=True)
+            try:
+                tv.CIFAR10(str(root), train=train, download=True)
+            except (OSError, RuntimeError) as exc:  # urllib's URLError offline: it named neither the dataset nor the fix
+                raise OSError(f"root: downloading CIFAR-10 into {root} failed ({exc}); without a network, "
+                              f"put {CIFAR10_FOLDER} (the python version from "
+                              "https://www.cs.toronto.edu/~kriz/cifar.html) in it") from exc
             folder = self._folder(root, names)
         if folder is None:
             raise FileNotFoundError(

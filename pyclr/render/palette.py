@@ -150,11 +150,12 @@ def _cluster_count(name: str, labels: torch.Tensor, k) -> int:
 
 def _overlap(prev_labels, labels, k_prev: int, k) -> torch.Tensor:
     """``(k_prev, k)`` pixel counts of each (previous cluster, cluster) pair."""
-    prev_labels = int_tensor("prev_labels", prev_labels, (1, 2, 3, 4), below=MAX_CLUSTERS).cpu().flatten()
-    labels = int_tensor("labels", labels, (1, 2, 3, 4), below=MAX_CLUSTERS).cpu().flatten()
-    if prev_labels.shape != labels.shape:
-        raise ValueError(f"labels: expected the shape of prev_labels ({prev_labels.numel()} pixels), "
-                         f"got {labels.numel()} pixels")
+    prev_labels = int_tensor("prev_labels", prev_labels, (1, 2, 3, 4), below=MAX_CLUSTERS).cpu()
+    labels = int_tensor("labels", labels, (1, 2, 3, 4), below=MAX_CLUSTERS).cpu()
+    if prev_labels.shape != labels.shape:  # (8, 8) and (4, 16) would pair unrelated pixels
+        raise ValueError(f"labels: expected the shape of prev_labels {tuple(prev_labels.shape)}, "
+                         f"got {tuple(labels.shape)}")
+    prev_labels, labels = prev_labels.flatten(), labels.flatten()
     if int(prev_labels.max()) >= k_prev:
         raise ValueError(f"prev_colours: expected one colour per cluster of prev_labels "
                          f"({int(prev_labels.max()) + 1}), got {k_prev}")

@@ -36,6 +36,13 @@ def test_items_equal_the_base_and_are_read_once(named):
     assert base.reads == 20  # the checks above, not the held dataset
 
 
+def test_indices_are_checked_as_every_dataset_checks_them():
+    held = InMemory(Counting(4, False))
+    for index, error in ((-1, IndexError), (4, IndexError), (True, TypeError), (slice(0, 2), TypeError)):
+        with pytest.raises(error, match="index: expected"):  # -1 and slices were taken as tensor indexing
+            held[index]
+
+
 def test_empty_and_bad_arguments():
     with pytest.raises(ValueError, match="dataset: expected at least one item"):
         InMemory(Counting(0, False))

@@ -57,6 +57,19 @@ def test_cifar10_download_through_torchvision(tmp_path, monkeypatch):
     assert len(CIFAR10(tmp_path, download=True)) == 20
 
 
+def test_cifar10_download_offline_says_what_to_do(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    class Offline:  # torchvision's download raised urllib's bare 'Name or service not known'
+        def __init__(self, root, train, download):
+            raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", types.SimpleNamespace(CIFAR10=Offline))
+    with pytest.raises(OSError, match=r"root: downloading CIFAR-10 into .* failed .*; without a network, put "
+                                      r"cifar-10-batches-py"):
+        CIFAR10(tmp_path, download=True)
+
+
 # --- ImageFolder
 def _save(path, array):
     from PIL import Image

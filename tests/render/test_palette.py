@@ -25,6 +25,12 @@ def test_every_colour_up_to_the_limit_is_distinct_and_not_grey():
     assert np.array_equal(palette(700), colours[:700])  # a prefix whatever was asked before
 
 
+def test_match_colours_needs_maps_of_one_shape():
+    # (8, 8) and (4, 16) have as many pixels, and were paired pixel for pixel
+    with pytest.raises(ValueError, match=r"labels: expected the shape of prev_labels \(8, 8\), got \(4, 16\)"):
+        match_colours(torch.zeros(8, 8, dtype=torch.int64), torch.zeros(4, 16, dtype=torch.int64), torch.tensor([0]))
+
+
 def halves():
     """8x8 map: cluster 0 on the left half, 1 on the right."""
     labels = torch.zeros(8, 8, dtype=torch.int64)
