@@ -126,7 +126,10 @@ def hierarchical_similarity(views: torch.Tensor, ancestors) -> HierarchicalSimil
     """
     x = check_activations("views", views, 3, "(n, V, D)")
     n, v, _ = x.shape
-    labels = torch.as_tensor(ancestors)
+    try:
+        labels = torch.as_tensor(ancestors)
+    except (TypeError, ValueError, RuntimeError):  # None, a string: torch's dtype errors
+        raise TypeError(f"ancestors: expected an (n, L) integer tensor, got {type(ancestors).__name__}") from None
     if labels.dim() != 2 or labels.shape[0] != n:
         raise ValueError(f"ancestors: expected shape ({n}, L), got {tuple(labels.shape)}")
     labels = check_class_labels("ancestors", labels, tuple(labels.shape), x.device)

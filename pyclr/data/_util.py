@@ -26,7 +26,8 @@ def check_class_ids(name: str, largest: int, rows: int) -> None:
 
 def check_seed(seed) -> int:
     # numpy's SeedSequence takes non-negative entropy only.
-    return check_int("seed", seed, 0)
+    # torch generators take seeds below 2**64; 2**64 raised 'Overflow when unpacking long long'
+    return check_int("seed", seed, 0, 2 ** 63 - 1)
 
 
 def check_index(index, length: int) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_int, check_nonnegative, check_real, is_real, shown
+from .._checks import check_int, check_real, is_real, shown
 from ..data._util import check_class_ids
 from .features import as_features
 
@@ -31,6 +31,11 @@ class ProbeResult:
     validation_accuracy: dict = field(default_factory=dict)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The predicted class of each row of ``x`` ``(n, d)``, features as the probe was fitted on."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a tensor of features, got {type(x).__name__}")
+        if x.dim() != 2 or x.shape[1] != self.weight.shape[1]:
+            raise ValueError(f"x: expected shape (n, {self.weight.shape[1]}), got {tuple(x.shape)}")
         return (x.to(self.weight) @ self.weight.T + self.bias).argmax(1)
 
 
@@ -163,10 +168,15 @@ def _check_fraction(value) -> float:
 
 def _check_decays(weight_decay) -> list:
     if is_real(weight_decay):
-        return [check_nonnegative("weight_decay", weight_decay)]
+        return [_check_decay(weight_decay)]
     if isinstance(weight_decay, np.ndarray) and weight_decay.ndim == 1:  # np.logspace(...)
         weight_decay = weight_decay.tolist()
     if not isinstance(weight_decay, Sequence) or isinstance(weight_decay, str) or not weight_decay:
         raise TypeError(f"weight_decay: expected a finite number >= 0 or a non-empty list of them, "
                         f"got {shown(weight_decay)}")
-    return [check_nonnegative("weight_decay", v) for v in weight_decay]
+    return [_check_decay(v) for v in weight_decay]
+
+
+def _check_decay(value) -> float:
+    # the penalty is computed in float32: past its range 1e300 failed inside the fit
+    return check_real("weight_decay", value, 0, torch.finfo(torch.float32).max)

@@ -14,7 +14,7 @@ ENCODERS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50,
 def make_encoder(name: str, **kwargs) -> Encoder:
     """An encoder by name: ``resnet18``/``resnet34``/``resnet50`` (``width``, ``cifar_stem``,
     ``in_channels``), ``lenet`` and ``small_convnet`` (``in_channels``, ``input_size``)."""
-    if name not in ENCODERS:
+    if not isinstance(name, str) or name not in ENCODERS:  # a list raised 'unhashable type'
         raise ValueError(f"encoder: expected one of {', '.join(map(repr, ENCODERS))}, got {name!r}")
     if name.startswith("resnet"):  # resnet18(**kwargs) is ResNet("resnet18", **kwargs)
         check_options(f"encoder {name!r}", ResNet, kwargs, fixed=("arch",))

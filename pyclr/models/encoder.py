@@ -38,8 +38,11 @@ class Encoder(nn.Module):
         (default: ``self.default_taps``).
 
         Stages after the deepest tap asked for are not run."""
+        if taps is not None and not isinstance(taps, str) and (isinstance(taps, (bytes, bytearray))
+                                                               or not isinstance(taps, Iterable)):
+            raise TypeError(f"taps: expected a tap name or a list of them, got {type(taps).__name__}")
         taps = self.default_taps if taps is None else (taps,) if isinstance(taps, str) else tuple(taps)
-        unknown = [t for t in taps if t not in self.taps]
+        unknown = [t for t in taps if not isinstance(t, str) or t not in self.taps]
         if unknown or not taps:
             raise ValueError(f"taps: expected names among {', '.join(self.taps)}, got {list(taps) or 'none'}")
         self._check_input(x)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -67,6 +68,8 @@ def _hidden_sizes(hidden_dim, num_layers) -> list:
     count = max(num_layers - 1, 0)
     if is_int(hidden_dim):
         return [check_int("hidden_dim", hidden_dim, 1)] * count
+    if isinstance(hidden_dim, np.ndarray) and hidden_dim.ndim == 1:  # np.array([120, 84]), as elsewhere
+        hidden_dim = hidden_dim.tolist()
     if not isinstance(hidden_dim, Sequence) or isinstance(hidden_dim, str):
         raise TypeError(f"hidden_dim: expected an int or {count} sizes (num_layers - 1), got {shown(hidden_dim)}")
     if len(hidden_dim) != count:

@@ -79,7 +79,7 @@ class ResNet(Encoder):
     def __init__(self, arch: str = "resnet50", width: int = 1, cifar_stem: bool = False,
                  in_channels: int = 3):
         super().__init__()
-        if arch not in ARCHS:
+        if not isinstance(arch, str) or arch not in ARCHS:  # a list raised 'unhashable type'
             raise ValueError(f"arch: expected one of {', '.join(map(repr, ARCHS))}, got {arch!r}")
         width = check_int("width", width)
         check_choice("width", width, WIDTHS)

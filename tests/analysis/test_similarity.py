@@ -175,3 +175,11 @@ def test_cosine_similarities_do_not_depend_on_the_scale(scale):
     tiny, plain = hierarchical_similarity(views * scale, ancestors), hierarchical_similarity(views, ancestors)
     torch.testing.assert_close(tiny.within, plain.within, equal_nan=True)
     assert tiny.across_view == pytest.approx(plain.across_view)
+
+
+def test_ancestors_and_seeds_of_the_wrong_kind_are_named():
+    for ancestors in (None, "abc"):  # torch's 'Could not infer dtype', 'invalid data type'
+        with pytest.raises(TypeError, match="ancestors: expected an \\(n, L\\) integer tensor"):
+            hierarchical_similarity(torch.randn(4, 2, 5), ancestors)
+    with pytest.raises(ValueError, match=r"seed: expected an int in 0..2\*\*63-1, got 18446744073709551616"):
+        channel_probes(Hierarchy(levels=2, branching=3, mask_size=8), 3, seed=2**64)  # Overflow ... long long

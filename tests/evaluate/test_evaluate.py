@@ -218,11 +218,11 @@ def test_bad_input():
         linear_probe(torch.full((20, 4), float("nan")), y)
     with pytest.raises(ValueError, match=r"test_fraction: expected a finite number in \(0, 1\)"):
         linear_probe(x, y, test_fraction=1.5)
-    with pytest.raises(ValueError, match="weight_decay: expected a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"weight_decay: expected a finite number in \[0, "):
         linear_probe(x, y, weight_decay=-1.0)
     for decay, error in ((float("inf"), ValueError), ([1e-4, -1.0], ValueError), (None, TypeError),
                          (torch.tensor(1e-4), TypeError), ([], TypeError)):
-        with pytest.raises(error, match="weight_decay: expected a finite number >= 0"):
+        with pytest.raises(error, match=r"weight_decay: expected a finite number (>= 0|in \[0, )"):
             linear_probe(x, y, weight_decay=decay)
     # 1.5 was manual_seed's "expected a long", 2**64 its overflow
     for seed, error in ((1.5, TypeError), (-1, ValueError), (None, TypeError), (2**64, ValueError)):
@@ -336,3 +336,15 @@ def test_extract_features_names_items_that_are_not_image_label_pairs():
             extract_features(encoder, dataset, batch_size=2)
     with pytest.raises(ValueError, match="dataset: expected numeric labels .* got strs"):
         extract_features(encoder, [(image, "a") for image in images])
+
+
+def test_probe_decay_range_and_predict_input_are_checked():
+    x, y = blobs(30, 3, 2, 0.3, seed=9)
+    with pytest.raises(ValueError, match=r"weight_decay: expected a finite number in \[0, 3.40282"):
+        linear_probe(x, y, weight_decay=1e300)  # passed the check, then overflowed float32 in the fit
+    result = linear_probe(x, y, weight_decay=1e-3)
+    with pytest.raises(TypeError, match="x: expected a tensor of features, got ndarray"):
+        result.predict(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"x: expected shape \(n, 3\), got \(2, 4\)"):
+        result.predict(torch.zeros(2, 4))
+    assert torch.equal(result.predict(x), (x @ result.weight.T + result.bias).argmax(1))

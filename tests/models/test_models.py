@@ -210,3 +210,23 @@ def test_a_state_dict_of_other_values_is_named():
             model.load_torchvision_state_dict({**state, "conv1.weight": value})
     with pytest.raises(TypeError, match="strict: expected a bool, got 'no'"):
         model.load_torchvision_state_dict(state, strict="no")  # was taken as true
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda: ResNet(["resnet18"]), ValueError, "arch: expected one of"),  # unhashable type: 'list'
+    (lambda: make_encoder(["resnet18"]), ValueError, "encoder: expected one of"),
+    (lambda: ResNet("resnet18").features(torch.rand(1, 3, 32, 32), 5), TypeError,
+     "taps: expected a tap name or a list of them, got int"),  # 'int' object is not iterable
+    (lambda: ResNet("resnet18").features(torch.rand(1, 3, 32, 32), b"stem"), TypeError,
+     "taps: expected a tap name or a list of them, got bytes"),  # taken apart into ints
+])
+def test_encoder_arguments_of_the_wrong_kind_are_named(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_head_sizes_may_be_a_numpy_array():
+    import numpy as np
+
+    head = ProjectionHead(8, np.array([6, 5]), 4, num_layers=3)  # 'expected ... 2 sizes, got ndarray'
+    assert [layer.shape[1] for layer in head(torch.randn(3, 8), return_all=True)] == [8, 6, 5, 4]
