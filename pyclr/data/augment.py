@@ -3,7 +3,10 @@
 Every function takes a batch ``x`` of shape (B, C, H, W), float in [0, 1] or uint8 (read as
 ``x / 255``), on any device, and gives every sample its own random parameters, drawn from an
 optional ``torch.Generator`` (without one, torch's default CPU generator, so
-``torch.manual_seed`` makes a call reproducible). There is no per-sample Python loop: crops
+``torch.manual_seed`` makes a call reproducible). Pixels must be finite: inf or NaN is refused
+on the CPU (one min/max pass, under 1% of the policy); on a GPU the check would wait for the
+device on every call, so there it is the caller's to keep, and such pixels give NaN. Output
+sizes are at most 8192 a side (``check_size``). There is no per-sample Python loop: crops
 and flips are one ``grid_sample``, colour ops are per-sample blends, the blur is a grouped
 convolution per axis. On the CPU a batch runs in cache-sized slices of samples.
 
@@ -79,6 +82,12 @@ def _check_images(name: str, x) -> None:
         raise TypeError(f"{name}: expected a floating-point or uint8 tensor, got {x.dtype}")
     if min(x.shape[1:]) == 0:
         raise ValueError(f"{name}: expected C, H and W > 0, got shape {tuple(x.shape)}")
+    # inf or NaN pixels come out NaN (0 * inf in the interpolation weights, inf - inf in the
+    # colour ops). Checked on the CPU only: on a GPU reading the answer waits for the device.
+    if x.is_floating_point() and x.device.type == "cpu" and x.numel():
+        low, high = torch.aminmax(x)  # NaN propagates to both
+        if not (-math.inf < low.item() and high.item() < math.inf):
+            raise ValueError(f"{name}: expected finite values, got inf or NaN")
 
 
 def _check_probability(name: str, p) -> float:
@@ -96,6 +105,14 @@ def _check_range(name: str, value, positive: bool = False) -> tuple[float, float
     return low, high
 
 
+def _check_crop_scale(name: str, value) -> tuple[float, float]:
+    """A crop's (low, high) area fractions, 0 < low <= high <= 1."""
+    low, high = _check_range(name, value, positive=True)
+    if high > 1:
+        raise ValueError(f"{name}: expected area fractions in (0, 1], got {value!r}")
+    return low, high
+
+
 def _check_odd(name: str, value) -> int:
     value = check_int(name, value, 1)
     if value % 2 == 0:
@@ -103,18 +120,27 @@ def _check_odd(name: str, value) -> int:
     return value
 
 
-def _check_factor(name: str, factor, batch: int, low: float, high: float):
-    """A number in [low, high], or a (batch,) tensor of them (one per sample)."""
+def _check_factor(name: str, factor, batch: int, low: float, high: float, dtype: torch.dtype | None = None):
+    """A number in [low, high], or a (batch,) tensor of them (one per sample). With ``dtype``,
+    the one the images are computed in, also at most its largest value: a factor that becomes
+    inf there gives 0 * inf = NaN (1e39 on a black float32 image)."""
+    top = high if dtype is None else min(high, torch.finfo(dtype).max)
+    too_large = f"{name}: expected at most {top}, the largest {dtype} (the images are computed in it)"
     if isinstance(factor, torch.Tensor):
         if factor.shape != (batch,):
             raise ValueError(f"{name}: expected a number or a tensor of shape ({batch},), "
                              f"got shape {tuple(factor.shape)}")
-        if not bool((torch.isfinite(factor) & (factor >= low) & (factor <= high)).all()):
+        valid = torch.isfinite(factor) & (factor >= low) & (factor <= high)
+        if not bool((valid & (factor <= top)).all()):
+            if bool(valid.all()):
+                raise ValueError(f"{too_large}, got {factor.max().item()}")
             raise ValueError(f"{name}: expected finite values in [{low}, {high}]")
         return factor
     value = check_real(name, factor)
     if not low <= value <= high:
         raise ValueError(f"{name}: expected a value in [{low}, {high}], got {value}")
+    if value > top:
+        raise ValueError(f"{too_large}, got {value}")
     return value
 
 
@@ -128,6 +154,11 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
     if x.dtype in (torch.float16, torch.bfloat16):
         return x.float()
     return x
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype ``_as_float`` gives ``x``."""
+    return x.dtype if x.dtype == torch.float64 else torch.float32
 
 
 def _restore(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -174,14 +205,16 @@ def sample_crop_boxes(batch: int, height: int, width: int, scale=(0.08, 1.0), ra
     """
     batch = check_int("batch", batch, 0)
     height, width = check_int("height", height, 1), check_int("width", width, 1)
-    scale = _check_range("scale", scale, positive=True)
+    scale = _check_crop_scale("scale", scale)
     ratio = _check_range("ratio", ratio, positive=True)
     check_generator(generator)
     draw = _draw_device(generator, device)
     area = height * width * _uniform((batch, CROP_ATTEMPTS), *scale, generator, draw)
     aspect = torch.exp(_uniform((batch, CROP_ATTEMPTS), *map(math.log, ratio), generator, draw))
-    w = torch.sqrt(area * aspect).round().long()  # round half to even, like Python's round
-    h = torch.sqrt(area / aspect).round().long()
+    # Round half to even, like Python's round; sides beyond the image do not fit, and capping
+    # them first keeps a huge aspect's out of the float -> int64 cast (undefined beyond 2**63).
+    w = torch.sqrt(area * aspect).round().clamp(max=width + 1).long()
+    h = torch.sqrt(area / aspect).round().clamp(max=height + 1).long()
     fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
     first = fits.int().argmax(dim=1, keepdim=True)  # argmax returns the first maximum
     central = ~fits.any(1)
@@ -196,12 +229,13 @@ def sample_crop_boxes(batch: int, height: int, width: int, scale=(0.08, 1.0), ra
 
 
 def _fallback_crop(height: int, width: int, ratio) -> tuple[int, int]:
-    """torchvision's central-crop fallback: the whole image, clipped to the aspect range."""
+    """torchvision's central-crop fallback: the whole image, clipped to the aspect range, and
+    at least a pixel a side (torchvision's rounds an aspect of 40 on a square to height 0)."""
     in_ratio = width / height
     if in_ratio < ratio[0]:
-        return int(round(width / ratio[0])), width
+        return max(1, int(round(width / ratio[0]))), width
     if in_ratio > ratio[1]:
-        return height, int(round(height * ratio[1]))
+        return height, max(1, int(round(height * ratio[1])))
     return height, width
 
 
@@ -292,10 +326,20 @@ def random_bits_crop(x: torch.Tensor, generator: torch.Generator | None = None) 
     to the input's size. The bit channels are cropped with the image; being constant, they
     stay the same in both views."""
     _check_images("x", x)
+    check_generator(generator)
     batch, _, height, width = x.shape
     draw = _draw_device(generator, "cpu")
     boxes = sample_crop_boxes(batch, height, width, (0.5, 1.0), (3 / 4, 4 / 3), generator, draw)
-    return resized_crop(x, boxes, (height, width))
+    out = resized_crop(x, boxes, (height, width))
+    # The bilinear weights sum to 1 only up to rounding (a plane of ones came out 0.99999994
+    # in places), so each constant plane, a bit plane say, is put back exactly. Planes whose
+    # four corners differ are not constant: without any other, the CPU skips the full pass.
+    corner = x[:, :, :1, :1]
+    constant = (x[:, :, [0, -1]][..., [0, -1]] == corner).flatten(2).all(2)
+    if not _any(constant):
+        return out
+    constant &= (x == corner).flatten(2).all(2)
+    return torch.where(constant[..., None, None], _restore(_as_float(corner), x), out)
 
 
 # ----------------------------------------------------------------------------- colour
@@ -328,7 +372,7 @@ def _check_colour_image(name: str, img) -> None:
 def adjust_brightness(img: torch.Tensor, factor) -> torch.Tensor:
     """Multiplies by ``factor`` (a number >= 0 or one per sample), clamped to [0, 1]."""
     _check_colour_image("img", img)
-    factor = _check_factor("factor", factor, img.shape[0], 0, math.inf)
+    factor = _check_factor("factor", factor, img.shape[0], 0, math.inf, _compute_dtype(img))
     work = _as_float(img)
     return _restore(_blend(work, 0.0, _per_sample(factor, work)), img)
 
@@ -336,7 +380,7 @@ def adjust_brightness(img: torch.Tensor, factor) -> torch.Tensor:
 def adjust_contrast(img: torch.Tensor, factor) -> torch.Tensor:
     """Blends with the mean of the grey image by ``factor`` (>= 0, or one per sample)."""
     _check_colour_image("img", img)
-    factor = _check_factor("factor", factor, img.shape[0], 0, math.inf)
+    factor = _check_factor("factor", factor, img.shape[0], 0, math.inf, _compute_dtype(img))
     work = _as_float(img)
     mean = _gray(work).mean(dim=(1, 2, 3), keepdim=True)
     return _restore(_blend(work, mean, _per_sample(factor, work)), img)
@@ -345,7 +389,7 @@ def adjust_contrast(img: torch.Tensor, factor) -> torch.Tensor:
 def adjust_saturation(img: torch.Tensor, factor) -> torch.Tensor:
     """Blends with the grey image by ``factor`` (>= 0, or one per sample); a no-op on grey."""
     _check_colour_image("img", img)
-    factor = _check_factor("factor", factor, img.shape[0], 0, math.inf)
+    factor = _check_factor("factor", factor, img.shape[0], 0, math.inf, _compute_dtype(img))
     work = _as_float(img)
     if work.shape[1] == 1:
         return _restore(work, img)
@@ -414,6 +458,8 @@ def _blur(img: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Ten
     """The blur of checked arguments: per-sample kernels, one grouped convolution per axis
     (which cuDNN may run in TF32 under torch.backends.cudnn.allow_tf32, as torchvision's)."""
     batch, channels, height, width = img.shape
+    if batch == 0:  # conv2d refuses the (1, 0, H, W) batch below
+        return img.clone()
     radius = min(kernel_size // 2, height - 1, width - 1)  # reflect padding needs pad < side
     kernel = _gaussian_kernels(sigma.to(device=img.device, dtype=torch.float64), radius)
     kernel = kernel.to(img.dtype).repeat_interleave(channels, dim=0)
@@ -458,6 +504,61 @@ class AugmentParams:
     def __getitem__(self, index) -> "AugmentParams":
         """The parameters of a slice of the batch."""
         return AugmentParams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+PARAM_LAYOUT = {  # AugmentParams field: its shape after the batch dimension, its kind of dtype
+    "box": ((4,), "int64"), "flip": ((), "bool"), "jitter": ((), "bool"),
+    "factors": ((4,), "floating-point"), "order": ((4,), "int64"), "grayscale": ((), "bool"),
+    "sigma": ((), "floating-point"),
+}
+
+
+def _dtype_kind(t: torch.Tensor) -> str:
+    """A dtype as PARAM_LAYOUT names it (the ops index with the order: gather wants int64)."""
+    return "floating-point" if t.is_floating_point() else str(t.dtype).removeprefix("torch.")
+
+
+def _check_params(params, batch: int, height: int, width: int, dtype: torch.dtype) -> None:
+    """Hand-built params for a batch of ``batch`` ``height`` x ``width`` images computed in
+    ``dtype``: each field's type, shape and dtype (free), and the values of the fields on the
+    CPU (free there; on a GPU reading them would wait for the device): boxes inside the
+    images, orders that are permutations, factors in their ops' ranges, sigmas >= 0."""
+    if not isinstance(params, AugmentParams):
+        raise TypeError(f"params: expected AugmentParams, got {type(params).__name__}")
+    box = params.box
+    if isinstance(box, torch.Tensor) and box.dim() > 0 and box.shape[0] != batch:
+        raise ValueError(f"params: expected AugmentParams for a batch of {batch}, got one for {box.shape[0]}")
+    for f in fields(params):
+        value, (tail, kind) = getattr(params, f.name), PARAM_LAYOUT[f.name]
+        shape, article = (batch, *tail), "an" if kind[0] in "aeiou" else "a"
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"params.{f.name}: expected {article} {kind} tensor of shape {shape}, "
+                            f"got {type(value).__name__}")
+        if _dtype_kind(value) != kind:
+            raise TypeError(f"params.{f.name}: expected {article} {kind} tensor, got {value.dtype}")
+        if value.shape != shape:
+            raise ValueError(f"params.{f.name}: expected shape {shape}, got {tuple(value.shape)}")
+    if box.device.type == "cpu":  # drawn for images of another size, they crop outside x
+        _check_boxes("params.box", box, height, width)
+    order = params.order
+    if order.device.type == "cpu":
+        bad = (order.sort(dim=1).values != torch.arange(4)).any(dim=1)
+        if bool(bad.any()):
+            raise ValueError(f"params.order: expected rows that are permutations of 0, 1, 2, 3, "
+                             f"got {order[bad][0].tolist()}")
+    factors, top = params.factors, torch.finfo(dtype).max
+    if factors.device.type == "cpu":
+        blends, hue = factors[:, :HUE], factors[:, HUE]
+        good = ((blends >= 0) & (blends <= top)).all(dim=1) & (hue >= -0.5) & (hue <= 0.5)
+        if not bool(good.all()):  # NaN fails every comparison
+            raise ValueError(f"params.factors: expected brightness, contrast and saturation factors "
+                             f"in [0, {top}] ({dtype}) and a hue shift in [-0.5, 0.5], "
+                             f"got {factors[~good][0].tolist()}")
+    sigma = params.sigma
+    if sigma.device.type == "cpu":
+        good = (sigma >= 0) & (sigma < math.inf)
+        if not bool(good.all()):
+            raise ValueError(f"params.sigma: expected finite values >= 0, got {sigma[~good][0].item()}")
 
 
 def _policy(crop: bool, jitter_strength: float, blur_p: float = 0.0) -> dict:
@@ -513,9 +614,7 @@ class SimCLRAugment(torch.nn.Module):
         super().__init__()
         self.size = None if size is None else check_size("size", size)
         self.crop = check_bool("crop", crop)
-        self.crop_scale = _check_range("crop_scale", crop_scale, positive=True)
-        if self.crop_scale[1] > 1:
-            raise ValueError(f"crop_scale: expected area fractions in (0, 1], got {crop_scale!r}")
+        self.crop_scale = _check_crop_scale("crop_scale", crop_scale)
         self.crop_ratio = _check_range("crop_ratio", crop_ratio, positive=True)
         self.flip_p = _check_probability("flip_p", flip_p)
         self.jitter_strength = check_nonnegative("jitter_strength", jitter_strength)
@@ -580,7 +679,7 @@ class SimCLRAugment(torch.nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_images("x", x)
         params = self.sample_params(x.shape[0], x.shape[2], x.shape[3], generator, device=x.device)
-        return self.apply_params(x, params)
+        return self._apply_params(x, params)  # drawn here for x: nothing to check
 
     def two_views(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """Two independently augmented views of ``x`` (one call on the doubled batch)."""
@@ -590,12 +689,14 @@ class SimCLRAugment(torch.nn.Module):
 
     def apply_params(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """Applies drawn ``params`` to ``x``: crop+flip, jitter, grayscale, blur (SimCLR's order).
-        uint8 input gives float32 output in [0, 1]; float dtypes are kept."""
+        uint8 input gives float32 output in [0, 1]; float dtypes are kept. Each field of
+        ``params`` is checked for its type, shape and dtype, and, where it is on the CPU, for
+        its values (on a GPU reading them would wait for the device)."""
         _check_images("x", x)
-        if not isinstance(params, AugmentParams) or params.box.shape[0] != x.shape[0]:
-            raise ValueError(f"params: expected AugmentParams for a batch of {x.shape[0]}")
-        if params.box.device.type == "cpu":  # drawn for images of another size, they crop outside x
-            _check_boxes("params.box", params.box, x.shape[2], x.shape[3])
+        _check_params(params, x.shape[0], x.shape[2], x.shape[3], _compute_dtype(x))
+        return self._apply_params(x, params)
+
+    def _apply_params(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         params = params.to(x.device)
         if x.device.type != "cpu":
             return _restore(self._apply(_as_float(x), params), x)

@@ -1,6 +1,7 @@
 """Batched augmentations (pyclr.data.augment): parameter ranges, exactness of each op against
 torchvision's per-image kernels, the whole policy against a per-image torchvision pipeline
 fed the same draws, channel handling, determinism, and argument errors."""
+import dataclasses
 import math
 
 import pytest
@@ -63,6 +64,13 @@ def test_policies_switch_parts_off():
 
 def test_empty_batch():
     assert A.SimCLRAugment()(torch.rand(0, 3, 8, 8), gen(0)).shape == (0, 3, 8, 8)
+
+
+def test_gaussian_blur_of_an_empty_batch(monkeypatch):
+    # conv2d refused the (1, 0, H, W) batch the grouped blur made of it
+    assert A.gaussian_blur(torch.rand(0, 3, 16, 16), 1.0).shape == (0, 3, 16, 16)
+    monkeypatch.setattr(A, "_any", lambda mask: True)  # the GPU's way: no step is skipped
+    assert A.SimCLRAugment(blur_p=1.0)(torch.rand(0, 3, 8, 8), gen(0)).shape == (0, 3, 8, 8)
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -136,6 +144,22 @@ def test_crop_boxes_fall_back_to_a_central_crop():
     assert (boxes == torch.tensor([(30 - 15) // 2, 0, 15, 30])).all()
 
 
+@pytest.mark.parametrize("ratio", [(40.0, 40.0), (1 / 40, 1 / 40), (1e40, 1e40), (1e-40, 1e-40)])
+def test_extreme_aspects_give_boxes_of_a_pixel_at_least(ratio):
+    # torchvision's central fallback rounds 16 / 40 to a height of 0
+    top, left, h, w = A.sample_crop_boxes(3, 16, 16, (1.0, 1.0), ratio, generator=gen(0)).unbind(1)
+    assert (h >= 1).all() and (w >= 1).all() and (top + h <= 16).all() and (left + w <= 16).all()
+    out = A.SimCLRAugment(8, crop_ratio=ratio)(images(3, 3, 16, 16), gen(0))
+    assert out.shape == (3, 3, 8, 8) and torch.isfinite(out).all()
+
+
+def test_sample_crop_boxes_checks_scale_as_the_policy_does():
+    with pytest.raises(ValueError, match=r"scale: expected area fractions in \(0, 1\], got \(2, 3\)"):
+        A.sample_crop_boxes(2, 16, 16, scale=(2, 3))
+    with pytest.raises(ValueError, match=r"crop_scale: expected area fractions in \(0, 1\]"):
+        A.SimCLRAugment(crop_scale=(2, 3))
+
+
 def test_crop_without_resize_takes_every_position_uniformly():
     x = images(1, 2, 38, 38).expand(3000, -1, -1, -1)
     out = A.crop_without_resize(x, 28, generator=gen(0))
@@ -157,10 +181,16 @@ def test_random_bits_crop_is_the_resized_crop_of_its_boxes_and_keeps_bits():
     x = torch.cat((x, bits), dim=1)
     out = A.random_bits_crop(x, gen(5))
     boxes = A.sample_crop_boxes(64, 28, 28, (0.5, 1.0), (3 / 4, 4 / 3), generator=gen(5))
-    assert torch.equal(out, A.resized_crop(x, boxes, 28))
     area = boxes[:, 2] * boxes[:, 3] / 28 ** 2
     assert area.min() > 0.45 and area.max() <= 1  # 0.5-1 up to rounding on a 28-px grid
-    torch.testing.assert_close(out[:, 1:], bits, rtol=0, atol=1e-6)  # constants stay constant
+    assert torch.equal(out[:, :1], A.resized_crop(x[:, :1], boxes, 28))
+    # Constant planes stay exactly constant, so two views agree on them (a plane of ones came
+    # out 0.99999994 in places, and two views differed by 6e-8).
+    assert torch.equal(out[:, 1:], bits)
+    assert torch.equal(A.random_bits_crop(x, gen(6))[:, 1:], out[:, 1:])
+    as_bytes = (x * 255).round().to(torch.uint8)
+    assert torch.equal(A.random_bits_crop(as_bytes, gen(5))[:, 1:], bits)
+    assert A.random_bits_crop(torch.rand(0, 3, 8, 8), gen(5)).shape == (0, 3, 8, 8)
 
 
 # ----------------------------------------------------------------------------- colour ops
@@ -203,6 +233,23 @@ def test_grayscale_and_blur_match_torchvision():
         ref = tv.gaussian_blur(x[b], [7, 7], [sigma[b].item()] * 2)
         torch.testing.assert_close(out[b], ref, rtol=0, atol=1e-5)
     assert torch.equal(A.gaussian_blur(x, 0.0, 7), x)  # sigma 0 is an exact no-op
+
+
+@pytest.mark.parametrize("op,dtype", [("adjust_brightness", torch.float32), ("adjust_contrast", torch.float32),
+                                      ("adjust_saturation", torch.float16), ("adjust_brightness", torch.uint8)])
+def test_colour_factors_past_the_compute_dtype_are_refused(op, dtype):
+    # 1e39 became inf in float32 (half and uint8 images compute in it): 0 * inf gave NaN
+    x = images(2, 3, 4, 4)
+    x[0] = 0
+    x = (x * 255).round().to(dtype) if dtype == torch.uint8 else x.to(dtype)
+    message = r"factor: expected at most 3.4028234663852886e\+38, the largest torch.float32"
+    with pytest.raises(ValueError, match=message + r".*got 1e\+39"):
+        getattr(A, op)(x, 1e39)
+    with pytest.raises(ValueError, match=message):
+        getattr(A, op)(x, torch.tensor([1.0, 1e39], dtype=torch.float64))
+    out = getattr(A, op)(x, torch.finfo(torch.float32).max)  # the largest that fits is fine
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(A.adjust_brightness(x.double(), 1e39)[0], torch.zeros(3, 4, 4, dtype=torch.float64))
 
 
 # ----------------------------------------------------------------------------- the policy's draws
@@ -436,3 +483,71 @@ def test_bad_inputs():
         A.resized_crop(torch.rand(1, 3, 8, 8), torch.tensor([[0, 0, 8, 8]]), 4, flip=1.0)
     with pytest.raises(ValueError, match="name: expected one of"):
         A.SimCLRAugment.from_policy("simclr")
+
+
+def params_with(**changes):
+    """Valid params for a batch of 2 16x16 images, with ``changes`` to their fields."""
+    return dataclasses.replace(A.SimCLRAugment().sample_params(2, 16, 16, gen(0)), **changes)
+
+
+@pytest.mark.parametrize("changes,error,message", [
+    (dict(order=torch.tensor([[0, 1, 2, 7]] * 2)), ValueError,
+     r"params.order: expected rows that are permutations of 0, 1, 2, 3, got \[0, 1, 2, 7\]"),
+    (dict(order=torch.tensor([[0, 1, 1, 3]] * 2)), ValueError, r"params.order: .* got \[0, 1, 1, 3\]"),
+    (dict(order=torch.tensor([[0, 1, 2, 3]] * 2, dtype=torch.int32)), TypeError,
+     "params.order: expected an int64 tensor, got torch.int32"),
+    (dict(box=torch.tensor([[0, 0]] * 2)), ValueError, r"params.box: expected shape \(2, 4\), got \(2, 2\)"),
+    (dict(flip=torch.ones(3, dtype=torch.bool)), ValueError, r"params.flip: expected shape \(2,\), got \(3,\)"),
+    (dict(grayscale=torch.ones(2)), TypeError, "params.grayscale: expected a bool tensor, got torch.float32"),
+    (dict(jitter=[True, True]), TypeError, r"params.jitter: expected a bool tensor of shape \(2,\), got list"),
+    (dict(sigma=torch.tensor([1.0, -1.0], dtype=torch.float64)), ValueError,
+     "params.sigma: expected finite values >= 0, got -1.0"),
+    (dict(sigma=torch.tensor([1.0, float("inf")])), ValueError, "params.sigma: expected finite values >= 0, got inf"),
+    (dict(jitter=torch.ones(2, dtype=torch.bool), factors=torch.full((2, 4), float("nan"), dtype=torch.float64)),
+     ValueError, r"params.factors: expected brightness, contrast and saturation factors in \[0, 3.40.*got \[nan"),
+    (dict(factors=torch.tensor([[1.0, 1e39, 1.0, 0.0]] * 2, dtype=torch.float64)), ValueError,
+     r"params.factors: .* got \[1.0, 1e\+39, 1.0, 0.0\]"),
+    (dict(factors=torch.tensor([[1.0, 1.0, 1.0, 0.7]] * 2, dtype=torch.float64)), ValueError,
+     r"params.factors: .*a hue shift in \[-0.5, 0.5\], got \[1.0, 1.0, 1.0, 0.7\]"),
+])
+def test_apply_params_checks_each_field(changes, error, message):
+    with pytest.raises(error, match=message):
+        A.SimCLRAugment().apply_params(images(2, 3, 16, 16), params_with(**changes))
+
+
+def test_apply_params_wants_augment_params():
+    with pytest.raises(TypeError, match="params: expected AugmentParams, got dict"):
+        A.SimCLRAugment().apply_params(images(2, 3, 16, 16), {})
+
+
+@pytest.mark.parametrize("value", [float("inf"), -float("inf"), float("nan")])
+@pytest.mark.parametrize("call", [
+    lambda x: A.resized_crop(x, torch.tensor([[0, 0, 8, 8]] * 2), 4),
+    lambda x: A.SimCLRAugment(4)(x, gen(0)),
+    lambda x: A.SimCLRAugment(4).two_views(x, gen(0)),
+    lambda x: A.random_bits_crop(x, gen(0)),
+    lambda x: A.crop_without_resize(x, 4, gen(0)),
+])
+def test_non_finite_pixels_are_refused_on_the_cpu(call, value):
+    # inf pixels came out NaN (0 * inf in the bilinear weights)
+    x = images(2, 3, 8, 8)
+    x[1, 2, 5, 3] = value
+    with pytest.raises(ValueError, match="x: expected finite values, got inf or NaN"):
+        call(x)
+    with pytest.raises(ValueError, match="img: expected finite values, got inf or NaN"):
+        A.adjust_hue(x.half(), 0.1)
+
+
+def test_output_sizes_are_bounded():
+    # SimCLRAugment(10**6) asked for 16 TB; the bound is check_size's (MAX_SIDE = 8192)
+    with pytest.raises(ValueError, match=r"size: expected .*at most 8192 pixels"):
+        A.SimCLRAugment(size=(1, 8193))
+    with pytest.raises(ValueError, match=r"size: expected .*at most 8192 pixels"):
+        A.resized_crop(images(1, 1, 4, 4), torch.tensor([[0, 0, 4, 4]]), (8193, 1))
+    assert A.resized_crop(images(1, 1, 4, 4), torch.tensor([[0, 0, 4, 4]]), (8192, 1)).shape == (1, 1, 8192, 1)
+    assert A.SimCLRAugment(size=(8192, 2)).size == (8192, 2)
+
+
+def test_random_bits_crop_checks_its_generator():
+    with pytest.raises(TypeError, match="generator: expected a torch.Generator or None, got int"):
+        A.random_bits_crop(images(2, 3, 8, 8), 5)
