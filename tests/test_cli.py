@@ -99,8 +99,8 @@ def without(section: dict, key: str) -> dict:
      "augment 'random_bits_crop': unknown options ['crop_scale']; it takes none"),
     ({**TINY, "augment": "simclr_cifar"}, [], "augment: expected a section of keys (a dict), got str"),
     # a bad value: named with its section ("size: ..." was the dataset's, the augmentation's or an eval set's)
-    (TINY, ["--set", "dataset.size=-5"], "pyclr train: dataset.size: expected an int >= 1, got -5"),
-    (TINY, ["--set", "eval.train.size=-1"], "pyclr train: eval.train.size: expected an int >= 1, got -1"),
+    (TINY, ["--set", "dataset.size=-5"], "pyclr train: dataset.size: expected an int in 1..2**63-1, got -5"),
+    (TINY, ["--set", "eval.train.size=-1"], "pyclr train: eval.train.size: expected an int in 1..2**63-1, got -1"),
     (TINY, ["--set", "augment.size=0"], "pyclr train: augment.size: expected sizes >= 1, got 0"),
     (TINY, ["--set", "augment.policy=crop_without_resize", "--set", "augment.size=0"],
      "pyclr train: augment.size: expected sizes >= 1, got 0"),  # was found at the first step
@@ -347,6 +347,7 @@ def test_torchrun_demo_prints_once(tmp_path):
     ("2", "WORLD_SIZE=2 in the environment asks for several processes, but torch.distributed cannot join "
           "them (environment variable RANK expected, but not set): start them with torchrun, or unset WORLD_SIZE"),
     ("two", "WORLD_SIZE: expected the number of processes (an integer), got 'two' from the environment"),
+    ("\u00b2", "WORLD_SIZE: expected the number of processes (an integer), got '\u00b2'"),  # isdigit() took it
 ])
 def test_a_stray_world_size_is_named(tmp_path, capsys, monkeypatch, world, message):
     # a WORLD_SIZE left in the shell (not torchrun's) failed with torch's rendezvous error or int()'s

@@ -73,7 +73,7 @@ CPU_CHUNK_ELEMENTS = 1 << 19  # a CPU batch is augmented in slices of about this
 
 # ----------------------------------------------------------------------------- validation
 
-def _check_images(name: str, x) -> None:
+def _check_images(name: str, x, finite: bool = True) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
@@ -84,10 +84,15 @@ def _check_images(name: str, x) -> None:
         raise ValueError(f"{name}: expected C, H and W > 0, got shape {tuple(x.shape)}")
     # inf or NaN pixels come out NaN (0 * inf in the interpolation weights, inf - inf in the
     # colour ops). Checked on the CPU only: on a GPU reading the answer waits for the device.
-    if x.is_floating_point() and x.device.type == "cpu" and x.numel():
-        low, high = torch.aminmax(x)  # NaN propagates to both
-        if not (-math.inf < low.item() and high.item() < math.inf):
-            raise ValueError(f"{name}: expected finite values, got inf or NaN")
+    # (finite=False: the caller checks, from a min/max pass of its own)
+    if finite and x.is_floating_point() and x.device.type == "cpu" and x.numel():
+        _check_finite(name, *torch.aminmax(x))
+
+
+def _check_finite(name: str, low: torch.Tensor, high: torch.Tensor) -> None:
+    """From the minima and maxima of a CPU tensor (NaN propagates to both)."""
+    if not (-math.inf < low.min().item() and high.max().item() < math.inf):
+        raise ValueError(f"{name}: expected finite values, got inf or NaN")
 
 
 def _check_probability(name: str, p) -> float:
@@ -325,21 +330,27 @@ def random_bits_crop(x: torch.Tensor, generator: torch.Generator | None = None) 
     """The random-bits data's crop (Chen et al.): area (0.5, 1), aspect (3/4, 4/3), resized back
     to the input's size. The bit channels are cropped with the image; being constant, they
     stay the same in both views."""
-    _check_images("x", x)
+    _check_images("x", x, finite=False)
     check_generator(generator)
     batch, _, height, width = x.shape
+    # one min/max pass per plane: the finiteness check (on the CPU) and the constant planes
+    planes = x.flatten(2)
+    low, high = planes.amin(2), planes.amax(2)  # aminmax(dim=2) took 10x as long on the CPU
+    if x.is_floating_point() and x.device.type == "cpu" and x.numel():
+        _check_finite("x", low, high)
     draw = _draw_device(generator, "cpu")
     boxes = sample_crop_boxes(batch, height, width, (0.5, 1.0), (3 / 4, 4 / 3), generator, draw)
-    out = resized_crop(x, boxes, (height, width))
+    out = _resized_crop(x, boxes, height, width, None)  # boxes drawn for x: inside it
     # The bilinear weights sum to 1 only up to rounding (a plane of ones came out 0.99999994
-    # in places), so each constant plane, a bit plane say, is put back exactly. Planes whose
-    # four corners differ are not constant: without any other, the CPU skips the full pass.
-    corner = x[:, :, :1, :1]
-    constant = (x[:, :, [0, -1]][..., [0, -1]] == corner).flatten(2).all(2)
-    if not _any(constant):
+    # in places), so each constant plane, a bit plane say, is put back exactly: on the CPU only
+    # those planes are written; on a GPU finding them would wait for the device, so one where().
+    constant = low == high
+    value = (low.float() / 255 if x.dtype == torch.uint8 else low).to(out.dtype)
+    if x.device.type == "cpu":
+        b, c = constant.nonzero(as_tuple=True)
+        out[b, c] = value[b, c][:, None, None]
         return out
-    constant &= (x == corner).flatten(2).all(2)
-    return torch.where(constant[..., None, None], _restore(_as_float(corner), x), out)
+    return torch.where(constant[..., None, None], value[..., None, None], out)
 
 
 # ----------------------------------------------------------------------------- colour
@@ -507,15 +518,20 @@ class AugmentParams:
 
 
 PARAM_LAYOUT = {  # AugmentParams field: its shape after the batch dimension, its kind of dtype
-    "box": ((4,), "int64"), "flip": ((), "bool"), "jitter": ((), "bool"),
+    "box": ((4,), "integer"), "flip": ((), "bool"), "jitter": ((), "bool"),
     "factors": ((4,), "floating-point"), "order": ((4,), "int64"), "grayscale": ((), "bool"),
     "sigma": ((), "floating-point"),
 }
 
 
-def _dtype_kind(t: torch.Tensor) -> str:
-    """A dtype as PARAM_LAYOUT names it (the ops index with the order: gather wants int64)."""
-    return "floating-point" if t.is_floating_point() else str(t.dtype).removeprefix("torch.")
+def _dtype_kind(t: torch.Tensor, kind: str) -> str:
+    """``t``'s dtype as PARAM_LAYOUT names ``kind``s (the order indexes a gather, which wants
+    int64; a box may be any integer type, as resized_crop takes)."""
+    if t.is_floating_point():
+        return "floating-point"
+    if kind == "integer" and t.dtype not in (torch.bool,) and not t.is_complex():
+        return "integer"
+    return str(t.dtype).removeprefix("torch.")
 
 
 def _check_params(params, batch: int, height: int, width: int, dtype: torch.dtype) -> None:
@@ -534,7 +550,7 @@ def _check_params(params, batch: int, height: int, width: int, dtype: torch.dtyp
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"params.{f.name}: expected {article} {kind} tensor of shape {shape}, "
                             f"got {type(value).__name__}")
-        if _dtype_kind(value) != kind:
+        if _dtype_kind(value, kind) != kind:
             raise TypeError(f"params.{f.name}: expected {article} {kind} tensor, got {value.dtype}")
         if value.shape != shape:
             raise ValueError(f"params.{f.name}: expected shape {shape}, got {tuple(value.shape)}")

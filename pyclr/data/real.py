@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import pickle
+import urllib.error
 import warnings
 from pathlib import Path
 
@@ -65,7 +66,7 @@ class CIFAR10(Dataset):
             log.info("downloading CIFAR-10 into %s", root)
             try:
                 tv.CIFAR10(str(root), train=train, download=True)
-            except (OSError, RuntimeError) as exc:  # urllib's URLError offline: it named neither the dataset nor the fix
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:  # offline: it named neither the dataset nor the fix
                 raise OSError(f"root: downloading CIFAR-10 into {root} failed ({exc}); without a network, "
                               f"put {CIFAR10_FOLDER} (the python version from "
                               "https://www.cs.toronto.edu/~kriz/cifar.html) in it") from exc

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._checks import describe
+from .._checks import check_options, describe
 from .features import extract_features, pick_label
 from .probe import linear_probe
 
@@ -26,6 +26,10 @@ def decodability(encoder: nn.Module, head: nn.Module, dataset, label_names: Sequ
     """
     if isinstance(label_names, str) or not label_names:
         raise ValueError(f"label_names: expected a non-empty list of label names, got {label_names!r}")
+    # before any feature is extracted; decodability sets the probe's data, labels, split and seed
+    check_options("probe_options", linear_probe, probe_options,
+                  fixed=("features", "labels", "test_features", "test_labels", "label", "test_fraction",
+                         "seed", "device", "batch_size"))
     splits = dict(splits or {})
     unknown = set(splits) - set(label_names)
     if unknown:

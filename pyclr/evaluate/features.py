@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -118,8 +118,9 @@ def unit_rows(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tens
     neither overflows nor underflows (1e20 or 1e-300 rows keep their directions; the cosine
     similarities of pyclr.evaluate and pyclr.analysis); a zero vector stays zero."""
     x = x.to(torch.promote_types(x.dtype, dtype))  # scaled in the wider of the two
-    scale = x.abs().amax(-1, keepdim=True)
-    return F.normalize((x / torch.where(scale > 0, scale, torch.ones_like(scale))).to(dtype), dim=-1)
+    scale = torch.linalg.vector_norm(x, ord=math.inf, dim=-1, keepdim=True)  # max |x| without an abs copy
+    y = (x / scale.masked_fill_(scale == 0, 1)).to(dtype)  # one copy: x and y at the peak
+    return y.div_(torch.linalg.vector_norm(y, dim=-1, keepdim=True).clamp_min_(1e-12))
 
 
 def as_features(features, labels, *, label, batch_size, device, name, min_rows=2):

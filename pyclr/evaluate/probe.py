@@ -1,6 +1,7 @@
 """Linear evaluation: multinomial logistic regression on frozen features, full batch."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -122,7 +123,7 @@ def fit_logistic(x, y, num_classes, weight_decay, max_iter):
     mean, std, scale = _column_moments(x)
     with torch.inference_mode(False), torch.enable_grad():
         # a new tensor made here is an ordinary one (an inference tensor cannot be saved for backward)
-        xs = (x.to(work) - (mean * scale).to(work)).div_(scale.to(work)).div_(std.to(work)).float()
+        xs = x.to(work).div(scale.to(work)).sub_(mean.to(work)).div_(std.to(work)).float()  # /scale: exact
         y = y.clone()
         w = torch.zeros(num_classes, x.shape[1], device=x.device, requires_grad=True)
         b = torch.zeros(num_classes, device=x.device, requires_grad=True)
@@ -143,12 +144,14 @@ def fit_logistic(x, y, num_classes, weight_decay, max_iter):
 def _column_moments(x, rows: int = 16384):
     """Float64 column means and spreads of ``x / scale`` (``scale``: the power of two at or
     below max |x|, an exact rescaling), with the spreads floored at 1e-6 of the largest."""
-    largest = x.abs().max().double()
+    largest = torch.linalg.vector_norm(x, ord=math.inf).double()  # max |x| without an abs copy
     scale = torch.exp2(torch.floor(torch.log2(largest))) if largest > 0 else torch.ones_like(largest)
     mean = sum((chunk.double() / scale).sum(0) for chunk in x.split(rows)) / len(x)
     var = sum(((chunk.double() / scale - mean) ** 2).sum(0) for chunk in x.split(rows)) / len(x)
     std = var.sqrt()
-    std = std.clamp_min(max(1e-6 * std.max().item(), 1e-30))
+    # below 1e-12 (x / scale is under 2 in magnitude) a spread is rounding: constant columns
+    # stay 0 instead of rounding noise standardised to +-1
+    std = std.clamp_min(max(1e-6 * std.max().item(), 1e-12))
     return mean, std, scale
 
 

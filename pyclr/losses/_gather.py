@@ -45,7 +45,7 @@ class _ReduceScatter(torch.autograd.Function):
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
         n = total.shape[0] // dist.get_world_size()
         rank = dist.get_rank()
-        return total[rank * n: (rank + 1) * n].clone()
+        return total[rank * n: (rank + 1) * n]
 
     @staticmethod
     def backward(ctx, grad):

@@ -87,8 +87,9 @@ def render_masks(encoder, images, taps: Sequence[str] = ("block2", "block3", "bl
     ks = _check_ks(ks)
     images = _check_images(images)
     names = _check_names(names, len(images))  # bad options fail before the forward pass
-    # image b is seeded with seed + b: a seed near the limit failed after the clustering, naming seed + b
-    seed = check_int("seed", seed, 0, SEED_LIMIT - len(images))
+    # per image, image b is seeded with seed + b: a seed near the limit failed after the
+    # clustering, naming seed + b (the cross-image clustering takes seed alone)
+    seed = check_int("seed", seed, 0, SEED_LIMIT - (1 if check_bool("cross_image", cross_image) else len(images)))
     check_choice("upsample", upsample, UPSAMPLE_MODES)
     # a truthy string such as "no" would have meant yes
     cross_image, normalize = check_bool("cross_image", cross_image), check_bool("normalize", normalize)
@@ -297,8 +298,9 @@ MAX_SIDE = 4096
 
 
 def _check_side(size) -> int:
-    if is_int(size) and size > MAX_SIDE:  # before check_size's looser pyclr-wide limit
-        raise ValueError(f"size: expected at most {MAX_SIDE} pixels a side, got {size}")
+    pair = (size, size) if is_int(size) else size
+    if isinstance(pair, (tuple, list)) and all(is_int(s) for s in pair) and max(pair) > MAX_SIDE:
+        raise ValueError(f"size: expected at most {MAX_SIDE} pixels a side, got {size}")  # before check_size's 8192
     height, width = check_size("size", size)
     if height != width:
         raise ValueError(f"size: expected one side (square images), got {size!r}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -28,8 +29,8 @@ class DistributedContext:
         if not tdist.is_available():
             return cls()
         if not tdist.is_initialized():
-            world = os.environ.get("WORLD_SIZE", "1")
-            if not world.strip().isdigit():
+            world = os.environ.get("WORLD_SIZE", "1").strip()
+            if not re.fullmatch(r"[0-9]+", world):  # str.isdigit() takes '²', int() does not
                 raise ValueError(f"WORLD_SIZE: expected the number of processes (an integer), got {world!r} "
                                  "from the environment")
             if int(world) <= 1:

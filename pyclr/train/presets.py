@@ -371,7 +371,7 @@ def _check_eval(spec) -> None:
     if not spec.get("train"):
         raise ValueError("eval: needs a 'train' dataset section (the probe's training set, e.g. "
                          "{\"name\": \"multidigit_eval\", \"size\": 3000}); 'test' is optional, else 20% "
-                         "of 'train' is held out")
+                         "of 'train' is held out; for no probe, set eval to null")
     for split in ("train", "test"):
         if spec.get(split) is not None:
             _require_name(spec[split], f"eval.{split}", _dataset_names())

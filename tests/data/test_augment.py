@@ -515,6 +515,17 @@ def test_apply_params_checks_each_field(changes, error, message):
         A.SimCLRAugment().apply_params(images(2, 3, 16, 16), params_with(**changes))
 
 
+def test_apply_params_takes_boxes_of_any_integer_type():
+    # resized_crop takes any integer box, and apply_params did before its fields were checked
+    params, x = params_with(), images(2, 3, 16, 16)
+    expected = A.SimCLRAugment().apply_params(x, params)
+    for dtype in (torch.int32, torch.int16):
+        assert torch.equal(A.SimCLRAugment().apply_params(x, dataclasses.replace(params, box=params.box.to(dtype))),
+                           expected)
+    with pytest.raises(TypeError, match="params.box: expected an integer tensor, got torch.bool"):
+        A.SimCLRAugment().apply_params(x, dataclasses.replace(params, box=params.box.bool()))
+
+
 def test_apply_params_wants_augment_params():
     with pytest.raises(TypeError, match="params: expected AugmentParams, got dict"):
         A.SimCLRAugment().apply_params(images(2, 3, 16, 16), {})

@@ -167,6 +167,17 @@ def test_decodability_refuses_bad_splits_before_extracting(split, error, message
         decodability(MeanEncoder(), ProjectionHead(2, 8, 4), Labeled(400), ["a"], splits={"a": split})
 
 
+@pytest.mark.parametrize("options,message", [
+    (dict(max_iters=10), r"probe_options: unknown options \['max_iters'\]; it takes weight_decay, max_iter"),
+    (dict(label="a"), r"probe_options: unknown options \['label'\]"),  # was: 'the items carry one bare label'
+])
+def test_decodability_names_probe_options_it_cannot_pass(options, message, monkeypatch):
+    module = sys.modules["pyclr.evaluate.decodability"]
+    monkeypatch.setattr(module, "extract_features", lambda *a, **k: pytest.fail("features extracted first"))
+    with pytest.raises(ValueError, match=message):  # a raw TypeError from linear_probe() after extraction
+        decodability(MeanEncoder(), ProjectionHead(2, 8, 4), Labeled(400), ["a"], **options)
+
+
 def test_extract_features_restores_mode_and_orders():
     enc = MeanEncoder().train()
     feats, labels = extract_features(enc, Labeled(50), batch_size=7)
@@ -305,6 +316,19 @@ def test_probe_and_knn_do_not_depend_on_the_features_scale(scale, dtype):
     assert scaled.accuracy == pytest.approx(probe.accuracy, abs=0.011)
     assert scaled.weight.dtype == dtype and scaled.predict(tbig).eq(ty).float().mean().item() == scaled.accuracy
     assert knn_accuracy(big, y, tbig, ty, k=5) == knn
+
+
+def test_probe_of_extreme_and_constant_columns():
+    # values near float32's largest overflowed when the mean was subtracted before the rescaling
+    big = torch.tensor([[3e38, 1.0], [3e38, 2.0], [-3e38, 3.0], [3e38, 4.0]] * 5)
+    result = linear_probe(big, torch.tensor([0, 1, 0, 1] * 5), weight_decay=1e-3)
+    assert result.weight.isfinite().all() and result.bias.isfinite().all()
+    # constant float64 columns: rounding noise in their spread was standardised to +-1 (w ~ 1e14)
+    x = torch.full((50, 3), 0.1, dtype=torch.float64)
+    x[:, 1] = 1 / 3
+    x[:, 2] = torch.randn(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    result = linear_probe(x, (x[:, 2] > 0).long(), weight_decay=1e-3)
+    assert result.accuracy == 1.0 and result.weight[:, :2].abs().max() < 1 and result.bias.abs().max() < 10
 
 
 def test_probe_with_too_few_rows_to_validate_says_so():

@@ -183,6 +183,9 @@ def test_square_image_takes_uint8_and_checks_its_input():
 def test_square_image_in_half_precision_and_always_clamped():
     from pyclr.render import square_image
 
+    with pytest.raises(ValueError, match=r"size: expected at most 4096 pixels a side, got \(9000, 9000\)"):
+        square_image(torch.rand(3, 8, 8), (9000, 9000))  # named check_size's 8192
+
     image = torch.rand(3, 10, 20, generator=torch.Generator().manual_seed(0))
     for dtype in (torch.float16, torch.bfloat16):  # antialiased resizing raised NotImplementedError
         out = square_image(image.to(dtype), 8)
@@ -206,6 +209,16 @@ def test_a_seed_too_large_for_every_image_is_refused_first(encoder, images, monk
     monkeypatch.setattr(masks, "extract_features", lambda *a, **k: pytest.fail("ran before the check"))
     with pytest.raises(ValueError, match=r"seed: expected an int in 0\.\.2\*\*31-2, got 2147483647"):
         render_masks(encoder, images, ks=(2,), seed=2**31 - 1, raw_pixel_baseline=True)
+
+    class Reached(Exception):
+        pass
+
+    def reached(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr(masks, "extract_features", reached)
+    with pytest.raises(Reached):  # cross-image clustering takes the seed alone: the largest is valid
+        render_masks(encoder, images, ks=(2,), seed=2**31 - 1, cross_image=True)
 
 
 def test_images_and_label_maps_of_mismatched_batch(images):

@@ -22,7 +22,30 @@ def test_every_colour_up_to_the_limit_is_distinct_and_not_grey():
     colours = palette(MAX_COLOURS)  # one ring of golden-ratio hues repeated its 20th colour at 630
     assert len({tuple(c) for c in colours.tolist()}) == MAX_COLOURS
     assert (colours.max(1).astype(int) - colours.min(1).astype(int)).min() > 40
-    assert np.array_equal(palette(700), colours[:700])  # a prefix whatever was asked before
+    # the first 630 colours are those one ring gave before (values recorded from it)
+    assert colours[[21, 300, 629]].tolist() == [[61, 114, 242], [242, 115, 61], [61, 242, 114]]
+
+
+def test_palette_is_the_same_in_every_thread():
+    import sys
+    import threading
+
+    module = sys.modules["pyclr.render.palette"]  # pyclr.render.palette is also the function's name
+    module._table.cache_clear()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a state grown by several threads at once interleaved its colours
+    try:
+        results = [None] * 8
+        threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, palette(8192 - 7 * k)))
+                   for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    reference = palette(8192)
+    assert all(np.array_equal(r, reference[:len(r)]) for r in results)
 
 
 def test_match_colours_needs_maps_of_one_shape():

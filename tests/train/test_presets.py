@@ -104,9 +104,9 @@ def test_a_key_given_twice_is_refused(tmp_path, suffix, text):
 
 def test_a_yaml_merge_key_may_be_overridden(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("preset: demo\ntrain: &t\n  lr: 0.1\n  epochs: 2\nhead:\n  out_dim: 16\n"
-                    "description: x\n")
-    assert resolve_config(str(path))["train"]["lr"] == 0.1
+    # a merge without an override, and merged keys overridden: neither is a key given twice
+    path.write_text("preset: demo\ntrain:\n  <<: {lr: 0.1, epochs: 2}\n  weight_decay: 0.001\n")
+    assert [resolve_config(str(path))["train"][k] for k in ("lr", "epochs", "weight_decay")] == [0.1, 2, 0.001]
     path.write_text("preset: demo\ntrain:\n  <<: {lr: 0.1, epochs: 2}\n  lr: 0.2\n")
     cfg = resolve_config(str(path))
     assert (cfg["train"]["lr"], cfg["train"]["epochs"]) == (0.2, 2)
