@@ -107,6 +107,8 @@ def without(section: dict, key: str) -> dict:
     (TINY, ["--set", "head.out_dim=-1"], "pyclr train: head.out_dim: expected an int >= 1, got -1"),
     (TINY, ["--set", "encoder.feature_dim=0"], "pyclr train: encoder.feature_dim: expected an int >= 1, got 0"),
     (TINY, ["--set", "train.seed=-1"], "pyclr train: train.seed: expected an int in 0..2**63-1, got -1"),
+    ({**TINY, "dataset": {"name": "cifar10", "root": "/nonexistent"}}, [],  # FileNotFoundError's too
+     "pyclr train: dataset.root: no CIFAR-10 batches"),
     # a label the eval items do not carry: found on one item, before training
     ({**TINY, "eval": {**TINY["eval"], "label": "colour"}}, [],
      "eval.label: expected one of digits, positions, cells, mnist_index, n_digits, label, got 'colour'"),

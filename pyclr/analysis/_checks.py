@@ -1,14 +1,20 @@
 """Argument checks shared by the analyses."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..data._util import check_class_ids
 
 
 def check_activations(name: str, x, dims: int, shape: str) -> torch.Tensor:
-    """A finite floating tensor with ``dims`` dimensions (``shape`` describes them)."""
-    if not isinstance(x, torch.Tensor) or x.dim() != dims or not x.is_floating_point():
+    """A finite floating tensor with ``dims`` dimensions (``shape`` describes them); a numpy
+    array is taken as the tensor it views."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a float tensor (or numpy array) of shape {shape}, got {type(x).__name__}")
+    if x.dim() != dims or not x.is_floating_point():
         got = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name}: expected a float tensor of shape {shape}, got {got}")
     if x.numel() == 0:

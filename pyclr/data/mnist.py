@@ -77,6 +77,8 @@ def _check_digits(images: np.ndarray, labels: np.ndarray, images_path, labels_pa
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise ValueError(f"{images_path}: expected uint8 images of shape (n, 28, 28), "
                          f"got {images.dtype} {images.shape}")
+    if labels.dtype.kind not in "iu":  # float IDX labels (NaN, 3.7) passed the range check, then were cast
+        raise ValueError(f"{labels_path}: expected integer labels, got {labels.dtype}")
     if labels.ndim != 1 or len(labels) != len(images):
         raise ValueError(f"{labels_path}: expected {len(images)} labels (one per image in "
                          f"{images_path.name}), got shape {labels.shape}")

@@ -38,10 +38,15 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             batch = pickle.load(f, encoding="bytes")
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        raw, raw_labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
     except Exception as exc:  # unpickling errors come in many types
         raise ValueError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc})") from exc
+    # values the casts would change (int64 data wrapped to uint8, 0.5 labels truncated to 0)
+    if raw.dtype != np.uint8 and not (raw.dtype.kind in "iu" and (raw.size == 0 or (raw.min() >= 0 and raw.max() <= 255))):
+        raise ValueError(f"{path}: expected data bytes 0..255, got {raw.dtype}")
+    if raw_labels.size and raw_labels.dtype.kind not in "iu":
+        raise ValueError(f"{path}: expected integer labels, got {raw_labels.dtype}")
+    data, labels = raw.astype(np.uint8), raw_labels.astype(np.int64)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
         raise ValueError(f"{path}: expected data (n, 3072) and n labels, got data "
                          f"{data.shape} and {len(labels)} labels")
@@ -97,9 +102,12 @@ class CIFAR10(Dataset):
         try:
             with open(meta, "rb") as f:
                 names = pickle.load(f, encoding="bytes")[b"label_names"]
-            return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+            names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
         except Exception as exc:
             raise ValueError(f"{meta}: not a CIFAR-10 batches.meta ({type(exc).__name__}: {exc})") from exc
+        if len(names) != len(CIFAR10_CLASSES):  # labels go to 9: a short list failed at a lookup
+            raise ValueError(f"{meta}: expected {len(CIFAR10_CLASSES)} label names, got {len(names)}")
+        return names
 
     def __len__(self) -> int:
         return len(self.labels)

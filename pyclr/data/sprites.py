@@ -179,6 +179,9 @@ def sprites_decoding_split(target: str, seed: int = 0, held_out_scales: int = 2,
         held_out_positions = check_real("held_out_positions", held_out_positions, 0, 1, inclusive=False)
         scales = set(rng.choice(SCALES, held_out_scales, replace=False).tolist())
         count = max(1, round(held_out_positions * POSITIONS ** 2))
+        if count == POSITIONS ** 2:  # every position held out: an empty training list
+            raise ValueError(f"held_out_positions: {held_out_positions} of the {POSITIONS ** 2} positions rounds "
+                             "to all of them, leaving nothing to train on")
         positions = set(rng.choice(POSITIONS ** 2, count, replace=False).tolist())
         seen = [(f["scale"] in scales, f["position"] in positions) for f in factors]
         train = [i for i, (s, p) in enumerate(seen) if not s and not p]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -132,12 +133,15 @@ def as_features(features, labels, *, label, batch_size, device, name, min_rows=2
         x, all_labels = extract_features(features[0], features[1], batch_size=batch_size, device=device)
         labels = pick_label(all_labels, label)
     else:
-        x = features
+        # numpy features (scikit-learn's, say) as they are: a view, converted below like a tensor
+        x = torch.from_numpy(np.ascontiguousarray(features)) if isinstance(features, np.ndarray) else features
         if labels is not None:  # a dict: extract_features' labels of items with several
             labels = pick_label(labels, label)
-    if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
-        raise ValueError(f"{name}: expected a float tensor of shape (n, d), got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a float tensor (or numpy array) of shape (n, d), got {type(x).__name__}")
+    if x.dim() != 2 or not x.is_floating_point():
+        raise ValueError(f"{name}: expected a float tensor of shape (n, d), got {str(x.dtype).removeprefix('torch.')} "
+                         f"of shape {tuple(x.shape)}")
     try:
         y = torch.as_tensor(labels) if labels is not None else None
     except (TypeError, ValueError, RuntimeError):

@@ -386,10 +386,10 @@ def named_in(section: str):
     ``size: ...`` (which the dataset, its augmentation and the eval sets all have)."""
     try:
         yield
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, FileNotFoundError) as exc:
         message = str(exc)
         key = re.match(r"(\w+): ", message)
-        if type(exc) in (ValueError, TypeError) and key and key.group(1) != section:
+        if type(exc) in (ValueError, TypeError, FileNotFoundError) and key and key.group(1) != section:
             raise type(exc)(f"{section}.{message}") from exc
         raise
 

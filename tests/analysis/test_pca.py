@@ -53,3 +53,10 @@ def test_ratios_do_not_depend_on_the_scale(scale):
     x = torch.randn(30, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     torch.testing.assert_close(pca_embedding(x * scale).explained_variance_ratio,
                                pca_embedding(x).explained_variance_ratio)
+
+
+def test_numpy_features_are_taken_as_tensors():
+    x = torch.randn(20, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    torch.testing.assert_close(pca_embedding(x.numpy()).components, pca_embedding(x).components)
+    with pytest.raises(TypeError, match=r"features: expected a float tensor \(or numpy array\) .* got list"):
+        pca_embedding(x.tolist())

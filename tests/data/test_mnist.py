@@ -88,6 +88,9 @@ def test_load_mnist_inconsistent_files(tmp_path):
     write_fake_mnist(tmp_path, images, labels + 10)
     with pytest.raises(ValueError, match="labels 0..9"):
         load_mnist(tmp_path)
+    write_fake_mnist(tmp_path, images, labels.astype(np.float32) + 0.7)  # was cast to int (3.7 -> 3)
+    with pytest.raises(ValueError, match="train-labels-idx1-ubyte: expected integer labels, got float32"):
+        load_mnist(tmp_path)
 
 
 def test_load_mnist_corrupt_file_named(tmp_path):

@@ -48,6 +48,26 @@ def test_cifar10_missing_and_corrupt(tmp_path):
         CIFAR10(tmp_path, train=False)
 
 
+@pytest.mark.parametrize("batch,meta,message", [
+    # each was read silently wrong: int64 data wrapped to uint8, 0.5 labels truncated to 0,
+    # a meta of two names for labels that go to 9
+    ({b"data": np.full((2, 3072), 300, np.int64), b"labels": [0, 1]}, None, "expected data bytes 0..255, got int64"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0.5, 1.0]}, None, "expected integer labels, got float64"),
+    (None, [b"cat", b"dog"], "batches.meta: expected 10 label names, got 2"),
+])
+def test_cifar10_values_the_casts_would_change_are_refused(tmp_path, batch, meta, message):
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    write_fake_cifar(folder)
+    if batch is not None:
+        (folder / "test_batch").write_bytes(pickle.dumps(batch))
+    if meta is not None:
+        (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": meta}))
+    with pytest.raises(ValueError, match=message):
+        CIFAR10(tmp_path, train=False)
+
+
 def test_cifar10_download_through_torchvision(tmp_path, monkeypatch):
     class FakeCIFAR10:  # stands in for torchvision.datasets.CIFAR10
         def __init__(self, root, train, download):

@@ -62,6 +62,9 @@ def test_palette_is_ten_distinct_husl_hues():
     (lambda: Sprites().coverage(-1, 0, 0), ValueError, "scale: expected an int in 0..5, got -1"),  # wrapped
     (lambda: Sprites().coverage(0, 16, 0), ValueError, "x: expected an int in 0..15, got 16"),  # IndexError
     (lambda: Sprites().coverage(0.5, 0, 0), TypeError, "scale: expected an int"),
+    # every position held out: an empty training list, without a word
+    (lambda: sprites_decoding_split("colour", held_out_positions=0.9999), ValueError,
+     "held_out_positions: 0.9999 of the 256 positions rounds to all of them"),
 ])
 def test_colour_and_coverage_arguments_are_checked(call, error, message):
     with pytest.raises(error, match=message):

@@ -372,3 +372,14 @@ def test_probe_decay_range_and_predict_input_are_checked():
     with pytest.raises(ValueError, match=r"x: expected shape \(n, 3\), got \(2, 4\)"):
         result.predict(torch.zeros(2, 4))
     assert torch.equal(result.predict(x), (x @ result.weight.T + result.bias).argmax(1))
+
+
+def test_numpy_features_are_taken_as_tensors():
+    # scikit-learn-style numpy features were refused ('got ndarray'); an int array names its dtype
+    x, y = blobs(80, 4, 2, 0.3, seed=10)
+    assert linear_probe(x.numpy(), y.numpy(), weight_decay=1e-3).accuracy == linear_probe(x, y, weight_decay=1e-3).accuracy
+    assert knn_accuracy(x.numpy(), y, x.numpy(), y, k=3) == knn_accuracy(x, y, x, y, k=3)
+    with pytest.raises(ValueError, match=r"features: expected a float tensor of shape \(n, d\), got int64 of shape"):
+        linear_probe(x.long().numpy(), y)
+    with pytest.raises(TypeError, match="features: expected a float tensor .* got list"):
+        linear_probe(x.tolist(), y)
