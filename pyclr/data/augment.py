@@ -44,7 +44,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_bool, check_choice, check_generator, check_int, check_nonnegative, check_real, check_size
+from .._checks import (check_bool, check_choice, check_generator, check_int, check_nonnegative, check_real,
+                       check_size, is_int)
 
 __all__ = [
     "AugmentParams",
@@ -447,6 +448,7 @@ def rgb_to_grayscale(img: torch.Tensor) -> torch.Tensor:
 
 def blur_kernel_size(height: int, width: int) -> int:
     """SimCLR's kernel: 10% of the image's side, made odd (23 at 224, 3 at 32)."""
+    height, width = check_int("height", height, 1), check_int("width", width, 1)  # -100 gave -9
     return 2 * (min(height, width) // 20) + 1
 
 
@@ -513,7 +515,11 @@ class AugmentParams:
         return AugmentParams(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     def __getitem__(self, index) -> "AugmentParams":
-        """The parameters of a slice of the batch."""
+        """The parameters of a slice of the batch (``params[i:i + 1]`` for sample ``i``: an int
+        index would drop the batch dimension every field has)."""
+        if is_int(index) or (isinstance(index, torch.Tensor) and index.dim() == 0):
+            raise TypeError(f"index: expected a slice or a tensor of indices (params[{index}:{index} + 1] for one "
+                            "sample), got an int")
         return AugmentParams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 

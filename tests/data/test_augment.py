@@ -562,3 +562,12 @@ def test_output_sizes_are_bounded():
 def test_random_bits_crop_checks_its_generator():
     with pytest.raises(TypeError, match="generator: expected a torch.Generator or None, got int"):
         A.random_bits_crop(images(2, 3, 8, 8), 5)
+
+
+def test_blur_kernel_size_and_params_index_are_checked():
+    with pytest.raises(ValueError, match="height: expected an int >= 1, got -100"):
+        A.blur_kernel_size(-100, -100)  # returned -9
+    params = params_with()
+    with pytest.raises(TypeError, match=r"index: expected a slice or a tensor of indices \(params\[0:0 \+ 1\]"):
+        params[0]  # dropped the batch dimension, then 'expected AugmentParams' in apply_params
+    assert params[0:1].box.shape == (1, 4)

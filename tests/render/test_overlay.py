@@ -118,3 +118,12 @@ def test_the_written_overlay_has_the_image_size(tmp_path):
 def test_figure_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_write_png_into_a_file_and_margins_of_other_labels(tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="path: .*taken exists and is not a folder"):  # was FileExistsError
+        write_png(str(blocker / "figure.png"), random_image(4, 4))
+    with pytest.raises(TypeError, match="row_labels: expected a list of strings"):  # OpenCV's overload error
+        label_margins([1], ["a"], (30, 40))
