@@ -108,22 +108,39 @@ def split(x, y, fraction: float, seed: int):
     return (x[order[held:]], y[order[held:]]), (x[order[:held]], y[order[:held]])
 
 
+# float32 features whose largest |value| is in this range are standardised in float32 with
+# an absolute spread floor of 1e-6, as pyclr always did (committed results stay bit-exact);
+# others (and float64 features) take the float64 path of _column_moments.
+_PLAIN_RANGE = (1e-3, 1e15)
+
+
 def fit_logistic(x, y, num_classes, weight_decay, max_iter):
     """Multinomial logistic regression, ``mean CE + weight_decay/2 |W|^2``, by L-BFGS on
     standardised features; returns (weight, bias) for the original features (float64 for
     float64 features, else float32).
 
-    The columns' mean and spread are taken in float64 (in row chunks: no float64 copy of the
-    features) after an exact power-of-two rescaling, so features of any magnitude (1e20 in
-    float32, 1e-300 in float64) fit as their standardised values do; a column whose spread is
+    Ordinary float32 (or half) features, largest |value| in 1e-3..1e15, are standardised in
+    float32, a spread below 1e-6 taken as 1e-6. Others, and float64 features, take their
+    columns' mean and spread in float64 (in row chunks: no float64 copy of the features)
+    after an exact power-of-two rescaling, so features of any magnitude (1e20 in float32,
+    1e-300 in float64) fit as their standardised values do; there a column whose spread is
     below 1e-6 of the widest column's is treated as constant. The features' own graph is not
     followed, and the fit runs also under ``torch.no_grad()`` or ``torch.inference_mode()``."""
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
     x = x.detach()
-    mean, std, scale = _column_moments(x)
+    largest = torch.linalg.vector_norm(x, ord=math.inf).item()  # max |x| without an abs copy
+    plain = work == torch.float32 and _PLAIN_RANGE[0] <= largest <= _PLAIN_RANGE[1]
+    if plain:
+        x32 = x.float()
+        mean, std = x32.mean(0), x32.std(0, unbiased=False).clamp_min(1e-6)
+    else:
+        mean, std, scale = _column_moments(x, largest)
     with torch.inference_mode(False), torch.enable_grad():
         # a new tensor made here is an ordinary one (an inference tensor cannot be saved for backward)
-        xs = x.to(work).div(scale.to(work)).sub_(mean.to(work)).div_(std.to(work)).float()  # /scale: exact
+        if plain:
+            xs = (x32 - mean) / std
+        else:  # / scale first: exact, and 3e38 - (-3e38) would overflow
+            xs = x.to(work).div(scale.to(work)).sub_(mean.to(work)).div_(std.to(work)).float()
         y = y.clone()
         w = torch.zeros(num_classes, x.shape[1], device=x.device, requires_grad=True)
         b = torch.zeros(num_classes, device=x.device, requires_grad=True)
@@ -137,20 +154,23 @@ def fit_logistic(x, y, num_classes, weight_decay, max_iter):
             return loss
 
         opt.step(closure)
+    if plain:
+        w, b = w.detach() / std, b.detach()
+        return w, b - w @ mean
     w = w.detach().double() / std  # for x / scale
     return (w / scale).to(work), (b.detach().double() - w @ mean).to(work)
 
 
-def _column_moments(x, rows: int = 16384):
+def _column_moments(x, largest: float, rows: int = 16384):
     """Float64 column means and spreads of ``x / scale`` (``scale``: the power of two at or
-    below max |x|, an exact rescaling), with the spreads floored at 1e-6 of the largest."""
-    largest = torch.linalg.vector_norm(x, ord=math.inf).double()  # max |x| without an abs copy
-    scale = torch.exp2(torch.floor(torch.log2(largest))) if largest > 0 else torch.ones_like(largest)
+    below ``largest`` = max |x|, an exact rescaling), the spreads floored at 1e-6 of the
+    largest one, and at 1e-12 (x / scale is under 2: a smaller spread is rounding, and a
+    constant column stays 0 instead of rounding noise standardised to +-1)."""
+    scale = torch.tensor(2.0 ** math.floor(math.log2(largest)) if largest > 0 else 1.0,
+                         dtype=torch.float64, device=x.device)
     mean = sum((chunk.double() / scale).sum(0) for chunk in x.split(rows)) / len(x)
     var = sum(((chunk.double() / scale - mean) ** 2).sum(0) for chunk in x.split(rows)) / len(x)
     std = var.sqrt()
-    # below 1e-12 (x / scale is under 2 in magnitude) a spread is rounding: constant columns
-    # stay 0 instead of rounding noise standardised to +-1
     std = std.clamp_min(max(1e-6 * std.max().item(), 1e-12))
     return mean, std, scale
 
