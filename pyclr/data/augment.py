@@ -700,13 +700,16 @@ class SimCLRAugment(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_images("x", x)
+        return self._forward(x, generator)
+
+    def _forward(self, x: torch.Tensor, generator) -> torch.Tensor:
         params = self.sample_params(x.shape[0], x.shape[2], x.shape[3], generator, device=x.device)
         return self._apply_params(x, params)  # drawn here for x: nothing to check
 
     def two_views(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """Two independently augmented views of ``x`` (one call on the doubled batch)."""
-        _check_images("x", x)
-        views = self(torch.cat((x, x)), generator)
+        _check_images("x", x)  # once: the doubled batch holds nothing new
+        views = self._forward(torch.cat((x, x)), generator)
         return views[: x.shape[0]], views[x.shape[0]:]
 
     def apply_params(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:

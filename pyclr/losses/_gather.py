@@ -9,7 +9,8 @@ def _active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _all_gather(x: torch.Tensor) -> torch.Tensor:
+def all_gather(x: torch.Tensor) -> torch.Tensor:
+    """cat of every rank's ``x`` (a collective; no gradient: see _AllGather for one)."""
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts)
@@ -25,7 +26,7 @@ class _AllGather(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        return _all_gather(x)
+        return all_gather(x)
 
     @staticmethod
     def backward(ctx, grad):
@@ -33,7 +34,7 @@ class _AllGather(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, tangent):  # forward mode: the tangents are gathered as the values are
-        return _all_gather(tangent)
+        return all_gather(tangent)
 
 
 class _ReduceScatter(torch.autograd.Function):

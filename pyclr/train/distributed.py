@@ -9,6 +9,8 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
+from ..losses._gather import all_gather
+
 _STARTED_HERE = False  # whether DistributedContext.from_environment initialised the process group
 
 
@@ -84,9 +86,7 @@ def end_process_group() -> None:
 
 @torch.no_grad()
 def all_gather_no_grad(x: torch.Tensor) -> torch.Tensor:
-    parts = [torch.empty_like(x) for _ in range(tdist.get_world_size())]
-    tdist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
+    return all_gather(x)
 
 
 def mean_over_ranks(value: float, device: torch.device) -> float:
