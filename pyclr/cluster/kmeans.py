@@ -10,12 +10,12 @@ import torch.nn.functional as F
 
 from .. import _ops
 from .._checks import check_int, check_nonnegative, check_size, describe, is_int, shown
+from ..losses.priors import normalize_rows
 from . import _external, _lloyd, reference
 
 MODES = ("per_image", "cross_image")
 INITS = ("k-means++", "random")
 BACKENDS = ("auto", "pyclr", "torch", "sklearn", "faiss")
-NORM_EPS = 1e-12
 
 
 @dataclass
@@ -89,8 +89,7 @@ def pixel_features(feature_map: torch.Tensor) -> torch.Tensor:
                          f"{describe(feature_map)}")
     if not feature_map.is_floating_point():
         raise TypeError(f"feature_map: expected a floating-point tensor, got {feature_map.dtype}")
-    work = feature_map if feature_map.dtype == torch.float64 else feature_map.float()
-    return F.normalize(work, dim=1, eps=NORM_EPS).to(feature_map.dtype).permute(0, 2, 3, 1).contiguous()
+    return normalize_rows(feature_map, dim=1).permute(0, 2, 3, 1).contiguous()
 
 
 def raw_pixel_kmeans(image: torch.Tensor, size: Union[int, Tuple[int, int]], k: int, seed: int = 0,

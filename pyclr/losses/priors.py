@@ -6,6 +6,8 @@ on (SPEC.md section 2).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -15,12 +17,24 @@ PRIORS = ("hypersphere", "gaussian", "hypercube")
 NORM_EPS = 1e-12  # z / max(||z||, eps), as torch.nn.functional.normalize
 
 
-def normalize_rows(z: torch.Tensor) -> torch.Tensor:
-    """``z / max(||z||, eps)`` row by row, the norm taken in float32 (float64 kept) and the
+def normalize_rows(z: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``z / max(||z||, eps)`` along ``dim``, the norm taken in float32 (float64 kept) and the
     result rounded once to ``z``'s dtype: in float16 ``eps`` itself rounds to 0, so a zero row
-    would become NaN. Every loss (fused and reference) normalises through this one function."""
+    would become NaN. Every loss (fused and reference) and :func:`pyclr.cluster.pixel_features`
+    normalise through this one function.
+
+    A row whose norm overflows (float32 values past ~1e19, bfloat16's range) is first divided
+    by its largest |value| (exact: the result does not depend on the row's scale; the scale is
+    a constant for autograd), so it keeps its direction instead of becoming zeros like
+    ``F.normalize``'s; every other row is divided by 1 and gives ``F.normalize``'s bits."""
     work = z if z.dtype in (torch.float32, torch.float64) else z.float()
-    return F.normalize(work, dim=1, eps=NORM_EPS).to(z.dtype)
+    with torch.no_grad():
+        norm = torch.linalg.vector_norm(work, dim=dim, keepdim=True)
+        largest = torch.linalg.vector_norm(work, ord=math.inf, dim=dim, keepdim=True)
+        scale = torch.where(torch.isinf(norm) & torch.isfinite(largest), largest, 1.0)
+    x = work / scale
+    unit = x / torch.linalg.vector_norm(x, dim=dim, keepdim=True).clamp_min(NORM_EPS / scale)
+    return unit.to(z.dtype)
 
 
 def _draw(kind: str, shape, generator, device, dtype) -> torch.Tensor:

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_int, check_real, is_int
+from ..losses._checks import check_temperature
+from ..losses.priors import normalize_rows
 
 
 def check_moco_momentum(value) -> float:
@@ -33,6 +35,7 @@ class MoCo(nn.Module):
         super().__init__()
         queue_size = check_int("queue_size", queue_size, 1)
         momentum = check_moco_momentum(momentum)
+        temperature = check_temperature(temperature)
         self.key_encoder = copy.deepcopy(encoder).requires_grad_(False)
         self.key_head = copy.deepcopy(head).requires_grad_(False)
         dim = self._out_dim(head, encoder)
@@ -58,7 +61,7 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def keys(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.key_head(self.key_encoder(x)).float(), dim=1)
+        return normalize_rows(self.key_head(self.key_encoder(x)).float())
 
     def loss(self, q1, q2, x1, x2, gather=None) -> torch.Tensor:
         k1, k2 = self.keys(x1), self.keys(x2)
@@ -68,7 +71,7 @@ class MoCo(nn.Module):
         return loss
 
     def _info_nce(self, q, k, queue):
-        q = F.normalize(q.float(), dim=1)
+        q = normalize_rows(q.float())
         positive = (q * k).sum(1, keepdim=True)
         negative = q @ queue.T
         logits = torch.cat([positive, negative], dim=1) / self.temperature

@@ -355,6 +355,9 @@ def test_pixel_features():
     assert torch.allclose(features[1, 2, 3], fmap[1, :, 2, 3] / fmap[1, :, 2, 3].norm())
     assert pixel_features(fmap.bfloat16()).dtype == torch.bfloat16
     assert torch.equal(pixel_features(torch.zeros(1, 3, 2, 2)), torch.zeros(1, 2, 2, 3))
+    # a pixel whose norm overflows float32 keeps its direction (it became zeros)
+    huge = pixel_features(fmap.float() * 1e30)
+    assert torch.allclose(huge, features.float(), atol=1e-6)
     with pytest.raises(ValueError, match=r"feature_map: expected a \(B, C, H, W\) tensor"):
         pixel_features(torch.randn(5, 3, 4))
 

@@ -281,6 +281,28 @@ def test_zero_row_in_half_precision_gives_no_nan(fn, dtype):
     assert not z1.grad.isnan().any() and torch.isfinite(z1.grad[1:]).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("fn", [generalized_contrastive, reference.generalized_contrastive,
+                                pyclr.losses.nt_xent, reference.nt_xent],
+                         ids=["generalized", "generalized-reference", "nt_xent", "nt_xent-reference"])
+def test_rows_whose_norm_overflows_keep_their_direction(fn, dtype):
+    # ||z|| of a row of ~1e24s is inf in float32: normalising made it zeros (a changed loss and
+    # zero gradients); it is the same unit vector as the row at scale 1 (2**80: exact in bf16)
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(6, 8, dtype=dtype), torch.randn(6, 8, dtype=dtype)
+    results = []
+    for scale in (1.0, 2.0 ** 80):
+        kwargs = {"generator": torch.Generator().manual_seed(0)} if "generalized" in fn.__qualname__ else {}
+        a = (z1 * scale).requires_grad_()
+        loss = fn(a, z2, **kwargs)
+        loss.backward()
+        results.append((loss, a.grad.float() * scale))
+    (loss, grad), (big_loss, big_grad) = results
+    assert torch.isfinite(big_loss) and big_grad.abs().max() > 0
+    torch.testing.assert_close(big_loss, loss, rtol=2e-2 if dtype == torch.bfloat16 else 1e-5, atol=1e-5)
+    torch.testing.assert_close(big_grad, grad, rtol=5e-2, atol=5e-2 * grad.abs().max().item())
+
+
 @pytest.mark.skipif(not _ops.has_kernel("nt_xent_forward", "cpu"), reason="no CPU kernels")
 def test_uniformity_kernel_boundary_rejects_bad_mode():
     with pytest.raises(RuntimeError, match="negatives: expected 0 \\(all\\), 1 \\(cross\\) or 2 \\(self\\)"):

@@ -410,6 +410,13 @@ def test_moco_queue_fills_in_order():
     assert torch.equal(moco.queue[0], keys[4]) and int(moco.pointer) == 1
 
 
+@pytest.mark.parametrize("temperature", [0, -1, float("nan"), "0.2"])
+def test_moco_checks_its_temperature(temperature):
+    # it divided the logits by it unchecked: 0 and NaN gave a NaN loss, -1 a finite wrong one
+    with pytest.raises((ValueError, TypeError), match="temperature"):
+        MoCo(model(), small_head(), queue_size=10, temperature=temperature)
+
+
 # --- distributed: 2 gloo processes equal one process on the combined batch ------------------
 
 WORLD = 2
