@@ -310,8 +310,10 @@ __global__ void __launch_bounds__(kThreads, 2) step_kernel(Problem<T> p) {
 // One-pass kernel
 
 constexpr int kOnePassMaxValues = 64;  // channels per lane: C <= 32 * 64 = 2048
-// Shared memory it may take; beyond, the two-pass kernel runs. One block per SM at the most,
-// then, for the largest problems: still 8 warps x kP points of loads in flight per SM.
+// Shared memory it may take (and at most the device's opt-in limit per block: 227 KB on sm_90,
+// 163 KB on an A100, 99 KB on sm_86/89); beyond, the two-pass kernel runs. One block per SM
+// at the most, then, for the largest problems: still 8 warps x kP points of loads in flight
+// per SM.
 constexpr size_t kOnePassSmemLimit = 200 * 1024;
 
 // Dynamic shared memory of a one-pass block: centroids and sums (k x C floats each), ||c||^2
@@ -496,14 +498,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> step_cuda(const at::T
   // run both on the same shapes).
   const char* force = std::getenv("PYCLR_KMEANS_TWO_PASS");
   const bool two_pass = force != nullptr && force[0] == '1';
-  if (!two_pass && values > 0 && smem <= kOnePassSmemLimit) {
+  const int device = c10::cuda::current_device();
+  int smem_optin = 0, smem_per_sm = 0;
+  C10_CUDA_CHECK(
+      cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  C10_CUDA_CHECK(
+      cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
+  if (!two_pass && values > 0 && smem <= std::min<size_t>(kOnePassSmemLimit, smem_optin)) {
     // One wave: as many blocks as fit on the GPU at once, split evenly among the problems,
     // with at least kMinSlice points each (each block ends with k * C atomics).
     constexpr int64_t kMinSlice = 64;
     int sms = 0;
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
-                                          c10::cuda::current_device()));
-    const int64_t per_sm = std::clamp<int64_t>(int64_t{200 * 1024} / int64_t(smem + 1024), 1, 2);
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    // blocks resident per SM (1 KB of each block's shared memory is the system's)
+    const int64_t per_sm = std::clamp<int64_t>(int64_t{smem_per_sm} / int64_t(smem + 1024), 1, 2);
     const int64_t target = int64_t(sms) * per_sm;
     const int64_t slices = std::clamp<int64_t>((target + batch - 1) / batch, 1,
                                                (n + kMinSlice - 1) / kMinSlice);

@@ -40,11 +40,14 @@ constexpr int kBuckets = 1 << kDigitBits;
 constexpr int kPasses = 32 / kDigitBits;
 
 // An unsigned integer with the order of the float (IEEE 754): a negative float has every bit
-// flipped, a positive one only its sign bit. NaN lands beyond +-inf; every bit pattern has a
-// place, so a NaN cannot derail the sort, and it makes the loss NaN.
+// flipped, a positive one only its sign bit. Every NaN, whatever its sign bit, takes the
+// largest key (it reads back as a positive NaN), so NaNs sort last as in torch.sort: a NaN
+// with the sign bit set (x86's inf - inf in h @ W) would otherwise sort first and shift every
+// other row of its projection to the wrong prior rank. The loss is NaN either way.
 uint32_t order_bits(float v) {
   uint32_t u;
   std::memcpy(&u, &v, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0xffffffffu;
   return u ^ ((u >> 31) ? 0xffffffffu : 0x80000000u);
 }
 

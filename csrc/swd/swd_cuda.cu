@@ -2,7 +2,8 @@
 //
 // Three steps, all on the current stream:
 //   1. both projections as fp32 matrix products (cuBLAS), computed transposed, (L, M), so that
-//      every projection is a contiguous segment of M values;
+//      every projection is a contiguous segment of M values; every NaN in them made positive
+//      (CUB sorts a negative NaN first, torch.sort every NaN last);
 //   2. CUB's segmented sort orders each segment: the data with its row indices (SortPairs),
 //      the prior as plain keys (SortKeys); temporary storage comes from torch's caching
 //      allocator;
@@ -51,6 +52,15 @@ __global__ void __launch_bounds__(kThreads) row_indices_kernel(int* rows, int m,
   // a 64-bit counter: e + stride may pass INT_MAX on the last turn
   for (int64_t e = blockIdx.x * kThreads + threadIdx.x; e < n; e += gridDim.x * kThreads)
     rows[e] = static_cast<int>(e) % m;
+}
+
+// Every NaN of v[0..n) made the positive quiet NaN: CUB's radix order puts a NaN with the sign
+// bit set first (before -inf), torch.sort puts every NaN last; a NaN sorted first would shift
+// the other rows of its projection to the wrong prior rank.
+__global__ void __launch_bounds__(kThreads) positive_nan_kernel(float* v, int n) {
+  // a 64-bit counter: e + stride may pass INT_MAX on the last turn
+  for (int64_t e = blockIdx.x * kThreads + threadIdx.x; e < n; e += gridDim.x * kThreads)
+    if (isnan(v[e])) v[e] = __int_as_float(0x7fffffff);
 }
 
 __device__ double warp_sum(double x) {
@@ -163,6 +173,12 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& h_in,
   at::Tensor yt = at::empty({num_proj, m}, float_options);
   at::mm_out(xt, wt, h_in.detach().to(at::kFloat).t());
   at::mm_out(yt, wt, prior_samples_in.detach().to(at::kFloat).t());
+  for (at::Tensor* t : {&xt, &yt}) {
+    positive_nan_kernel<<<grid_for(m * num_proj), kThreads, 0,
+                          c10::cuda::getCurrentCUDAStream()>>>(t->mutable_data_ptr<float>(),
+                                                               static_cast<int>(m * num_proj));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
 
   at::Tensor xs = at::empty_like(xt);
   at::Tensor ys = at::empty_like(yt);

@@ -86,6 +86,16 @@ def test_matches_exact_wide(device, batch, n, k, c):
     check_step(x, centroids)
 
 
+@pytest.mark.parametrize("optin", ["101376", "166912"])  # sm_86/89's 99 KB, an A100's 163 KB
+def test_one_pass_kernel_fits_the_devices_shared_memory(device, monkeypatch, optin):
+    # the one-pass kernel took up to 200 KB of shared memory whatever the device allowed: at
+    # k = 8, C = 2048 (128 KB) the launch failed on a 99 KB device. The limit is the device's
+    # now (the CPU emulator stands in for such a device through PYCLR_EMU_SHARED_OPTIN).
+    monkeypatch.setenv("PYCLR_EMU_SHARED_OPTIN", optin)
+    x, centroids = problem(1, 700, 11, 2048, torch.float32, device, seed=4)
+    check_step(x, centroids)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("n,k,c", [(9, 3, 5), (1500, 17, 64), (3000, 8, 130)])
 def test_matches_exact_dtypes(device, dtype, n, k, c):

@@ -55,6 +55,15 @@ def test_dynamic_shared_memory_beyond_48k_after_opt_in(emu):
     assert torch.equal(out, (torch.arange(64 * 1024) % 256).to(torch.uint8))
 
 
+@pytest.mark.parametrize("optin,match", [("49152", "cudaFuncSetAttribute.* returned"),
+                                         ("1e5", "PYCLR_EMU_SHARED_OPTIN: expected bytes")])
+def test_a_smaller_devices_shared_memory(emu, monkeypatch, optin, match):
+    # a device with a 48 KB opt-in limit refuses 64 KB of dynamic shared memory
+    monkeypatch.setenv("PYCLR_EMU_SHARED_OPTIN", optin)
+    with pytest.raises(RuntimeError, match=match):
+        emu.selftest("dynamic_shared_optin", torch.zeros(64 * 1024, dtype=torch.uint8))
+
+
 def test_bad_block_order_is_a_clear_error(emu, monkeypatch):
     monkeypatch.setenv("PYCLR_EMU_BLOCK_ORDER", "sideways")
     with pytest.raises(RuntimeError, match="PYCLR_EMU_BLOCK_ORDER: expected forward, reverse or shuffle"):

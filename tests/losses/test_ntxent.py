@@ -129,6 +129,12 @@ def test_opcheck(device):
     loss, lse = torch.ops.pyclr.nt_xent_forward(z.detach(), 0.5, 0, 1, 4)
     g = torch.randn(8, device=device)
     torch.library.opcheck(torch.ops.pyclr.nt_xent_backward.default, (g, z.detach(), lse, 0.5, 0, 1, 4))
+    # a dense transposed z: the kernels return a contiguous gradient, the fake kernel must say so
+    # (it claimed z's strides: a compiled logsumexp_uniformity of such a z failed)
+    zt = torch.randn(8, 12, device=device).t()
+    loss, lse = torch.ops.pyclr.nt_xent_forward(zt, 0.5, 0, 0, 6)
+    torch.library.opcheck(torch.ops.pyclr.nt_xent_backward.default,
+                          (torch.randn(12, device=device), zt, lse, 0.5, 0, 0, 6))
 
 
 @pytest.mark.not_emulated("opcheck and torch.compile of torch.ops.pyclr itself")

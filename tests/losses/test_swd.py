@@ -213,6 +213,27 @@ def test_non_finite_input_gives_non_finite_loss(device, where, value):
     assert grad.shape == h.shape
 
 
+@pytest.mark.parametrize("nan", ["negative", "inf - inf"])
+@pytest.mark.parametrize("where", ["h", "prior_samples"])
+def test_nan_with_the_sign_bit_sorts_last(device, where, nan):
+    # a NaN whose sign bit is set (x86 makes inf - inf so, inside h @ W) sorted first in the
+    # float32 kernels, before -inf: every other row of its projection met the wrong prior rank,
+    # so their gradients differed from the reference's (torch.sort puts every NaN last)
+    h, p, w = problem(16, 4, 4, "gaussian", torch.float32, device, seed=7)
+    bad = h if where == "h" else p
+    if nan == "negative":
+        bad[3] = -float("nan")
+        assert torch.signbit(bad[3]).all()
+    else:
+        bad[3, :2] = torch.tensor([float("inf"), -float("inf")])
+        w = torch.linalg.qr(torch.ones(4, 4, device=device).tril())[0]  # mixes columns 0 and 1
+    loss, grad = loss_and_grad(sliced_wasserstein, h, p, w)
+    expected_loss, expected = loss_and_grad(reference.sliced_wasserstein, h.double(), p.double(), w.double())
+    assert torch.isnan(loss) and torch.isnan(expected_loss)
+    assert torch.isfinite(expected).sum() >= 8 * 4  # the rows a NaN does not reach
+    torch.testing.assert_close(grad.double(), expected, rtol=1e-4, atol=1e-6, equal_nan=True)
+
+
 @pytest.mark.not_emulated("opcheck and torch.compile of torch.ops.pyclr itself")
 def test_opcheck(device):
     h, p, w = problem(20, 6, 4, "gaussian", torch.float32, device, seed=1)

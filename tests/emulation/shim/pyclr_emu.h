@@ -17,7 +17,9 @@
 // - Shared memory, static and dynamic, is fresh for every block and filled with 0xff bytes
 //   (NaN as float or double, -1 as an integer), so reading what no thread wrote shows. Its size
 //   is checked as an sm_90 launch would be: 48 KB static, 48 KB dynamic unless
-//   cudaFuncAttributeMaxDynamicSharedMemorySize allows more, 227 KB in all.
+//   cudaFuncAttributeMaxDynamicSharedMemorySize allows more, 227 KB in all (or, to stand in
+//   for a smaller device, the bytes PYCLR_EMU_SHARED_OPTIN names: 101376 is sm_86/89's 99 KB,
+//   166912 an A100's 163 KB; the device attributes report it too).
 // - Launch shapes are checked (threads per block a multiple of 32 and at most 1024, grid.y and
 //   grid.z at most 65535, no empty grid).
 // - wmma fragments hold the whole tile in every lane (see mma.h); atomics are std::atomic_ref.
@@ -81,6 +83,18 @@ namespace pyclr_emu {
 constexpr size_t kStaticSharedLimit = 48 * 1024;
 constexpr size_t kDefaultDynamicSharedLimit = 48 * 1024;
 constexpr size_t kSharedOptinLimit = 232448;  // 227 KB
+
+// The per-block shared memory limit of the emulated device: sm_90's, or PYCLR_EMU_SHARED_OPTIN.
+inline size_t shared_optin_limit() {
+  const char* v = std::getenv("PYCLR_EMU_SHARED_OPTIN");
+  if (!v || !*v) return kSharedOptinLimit;
+  char* end = nullptr;
+  const unsigned long bytes = std::strtoul(v, &end, 10);
+  if (*end != '\0' || bytes < kDefaultDynamicSharedLimit || bytes > kSharedOptinLimit)
+    throw std::runtime_error("PYCLR_EMU_SHARED_OPTIN: expected bytes in [49152, 232448], got " +
+                             std::string(v));
+  return bytes;
+}
 constexpr unsigned kMaxThreadsPerBlock = 1024;
 constexpr unsigned kMaxGridYZ = 65535;
 
@@ -267,8 +281,9 @@ class Block {
       static_bytes += sizeof(T);
       if (static_bytes > kStaticSharedLimit)
         fail("static shared memory exceeds 48 KB (" + std::to_string(static_bytes) + " bytes)");
-      if (static_bytes + dynamic_bytes > kSharedOptinLimit)
-        fail("shared memory exceeds 227 KB per block");
+      if (static_bytes + dynamic_bytes > shared_optin_limit())
+        fail("shared memory exceeds the device's " + std::to_string(shared_optin_limit()) +
+             " bytes per block");
       slot = allocate(sizeof(T));
     }
     return *reinterpret_cast<T*>(slot.get());
@@ -603,7 +618,10 @@ inline cudaError_t device_attribute(int* value, cudaDeviceAttr attr, int device)
       *value = 0;
       return cudaSuccess;
     case cudaDevAttrMaxSharedMemoryPerBlockOptin:
-      *value = static_cast<int>(kSharedOptinLimit);
+      *value = static_cast<int>(shared_optin_limit());
+      return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor:  // 1 KB more, as on every sm_80+ part
+      *value = static_cast<int>(shared_optin_limit() + 1024);
       return cudaSuccess;
     case cudaDevAttrMultiProcessorCount:
       *value = 132;
@@ -616,7 +634,7 @@ inline cudaError_t device_attribute(int* value, cudaDeviceAttr attr, int device)
 template <typename Kernel>
 cudaError_t func_set_attribute(Kernel* kernel, cudaFuncAttribute attr, int value) {
   if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
-  if (value < 0 || static_cast<size_t>(value) > kSharedOptinLimit) return cudaErrorInvalidValue;
+  if (value < 0 || static_cast<size_t>(value) > shared_optin_limit()) return cudaErrorInvalidValue;
   std::lock_guard<std::mutex> lock(attributes_mutex);
   max_dynamic_shared[reinterpret_cast<const void*>(kernel)] = value;
   return cudaSuccess;
