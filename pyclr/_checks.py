@@ -137,6 +137,17 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
+def check_device(device) -> torch.device:
+    """``device`` (a torch.device or its name) as a torch.device, or a ValueError naming the
+    argument (torch's own message names neither)."""
+    if isinstance(device, torch.device):
+        return device
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device: expected a device such as 'cpu', 'cuda' or 'cuda:1', got {shown(device)}") from exc
+
+
 def check_generator(generator) -> None:
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")

@@ -137,7 +137,7 @@ def _demo_masks(cfg: dict, out: str, device) -> None:
 
 def _print_report(report: dict, out: str) -> None:
     last = report["last_epoch"] or {}
-    print(f"trained {report['config']['train'].get('epochs')} epochs in {report['train_time_s']:.1f} s on "
+    print(f"trained {report['epochs']} epochs in {report['train_time_s']:.1f} s on "
           f"{report['device']}: final loss {last.get('loss', float('nan')):.4f}, "
           f"{last.get('images_per_s', float('nan')):.0f} images/s")
     if "probe_accuracy" in report:
@@ -187,6 +187,18 @@ def _integer(text: str) -> int:
     return int(text)
 
 
+SEED_MAX = 2 ** 63 - 1  # pyclr.train's bound (torch.manual_seed's signed 64 bits)
+
+
+def _seed(text: str) -> int:
+    """The argparse type of every --seed: an integer in [0, 2**63 - 1] (a larger one failed in
+    torch.Generator.manual_seed with "Overflow when unpacking long long")."""
+    value = _integer(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63 - 1], got {text!r}")
+    return value
+
+
 EPILOG = """examples:
   pyclr demo                                   the main job on embedded data (a CPU minute)
   pyclr train multidigit --out runs/md --epochs 50 --set train.lr=0.3
@@ -213,7 +225,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, help="train.epochs (default: the preset's)")
     train.add_argument("--batch-size", type=_positive_int, help="train.batch_size, images per step over all "
                                                                   "ranks (default: the preset's)")
-    train.add_argument("--seed", type=_integer, help="train.seed (default: the preset's)")
+    train.add_argument("--seed", type=_seed, help="train.seed (default: the preset's)")
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", type=_assignment,
                        help="override any option, e.g. --set dataset.root=data/ --set train.lr=0.5 "
                             "--set eval.train.size=500 (values parse as JSON when they can); a new encoder or "
@@ -243,9 +255,23 @@ def parser() -> argparse.ArgumentParser:
     loss.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if visible")
     loss.add_argument("--temperature", type=_positive_float, default=0.5, help="default 0.5")
     loss.add_argument("--repeats", type=_positive_int, default=5, help="timed forward+backward passes (default 5)")
-    loss.add_argument("--seed", type=_integer, default=0, help="seed of the random embeddings (default 0)")
+    loss.add_argument("--seed", type=_seed, default=0, help="seed of the random embeddings (default 0)")
     loss.set_defaults(run=_loss)
     return p
+
+
+def _after_interrupt(args) -> str:
+    """What running the command again does: `pyclr train` resumes from the run folder's
+    checkpoint when there is one (none yet before the first step); the demo starts over."""
+    if args.command == "demo":
+        return " (the demo starts over when run again)"
+    if args.command == "train":
+        from .train.checkpoint import CHECKPOINT
+
+        if os.path.exists(os.path.join(args.out, CHECKPOINT)):
+            return " (a checkpoint was saved in the run folder; run again to resume)"
+        return " (before the first step: no checkpoint was saved)"
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,8 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         end_process_group()  # under torchrun: once every rank is done, the group it started ends
         return code
     except KeyboardInterrupt:
-        saved = " (a checkpoint was saved in the run folder; run again to resume)" if args.command in ("train", "demo") else ""
-        print(f"pyclr {args.command}: interrupted{saved}", file=sys.stderr)
+        print(f"pyclr {args.command}: interrupted{_after_interrupt(args)}", file=sys.stderr)
         return 130
     except (RuntimeError, ValueError, TypeError, ImportError, OSError, FloatingPointError, OverflowError) as exc:
         # torch's C++ errors carry a backtrace of C++ frames after the message: not for a user

@@ -112,6 +112,9 @@ def without(section: dict, key: str) -> dict:
     # a label the eval items do not carry: found on one item, before training
     ({**TINY, "eval": {**TINY["eval"], "label": "colour"}}, [],
      "eval.label: expected one of digits, positions, cells, mnist_index, n_digits, label, got 'colour'"),
+    # these two were found after config.json was written (which then blocked `pyclr demo` there)
+    (TINY, ["--set", "train.loss=5"], "pyclr train: train.loss: expected 'nt_xent', 'generalized' or a loss module"),
+    (TINY, ["--batch-size", "1000"], "pyclr train: train.batch_size: 1000 is larger than the dataset (96 items)"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_config_errors_come_before_training(tmp_path, capsys, config, flags, message):
     out = tmp_path / "run"
@@ -142,6 +145,37 @@ def test_a_refused_train_value_leaves_the_run_folder_as_it_was(tmp_path, capsys,
     fresh = tmp_path / "fresh"
     assert main(["train", config, "--out", str(fresh), "--quiet", "--set", setting]) == 1
     assert not fresh.exists()
+
+
+def test_a_reworded_description_resumes_and_the_report_counts_epochs(tmp_path, capsys):
+    # a changed description (a preset's text reworded by an upgrade) blocked the resume; a
+    # config without train.epochs printed "trained None epochs"
+    out = str(tmp_path / "run")
+    train = {k: v for k, v in TINY["train"].items() if k != "epochs"}
+    config = {**TINY, "train": {**train, "epochs": 1}, "description": "first words"}
+    assert main(["train", write_config(tmp_path, config), "--out", out, "--quiet", "--no-baseline"]) == 0
+    assert "trained 1 epochs" in capsys.readouterr().out
+    config["description"] = "other words"
+    assert main(["train", write_config(tmp_path, config), "--out", out, "--quiet", "--no-baseline"]) == 0
+    assert "trained 1 epochs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c.update(eval=["x"]), "config.json: eval: expected a section of keys (a dict), or null"),
+    (lambda c: c["encoder"].update(width=3), "encoder 'small_convnet': unknown options ['width']"),
+])
+def test_eval_checks_a_hand_edited_config(tmp_path, capsys, edit, message):
+    # an eval list raised a raw AttributeError
+    out = tmp_path / "run"
+    config = write_config(tmp_path, {**TINY, "train": {**TINY["train"], "epochs": 1}})
+    assert main(["train", config, "--out", str(out), "--quiet", "--no-baseline"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    edit(saved)
+    (out / "config.json").write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pyclr eval: ") and message in err and "Traceback" not in err
 
 
 def test_damaged_run_folders_are_named_not_tracebacks(tmp_path, capsys):
@@ -237,6 +271,25 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     assert saved["step"] >= 3 and saved["config"]["epochs"] == 100_000
 
 
+@pytest.mark.parametrize("command", ["train", "demo"])
+def test_ctrl_c_message_says_what_running_again_does(tmp_path, monkeypatch, capsys, command):
+    # "a checkpoint was saved ...; run again to resume" was printed for the demo (which always
+    # starts over) and for a train interrupted before its first step (no checkpoint)
+    from pyclr.train import experiment
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "run_experiment", interrupted)
+    out = str(tmp_path / "run")
+    argv = ["train", write_config(tmp_path, TINY), "--out", out] if command == "train" else ["demo", "--out", out]
+    assert main(argv + ["--quiet"]) == 130
+    err = capsys.readouterr().err
+    expected = {"train": "before the first step: no checkpoint was saved",
+                "demo": "the demo starts over when run again"}[command]
+    assert f"pyclr {command}: interrupted ({expected})" in err and "resume" not in err
+
+
 def test_loss_without_a_gpu_names_its_command(capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
@@ -268,6 +321,9 @@ def test_unknown_option_exits_with_usage(argv, capsys):
     (["loss", "--seed", " 7"], "argument --seed: expected an integer, got ' 7'"),
     (["masks", "--size", "2_56"], "argument --size: expected an integer, got '2_56'"),
     (["masks", "--seed", "\u0661"], "argument --seed: expected an integer, got '\u0661'"),
+    # torch's "Overflow when unpacking long long" (exit 1) before
+    (["loss", "--seed", "99999999999999999999"], "argument --seed: expected an integer in [0, 2**63 - 1]"),
+    (["masks", "--seed", "-1"], "argument --seed: expected an integer in [0, 2**63 - 1]"),
 ])
 def test_bad_option_values_are_usage_errors_naming_the_option(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from ..cli import _INTEGER, _integer
+from ..cli import _INTEGER, _integer, _seed
 from .labels import UPSAMPLE_MODES
 from .masks import METHODS
 
@@ -39,7 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--size", type=_integer, default=448, help="images are centre-cropped and resized to SIZE² (448)")
     p.add_argument("--upsample", choices=UPSAMPLE_MODES, default="nearest",
                    help="label-map upsampling (default nearest)")
-    p.add_argument("--seed", type=_integer, default=0, help="clustering seed, and the random encoder's")
+    p.add_argument("--seed", type=_seed, default=0, help="clustering seed, and the random encoder's")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if visible)")
     p.add_argument("--raw-pixels", action="store_true", help="add the K-Means row on raw pixels (the baseline)")
     p.add_argument("--normalize", choices=("auto", "imagenet", "none"), default="auto",

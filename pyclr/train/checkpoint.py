@@ -17,12 +17,12 @@ def save_atomic(state: dict, path: str) -> None:
     """Writes ``state`` to ``path`` through a temporary file and a rename. Ctrl-C (SIGINT) or
     SIGTERM arriving meanwhile is held until the file is in place, then delivered: torch.save
     interrupted inside its writer fails with an unreadable RuntimeError instead."""
-    with _signals_deferred():
+    with signals_deferred():
         write_atomic(path, lambda f: torch.save(state, f))
 
 
 @contextlib.contextmanager
-def _signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
+def signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
     """Holds ``signums`` inside the block and re-raises them, to the handlers they had, after it."""
     received = []
     try:

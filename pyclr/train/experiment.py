@@ -2,6 +2,7 @@
 randomly initialised one; everything lands in the run folder."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -12,13 +13,15 @@ from ..evaluate import extract_features, linear_probe
 from ..evaluate.features import pick_label
 from . import checkpoint as ckpt
 from .distributed import DistributedContext
-from .loop import _check_writable, check_channels, train
+from .loop import _check_writable, check_batch_size, check_channels, train
 from .presets import build_augment, build_dataset, build_encoder, build_head, device_of, resolve_config
 
 CONFIG = "config.json"
 # Config keys (or sections) that may change between a run and its resumption: the data loader
 # changes how it runs, not what it computes, and the eval section only reads the result.
-RESUME_FREE = frozenset({"train.num_workers", "eval"})
+# may change between a run and its resume: they do not touch the training (the description:
+# a preset's text may be reworded by a pyclr upgrade)
+RESUME_FREE = frozenset({"train.num_workers", "eval", "description"})
 REPORT = "report.json"
 
 
@@ -37,6 +40,8 @@ def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, pr
     encoder = build_encoder(cfg["encoder"])
     dataset = build_dataset(cfg["dataset"])
     check_channels(encoder, dataset, "dataset", "; set encoder.in_channels to match")
+    default_batch = inspect.signature(train).parameters["batch_size"].default
+    check_batch_size(cfg["train"].get("batch_size", default_batch), dataset, "train.batch_size")
     eval_sets = eval_datasets(cfg, encoder)  # an eval set the probe cannot use fails now, not after training
     augment = build_augment(cfg.get("augment"))
     head = build_head(cfg.get("head"), encoder)
@@ -48,7 +53,7 @@ def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, pr
     started = time.perf_counter()
     result = train(encoder, dataset, augment=augment, head=head, out_dir=out_dir, device=device,
                    resume=resume, progress=progress, **cfg["train"])
-    report = {"config": cfg, "train_time_s": time.perf_counter() - started,
+    report = {"config": cfg, "train_time_s": time.perf_counter() - started, "epochs": len(result.history),
               "last_epoch": result.history[-1] if result.history else None, "device": str(device),
               "world_size": dist.world_size}
     if not dist.is_main:
@@ -164,6 +169,10 @@ def load_run_encoder(run_dir: str):
     if not os.path.exists(path):
         raise ValueError(f"run_dir: {run_dir!r} has no {CONFIG} (was it written by pyclr train?)")
     cfg = read_run_config(path)
+    try:  # a hand-edited config.json: every section checked, as `pyclr train` checks it
+        cfg = resolve_config(cfg)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"config: {path}: {exc}") from exc
     if not isinstance(cfg.get("encoder"), dict) or "name" not in cfg["encoder"]:
         raise ValueError(f"checkpoint: {path} names no encoder (no encoder.name)")
     weights = os.path.join(run_dir, ckpt.CHECKPOINT)

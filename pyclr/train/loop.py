@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .._checks import check_bool, check_choice, check_int, check_nonnegative, check_real, is_int
+from .._checks import (check_bool, check_choice, check_device, check_int, check_nonnegative, check_real, is_int,
+                       shown)
 from ..losses import GeneralizedContrastiveLoss, NTXentLoss
 from ..losses._checks import check_temperature
 from ..models import ProjectionHead
@@ -36,8 +37,11 @@ METHODS = ("simclr", "moco")
 PRECISIONS = ("bf16", "fp16", "fp32")
 SEED_MAX = 2 ** 63 - 1  # torch.manual_seed takes it; the epoch and step seeds are taken mod 2**63
 # Settings that change which steps a run takes: a checkpoint resumes only under the same ones.
+# (A key that a checkpoint written before it existed lacks, and that _RUN_DEFAULTS does not
+# fill in, is not compared: what that run used is unknown.)
 _RUN_KEYS = ("method", "batch_size", "epochs", "seed", "optimizer", "lr", "weight_decay",
-             "temperature", "warmup_epochs", "world_size", "schedule")
+             "temperature", "warmup_epochs", "world_size", "schedule", "precision", "loss",
+             "momentum", "moco_momentum", "queue_size", "dataset_size")
 # What a checkpoint written before a key existed ran with.
 _RUN_DEFAULTS = {"schedule": "cosine"}
 
@@ -79,7 +83,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
         dataset: items ``image`` or ``(image, labels)``; labels are not used.
         loss: ``"nt_xent"`` (fused NT-Xent at ``temperature``; negatives gathered across
             ranks when distributed), ``"generalized"`` (the hypersphere SWD loss; draws from
-            the run's seed each step) or a module ``loss(z1, z2) -> scalar``.
+            the run's seed each step; under torchrun each rank's share on its own, with a
+            warning) or a module ``loss(z1, z2) -> scalar``.
         method: ``"simclr"`` (negatives from the batch) or ``"moco"`` (momentum encoder and a
             queue of ``queue_size`` negatives; ``moco_momentum``; ``temperature``).
         batch_size: the global batch (split across ranks when distributed).
@@ -108,16 +113,21 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
         queue_size=queue_size, lr=lr, weight_decay=weight_decay, temperature=temperature,
         warmup_epochs=warmup_epochs, momentum=momentum, moco_momentum=moco_momentum,
         resume=resume, compile=compile, channels_last=channels_last, progress=progress)).values()
+    callbacks = _check_arguments(encoder, dataset, augment, callbacks, on_epoch_end, out_dir)
     dist = DistributedContext.from_environment()
-    device = torch.device(device) if device is not None else dist.default_device()
+    device = check_device(device) if device is not None else dist.default_device()
     precision = precision or ("bf16" if device.type == "cuda" else "fp32")
     _warn_unused(method, optimizer, loss, momentum=momentum, temperature=temperature,
                  moco_momentum=moco_momentum, queue_size=queue_size)
+    if dist.world_size > 1 and loss == "generalized":
+        warnings.warn(f"loss='generalized' under torchrun ({dist.world_size} ranks): each rank compares its "
+                      f"share of the batch ({batch_size // dist.world_size} of {batch_size} pairs) with the "
+                      "prior on its own, nothing is gathered, so the objective depends on the number of "
+                      "ranks (loss='nt_xent' gathers its negatives from every rank)", UserWarning, stacklevel=2)
     if batch_size % dist.world_size:
         raise ValueError(f"batch_size: expected a multiple of the world size {dist.world_size}, got {batch_size}")
+    check_batch_size(batch_size, dataset)
     steps_per_epoch = len(dataset) // batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size: {batch_size} is larger than the dataset ({len(dataset)} items)")
     check_channels(encoder, dataset, "dataset")
     total_steps = epochs * steps_per_epoch
     warmup_epochs = 0.1 * epochs if warmup_epochs is None else warmup_epochs
@@ -127,7 +137,10 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     config = dict(method=method, batch_size=batch_size, epochs=epochs, seed=seed, optimizer=optimizer,
                   lr=lr, weight_decay=weight_decay, temperature=temperature,
                   warmup_epochs=warmup_epochs, world_size=dist.world_size, precision=precision,
-                  schedule=schedule)
+                  schedule=schedule, loss=loss if isinstance(loss, str) else type(loss).__name__,
+                  momentum=None if optimizer == "adam" else momentum,  # None: the run ignores it
+                  moco_momentum=moco_momentum if method == "moco" else None,
+                  queue_size=queue_size if method == "moco" else None, dataset_size=len(dataset))
 
     torch.manual_seed(seed)  # the head's initialisation
     head = _make_head(head, encoder)
@@ -144,15 +157,20 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     if out_dir is not None and dist.is_main:
         _check_writable(out_dir)
     path = os.path.join(out_dir, ckpt.CHECKPOINT) if out_dir else None
-    step, history = 0, []
+    step, history, partial = 0, [], None
     if path and resume and os.path.exists(path):
-        step, history = _restore(path, config, encoder, head, opt, scaler, moco)
-    log = _MetricsLog(out_dir if dist.is_main else None, reset=step == 0)
+        step, history, partial = _restore(path, config, encoder, head, opt, scaler, moco)
+    log = _MetricsLog(out_dir if dist.is_main else None, history)
+    # the epoch under way: its step losses and time so far (a checkpoint taken mid-epoch keeps
+    # them, so the resumed epoch's record covers all its steps)
+    losses, started, first = [], time.perf_counter(), step
 
     def state():
         return {"encoder": encoder.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(), "moco": moco.state_dict() if moco else None,
-                "step": step, "history": history, "config": config}
+                "step": step, "history": history, "config": config,
+                "partial": {"losses": list(losses), "seconds": time.perf_counter() - started,
+                            "steps": step - first}}
 
     autocast = autocast_for(device, precision)
     net.train()
@@ -162,6 +180,10 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
             while step < total_steps:
                 epoch = step // steps_per_epoch
                 started, losses, first = time.perf_counter(), [], step
+                if partial is not None and step % steps_per_epoch:  # resumed mid-epoch
+                    losses, started = list(partial["losses"]), started - partial["seconds"]
+                    first -= partial["steps"]
+                partial = None
                 batches = _EpochBatches(len(dataset), batch_size, seed, epoch, step % steps_per_epoch, dist)
                 loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=_images)
                 bar.start_epoch(epoch)
@@ -172,23 +194,27 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                     x1, x2 = (images, images) if augment is None else (augment(images, gen), augment(images, gen))
                     if channels_last:
                         x1, x2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
-                    with autocast:
-                        z1, z2 = run(torch.cat([x1, x2])).chunk(2)
+                    # Ctrl-C or SIGTERM is held until the step is whole: between MoCo's enqueue
+                    # or the optimizer's update and step += 1, a checkpoint would pair the new
+                    # state with the old step (a resumed run would then take that step twice)
+                    with ckpt.signals_deferred():
+                        with autocast:
+                            z1, z2 = run(torch.cat([x1, x2])).chunk(2)
+                            if moco is not None:
+                                value = moco.loss(z1, z2, x1, x2, gather=all_gather_no_grad if dist.world_size > 1 else None)
+                            elif isinstance(loss_fn, GeneralizedContrastiveLoss):
+                                value = loss_fn(z1.float(), z2.float(), generator=torch.Generator().manual_seed(_step_seed(seed, step, 0)))
+                            else:
+                                value = loss_fn(z1, z2)
+                        loss_value = _finite_value(value, step)
+                        opt.zero_grad(set_to_none=True)
+                        scaler.scale(value).backward()
+                        scaler.step(opt)
+                        scaler.update()
                         if moco is not None:
-                            value = moco.loss(z1, z2, x1, x2, gather=all_gather_no_grad if dist.world_size > 1 else None)
-                        elif isinstance(loss_fn, GeneralizedContrastiveLoss):
-                            value = loss_fn(z1.float(), z2.float(), generator=torch.Generator().manual_seed(_step_seed(seed, step, 0)))
-                        else:
-                            value = loss_fn(z1, z2)
-                    loss_value = _finite_value(value, step)
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(value).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                    if moco is not None:
-                        moco.update(encoder, head)
-                    step += 1
-                    losses.append(loss_value)
+                            moco.update(encoder, head)
+                        step += 1
+                        losses.append(loss_value)
                     info = {"step": step, "epoch": epoch, "loss": loss_value, "lr": opt.param_groups[0]["lr"]}
                     bar.step(loss_value, info["lr"])
                     for cb in callbacks:
@@ -249,6 +275,27 @@ def check_train_values(options: dict) -> None:
     check_scalar_options(options)
 
 
+def _check_arguments(encoder, dataset, augment, callbacks, on_epoch_end, out_dir) -> tuple:
+    """train()'s other arguments, before anything is built; ``callbacks`` as a tuple."""
+    if not isinstance(encoder, nn.Module):
+        raise TypeError(f"encoder: expected an nn.Module, got {type(encoder).__name__}")
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise TypeError(f"dataset: expected a sized, indexable dataset (len() and [i]), got {type(dataset).__name__}")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment: expected a callable augment(images, generator) or None, got {shown(augment)}")
+    if callable(callbacks) or isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise TypeError(f"callbacks: expected a list of callables cb(info), got {shown(callbacks)}")
+    callbacks = tuple(callbacks)
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks: expected callables cb(info), got {shown(cb)} among them")
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise TypeError(f"on_epoch_end: expected a callable fn(epoch, encoder) or None, got {shown(on_epoch_end)}")
+    if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir: expected a folder path or None, got {shown(out_dir)}")
+    return callbacks
+
+
 def _warn_unused(method, optimizer, loss, **options) -> None:
     """A warning for each option given a value other than its default that this run ignores
     (a sweep may pass one dict to every method, so not an error; but silence misleads)."""
@@ -281,8 +328,16 @@ def _check_choices(method, optimizer, precision, loss, schedule):
     check_choice("schedule", schedule, SCHEDULES)
     if isinstance(loss, str) and loss not in ("nt_xent", "generalized"):
         raise ValueError(f"loss: expected 'nt_xent', 'generalized' or a loss module, got {loss!r}")
+    if not isinstance(loss, str) and not callable(loss):
+        raise TypeError(f"loss: expected 'nt_xent', 'generalized' or a loss module, got {shown(loss)}")
     if method == "moco" and loss != "nt_xent":
         raise ValueError("loss: MoCo uses its own InfoNCE with the queue; leave loss='nt_xent'")
+
+
+def check_batch_size(batch_size: int, dataset, name: str = "batch_size") -> None:
+    """An epoch is ``len(dataset) // batch_size`` steps: at least one."""
+    if batch_size > len(dataset):
+        raise ValueError(f"{name}: {batch_size} is larger than the dataset ({len(dataset)} items)")
 
 
 def check_channels(encoder: nn.Module, dataset, name: str, hint: str = "") -> None:
@@ -329,9 +384,7 @@ def _make_loss(loss, temperature, distributed):
         return NTXentLoss(temperature=temperature, gather_distributed=distributed)
     if loss == "generalized":
         return GeneralizedContrastiveLoss(prior="hypersphere", distribution="swd")
-    if not callable(loss):
-        raise TypeError(f"loss: expected 'nt_xent', 'generalized' or a callable, got {type(loss).__name__}")
-    return loss
+    return loss  # a callable: _check_choices saw to it
 
 
 _CHECKPOINT_KEYS = ("encoder", "head", "optimizer", "scaler", "step", "history")  # state() writes them
@@ -345,7 +398,7 @@ def _restore(path, config, encoder, head, opt, scaler, moco):
                          "use another out_dir or resume=False")
     before = saved.get("config", {})
     changed = [f"{k}: {before.get(k, _RUN_DEFAULTS.get(k))!r} -> {config.get(k)!r}" for k in _RUN_KEYS
-               if before.get(k, _RUN_DEFAULTS.get(k)) != config.get(k)]
+               if (k in before or k in _RUN_DEFAULTS) and before.get(k, _RUN_DEFAULTS.get(k)) != config.get(k)]
     if changed:
         raise ValueError(f"resume: {path} was written by a run with other settings ({', '.join(changed)}); "
                          "use another out_dir or resume=False")
@@ -359,7 +412,8 @@ def _restore(path, config, encoder, head, opt, scaler, moco):
     scaler.load_state_dict(saved["scaler"])
     if moco is not None:
         moco.load_state_dict(saved["moco"])
-    return saved["step"], saved["history"]
+    partial = saved.get("partial")  # absent in checkpoints written before it was kept
+    return saved["step"], saved["history"], partial if isinstance(partial, dict) else None
 
 
 def _plain_values(metrics: dict) -> dict:
@@ -368,8 +422,19 @@ def _plain_values(metrics: dict) -> dict:
     torch.load(weights_only=True) (no numpy globals)."""
     if not isinstance(metrics, dict):
         raise TypeError(f"on_epoch_end: expected it to return a dict or None, got {type(metrics).__name__}")
-    return {k: v.item() if isinstance(v, np.generic) or isinstance(v, torch.Tensor) and v.numel() == 1 else v
-            for k, v in metrics.items()}
+    plain = {k: v.item() if isinstance(v, np.generic) or isinstance(v, torch.Tensor) and v.numel() == 1 else v
+             for k, v in metrics.items()}
+    for k, v in plain.items():
+        if not isinstance(k, str):
+            raise TypeError(f"on_epoch_end: expected str keys, got {k!r}")
+        if k in _RECORD_KEYS:
+            raise ValueError(f"on_epoch_end: {k!r} is the epoch record's own key; name the metric otherwise")
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"on_epoch_end: {k!r} is a {type(v).__name__}, which metrics.jsonl cannot hold "
+                            "(return numbers, strings, bools, None, or lists and dicts of them)") from exc
+    return plain
 
 
 class _EpochBatches:
@@ -415,11 +480,18 @@ def _step_seed(seed, step, rank):
 def _finite_value(value, step) -> float:
     """The loss as a float, read once per step (the one device sync of a step): the NaN check,
     the callbacks and the epoch's mean share it."""
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"loss: expected the loss to return a single value (a scalar tensor), got {got}; "
+                         "a per-row loss needs reduction='mean'")
     loss = value.item()
     if not math.isfinite(loss):
         raise FloatingPointError(
             f"loss: not finite at step {step} ({loss}); lower the learning rate or use precision='fp32'")
     return loss
+
+
+_RECORD_KEYS = ("epoch", "step", "loss", "lr", "images_per_s", "time_s")  # _epoch_record's
 
 
 def _epoch_record(epoch, step, losses, opt, started, images):
@@ -470,14 +542,20 @@ class _ProgressBar:
 
 
 class _MetricsLog:
-    """metrics.jsonl (one line per epoch) and TensorBoard scalars when it is installed."""
+    """metrics.jsonl (one line per epoch) and TensorBoard scalars when it is installed. The
+    file starts from ``history`` (a resumed run's epochs so far, from its checkpoint), so it
+    always matches the checkpoint: an epoch logged but not saved (the run stopped between the
+    two) is not listed twice."""
 
-    def __init__(self, out_dir, reset):
+    def __init__(self, out_dir, history):
         self.file = self.writer = None
         if out_dir is None:
             return
         os.makedirs(out_dir, exist_ok=True)
-        self.file = open(os.path.join(out_dir, "metrics.jsonl"), "w" if reset else "a")
+        self.file = open(os.path.join(out_dir, "metrics.jsonl"), "w")
+        for record in history:
+            self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
         with contextlib.suppress(Exception):  # tensorboard is optional
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(out_dir)

@@ -45,9 +45,17 @@ class MoCo(nn.Module):
 
     @staticmethod
     def _out_dim(head, encoder) -> int:
-        dim = getattr(head, "out_dim", None) or getattr(encoder, "feature_dim", None)
-        if not is_int(dim):
-            raise ValueError("head: MoCo needs the projection size (head.out_dim or encoder.feature_dim)")
+        """The queue's width: the head's output size (its ``out_dim``, or ``out_features`` for
+        an ``nn.Linear``); the encoder's ``feature_dim`` only when the head is the identity.
+        (Falling back to the encoder's size for any head made a queue of the wrong width.)"""
+        if isinstance(head, nn.Identity):
+            dim, where = getattr(encoder, "feature_dim", None), "encoder.feature_dim"
+        else:
+            dim = getattr(head, "out_dim", None) or getattr(head, "out_features", None)
+            where = "head.out_dim"
+        if not is_int(dim) or dim < 1:
+            raise ValueError(f"head: MoCo needs the projection size for its queue ({where}: an int "
+                             f"attribute of the {type(head).__name__}), got {dim!r}")
         return int(dim)
 
     @torch.no_grad()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
+
+from .._checks import check_choice, check_int, check_nonnegative, check_real
 
 OPTIMIZERS = ("lars", "sgd", "adam")
 
@@ -22,8 +25,9 @@ class LARS(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 1e-6,
                  eta: float = 1e-3):
-        if not lr >= 0:
-            raise ValueError(f"lr: expected a number >= 0, got {lr}")
+        lr, weight_decay, eta = (check_nonnegative(name, value) for name, value in
+                                 (("lr", lr), ("weight_decay", weight_decay), ("eta", eta)))
+        momentum = check_real("momentum", momentum, 0, 1)
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, exclude=False)
         super().__init__(params, defaults)
 
@@ -55,7 +59,12 @@ class LARS(torch.optim.Optimizer):
 
 def param_groups(modules, weight_decay: float) -> list:
     """Two groups: weights (decayed, adapted) and 1-D tensors (biases, normalisation scales and
-    shifts: excluded from weight decay and from LARS adaptation, as in SimCLR)."""
+    shifts: excluded from weight decay and from LARS adaptation, as in SimCLR). ``modules``:
+    a module or a sequence of them."""
+    weight_decay = check_nonnegative("weight_decay", weight_decay)
+    modules = [modules] if isinstance(modules, nn.Module) else modules
+    if not isinstance(modules, (list, tuple)) or not all(isinstance(m, nn.Module) for m in modules):
+        raise TypeError(f"modules: expected a module or a list of modules, got {type(modules).__name__}")
     decay, exclude = [], []
     for module in modules:
         for p in module.parameters():
@@ -68,6 +77,8 @@ def param_groups(modules, weight_decay: float) -> list:
 def default_lr(optimizer: str, batch_size: int) -> float:
     """SimCLR's rates: 0.3 x B/256 for LARS (the [Re] paper's choice), 0.06 x B/256 for SGD;
     1e-3 for Adam, which does not scale with the batch."""
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    batch_size = check_int("batch_size", batch_size, 1)
     return {"lars": 0.3 * batch_size / 256, "sgd": 0.06 * batch_size / 256, "adam": 1e-3}[optimizer]
 
 
@@ -87,6 +98,9 @@ def make_optimizer(name: str, modules, lr: float, weight_decay: float, momentum:
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
     """The multiplier of the base rate at ``step``: linear from 1/warmup to 1 over the warm-up,
     then a cosine to 0 at ``total_steps``."""
+    total_steps = check_int("total_steps", total_steps, 1)
+    step = check_int("step", step, 0)
+    warmup_steps = check_int("warmup_steps", warmup_steps, 0)
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     span = max(1, total_steps - warmup_steps)

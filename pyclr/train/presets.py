@@ -29,7 +29,7 @@ import re
 import torch
 from torch import nn
 
-from .._checks import check_options
+from .._checks import check_device, check_options
 
 SECTIONS = ("encoder", "dataset", "augment", "head", "train", "eval", "description", "preset")
 DESCRIPTION_MAX = 10_000  # characters: a note about the run, written into config.json and report.json
@@ -449,4 +449,4 @@ def build_head(spec: dict | None, encoder: nn.Module):
 def device_of(name: str | None) -> torch.device:
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return check_device(name)

@@ -66,7 +66,7 @@ def train_supervised(encoder: nn.Module, dataset, *, label: str | Sequence[str] 
     Returns a :class:`SupervisedResult`; the encoder is back in the train/eval mode it had.
     """
     names = _check_labels(label)
-    _check_args(encoder, dataset, precision)
+    _check_args(encoder, dataset, precision, augment)
     epochs, batch_size = check_int("epochs", epochs, 1), check_int("batch_size", batch_size, 1)
     seed, progress = check_int("seed", seed, 0, SEED_MAX), check_bool("progress", progress)
     lr, weight_decay = check_positive("lr", lr), check_nonnegative("weight_decay", weight_decay)
@@ -146,7 +146,9 @@ def _check_labels(label) -> tuple:
     return tuple(label)
 
 
-def _check_args(encoder, dataset, precision) -> None:
+def _check_args(encoder, dataset, precision, augment) -> None:
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment: expected a callable augment(images, generator) or None, got {augment!r}")
     if not isinstance(encoder, nn.Module):
         raise TypeError(f"encoder: expected an nn.Module, got {type(encoder).__name__}")
     dim = getattr(encoder, "feature_dim", None)

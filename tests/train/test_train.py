@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import pyclr
 from pyclr.models import ProjectionHead, SmallConvNet
@@ -77,6 +78,36 @@ def test_warmup_cosine():
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
     assert values[10] == pytest.approx(1.0) and values[55] == pytest.approx(0.5) and values[100] == pytest.approx(0.0)
     assert all(a >= b for a, b in zip(values[10:], values[11:]))
+
+
+def _parameter():
+    return [torch.nn.Parameter(torch.ones(2, 2))]
+
+
+# the public helpers took these unchecked: NaN weights after a step, a negative rate, KeyError
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: LARS(_parameter(), lr=float("inf")), ValueError, "lr: expected a finite number >= 0"),
+    (lambda: LARS(_parameter(), lr="0.1"), TypeError, "lr: expected a number"),
+    (lambda: LARS(_parameter(), lr=0.1, momentum=float("nan")), ValueError, r"momentum: .* in \[0, 1\]"),
+    (lambda: LARS(_parameter(), lr=0.1, momentum=-1), ValueError, r"momentum: .* in \[0, 1\]"),
+    (lambda: LARS(_parameter(), lr=0.1, weight_decay=-1), ValueError, "weight_decay: expected"),
+    (lambda: LARS(_parameter(), lr=0.1, eta=-1), ValueError, "eta: expected"),
+    (lambda: default_lr("LARS", 256), ValueError, "optimizer: expected one of 'lars'"),
+    (lambda: default_lr("lars", -256), ValueError, "batch_size: expected an int >= 1"),
+    (lambda: warmup_cosine(-5, 10, 2), ValueError, "step: expected an int >= 0"),
+    (lambda: warmup_cosine(1, 10, float("nan")), TypeError, "warmup_steps: expected an int"),
+    (lambda: warmup_cosine(1, 0, 0), ValueError, "total_steps: expected an int >= 1"),
+    (lambda: param_groups(model(), "x"), TypeError, "weight_decay: expected a number"),
+    (lambda: param_groups("encoder", 0.1), TypeError, "modules: expected a module or a list of modules"),
+])
+def test_optimiser_helpers_check_their_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_param_groups_takes_one_module():
+    encoder = model()
+    assert param_groups(encoder, 0.1) == param_groups([encoder], 0.1)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "constant"])
@@ -178,8 +209,60 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, method):
     for name, value in weights(straight.head).items():
         assert torch.equal(value, resumed.head.state_dict()[name]), name
     assert [h["step"] for h in resumed.history] == [3, 6, 9]
-    lines = open(tmp_path / "a" / "metrics.jsonl").read().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
+    # the interrupted epoch's record covers its steps before the kill too (it averaged the
+    # steps after the resume only)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+    for run in "ab":
+        lines = open(tmp_path / run / "metrics.jsonl").read().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
+
+
+def test_ctrl_c_inside_an_optimizer_step_is_held_until_the_step_ends(tmp_path):
+    # a signal between the optimizer's update and the step count saved the new weights with
+    # the old step: the resumed run took that step twice
+    options = dict(epochs=2, batch_size=32, augment=jitter, progress=False, seed=3, lr=0.5, device="cpu")
+    straight = pyclr.train(model(), images(), head=small_head(), **options)
+    updates = []
+
+    def interrupt_after_fourth_update(optimizer, args, kwargs):
+        updates.append(1)
+        if len(updates) == 4:
+            signal.raise_signal(signal.SIGINT)
+
+    handle = register_optimizer_step_post_hook(interrupt_after_fourth_update)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pyclr.train(model(), images(), head=small_head(), out_dir=str(tmp_path), **options)
+    finally:
+        handle.remove()
+    assert load_checkpoint(str(tmp_path / "checkpoint.pt"))["step"] == 4
+    resumed = pyclr.train(model(seed=99), images(), head=small_head(99), out_dir=str(tmp_path), **options)
+    for name, value in weights(straight.encoder).items():
+        assert torch.equal(value, resumed.encoder.state_dict()[name]), name
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+
+
+def test_metrics_log_matches_the_checkpoint_after_a_failed_save(tmp_path, monkeypatch):
+    # the epoch's line was written, then its checkpoint failed: the resumed run wrote the
+    # epoch again (metrics.jsonl listed epochs 0, 1, 1, 2)
+    options = dict(epochs=3, batch_size=32, progress=False, head=small_head(), out_dir=str(tmp_path))
+    from pyclr.train import checkpoint as ckpt
+    real_save = ckpt.save_atomic
+    saves = []
+
+    def failing_second_save(state, path):
+        saves.append(1)
+        if len(saves) == 2:
+            raise OSError("disk full")
+        real_save(state, path)
+
+    monkeypatch.setattr(ckpt, "save_atomic", failing_second_save)
+    with pytest.raises(OSError, match="disk full"):
+        pyclr.train(model(), images(), **options)
+    monkeypatch.setattr(ckpt, "save_atomic", real_save)
+    result = pyclr.train(model(), images(), **options | {"head": small_head()})
+    lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl").read().splitlines()]
+    assert [line["epoch"] for line in lines] == [0, 1, 2] == [h["epoch"] for h in result.history]
 
 
 def test_training_lowers_the_loss_and_logs(tmp_path):
@@ -234,6 +317,18 @@ def test_numpy_metrics_resume(tmp_path):
     assert result.history == saved["history"]
 
 
+@pytest.mark.parametrize("returned,error,match", [
+    # an array failed inside json.dumps after the epoch; "loss" replaced the epoch's loss silently
+    ({"acc": __import__("numpy").zeros(3)}, TypeError, "on_epoch_end: 'acc' is a ndarray, which metrics.jsonl"),
+    ({"loss": 0.1}, ValueError, "on_epoch_end: 'loss' is the epoch record's own key"),
+    ({3: 0.1}, TypeError, "on_epoch_end: expected str keys"),
+])
+def test_epoch_metrics_are_checked(returned, error, match):
+    with pytest.raises(error, match=match):
+        pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False,
+                    on_epoch_end=lambda epoch, encoder: returned)
+
+
 @pytest.mark.parametrize("options,message", [
     (dict(optimizer="adam", momentum=0.5), "momentum=0.5 is ignored: optimizer='adam' has no momentum"),
     (dict(loss="generalized", temperature=0.1), "temperature=0.1 is ignored: loss='generalized' takes no temperature"),
@@ -258,10 +353,24 @@ def test_no_warning_for_defaults_or_used_options():
                     warmup_epochs=1)  # warm-up over the whole run reaches lr at its last step
 
 
-def test_resume_refuses_other_settings(tmp_path):
-    pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False, out_dir=str(tmp_path))
-    with pytest.raises(ValueError, match=r"resume: .* other settings \(batch_size: 32 -> 16"):
-        pyclr.train(model(), images(), epochs=1, batch_size=16, head=small_head(), progress=False, out_dir=str(tmp_path))
+@pytest.mark.parametrize("first,then,match", [
+    ({}, {"batch_size": 16}, "batch_size: 32 -> 16"),
+    # these resumed silently (or failed inside torch: fp32 -> fp16's loss scaler, the queue size)
+    ({}, {"precision": "bf16"}, "precision: 'fp32' -> 'bf16'"),
+    ({"precision": "fp16"}, {"precision": "fp32"}, "precision: 'fp16' -> 'fp32'"),
+    ({}, {"momentum": 0.5}, "momentum: 0.9 -> 0.5"),
+    ({}, {"loss": "generalized"}, "loss: 'nt_xent' -> 'generalized'"),
+    ({}, {"n": 128}, "dataset_size: 96 -> 128"),
+    ({"method": "moco", "queue_size": 64}, {"queue_size": 32}, "queue_size: 64 -> 32"),
+])
+def test_resume_refuses_other_settings(tmp_path, first, then, match):
+    def run(options):
+        options = dict(epochs=1, batch_size=32, progress=False, out_dir=str(tmp_path)) | options
+        pyclr.train(model(), images(options.pop("n", 96)), head=small_head(), **options)
+
+    run(first)
+    with pytest.raises(ValueError, match=r"resume: .* other settings \(" + match):
+        run(first | then)
 
 
 def test_resume_refuses_another_model(tmp_path):
@@ -292,6 +401,33 @@ def test_unwritable_out_dir(tmp_path):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         pyclr.train(model(), images(), **({"epochs": 1, "batch_size": 32, "progress": False} | kwargs))
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    # each failed inside torch or Python without naming the argument
+    ({"augment": "simclr_cifar"}, TypeError, "augment: expected a callable"),
+    ({"callbacks": print}, TypeError, "callbacks: expected a list of callables"),
+    ({"callbacks": [print, 3]}, TypeError, "callbacks: expected callables cb.info., got 3 among them"),
+    ({"on_epoch_end": "knn"}, TypeError, "on_epoch_end: expected a callable"),
+    ({"out_dir": 123}, TypeError, "out_dir: expected a folder path or None"),
+    ({"device": "gpu"}, ValueError, "device: expected a device such as 'cpu'"),
+    ({"dataset": iter([])}, TypeError, "dataset: expected a sized, indexable dataset"),
+    ({"encoder": "resnet18"}, TypeError, "encoder: expected an nn.Module"),
+    ({"loss": pyclr.losses.NTXentLoss(reduction="none")}, ValueError,
+     r"loss: expected the loss to return a single value .*got shape \(64,\)"),
+])
+def test_bad_argument_types_are_named(kwargs, error, match):
+    options = {"encoder": model(), "dataset": images(), "epochs": 1, "batch_size": 32, "progress": False,
+               "head": small_head()} | kwargs
+    with pytest.raises(error, match=match):
+        pyclr.train(options.pop("encoder"), options.pop("dataset"), **options)
+
+
+def test_supervised_augment_is_checked():
+    from pyclr.train import train_supervised
+
+    with pytest.raises(TypeError, match="augment: expected a callable"):
+        train_supervised(model(), images(), label=None, epochs=1, augment="simclr_cifar")
 
 
 def test_channel_mismatch_fails_before_training(tmp_path):
@@ -395,6 +531,15 @@ def test_cuda_fp32_run_follows_the_cpu_run():
     assert (cuda - cpu).norm() < 0.05 * moved
 
 
+def test_generalized_loss_under_torchrun_warns_that_nothing_is_gathered(monkeypatch):
+    from pyclr.train import loop
+
+    monkeypatch.setattr(loop.DistributedContext, "from_environment", classmethod(lambda cls: cls(world_size=2)))
+    with pytest.warns(UserWarning, match=r"loss='generalized' under torchrun \(2 ranks\): each rank compares"):
+        with pytest.raises(ValueError, match="batch_size: expected a multiple of the world size 2"):
+            pyclr.train(model(), images(), epochs=1, batch_size=33, loss="generalized", progress=False)
+
+
 def test_generalized_loss_and_adam():
     result = pyclr.train(model(), images(), epochs=1, batch_size=32, loss="generalized", optimizer="adam",
                          head=small_head(), progress=False, augment=jitter)
@@ -408,6 +553,15 @@ def test_moco_queue_fills_in_order():
     moco._enqueue(keys[:5])
     assert torch.equal(moco.queue[1:6], keys[1:]) and torch.equal(moco.queue[6:10], keys[:4])
     assert torch.equal(moco.queue[0], keys[4]) and int(moco.pointer) == 1
+
+
+def test_moco_queue_takes_the_heads_width():
+    # a head without out_dim got the encoder's feature_dim (16) for its queue: a shape error
+    # at the first step
+    assert MoCo(model(), torch.nn.Linear(16, 5), queue_size=10).queue.shape == (10, 5)
+    assert MoCo(model(), torch.nn.Identity(), queue_size=10).queue.shape == (10, 16)
+    with pytest.raises(ValueError, match=r"head: MoCo needs the projection size .*head.out_dim.*Sequential"):
+        MoCo(model(), torch.nn.Sequential(torch.nn.Linear(16, 5)), queue_size=10)
 
 
 @pytest.mark.parametrize("temperature", [0, -1, float("nan"), "0.2"])
