@@ -84,7 +84,9 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
         loss: ``"nt_xent"`` (fused NT-Xent at ``temperature``; negatives gathered across
             ranks when distributed), ``"generalized"`` (the hypersphere SWD loss; draws from
             the run's seed each step; under torchrun each rank's share on its own, with a
-            warning) or a module ``loss(z1, z2) -> scalar``.
+            warning) or a module ``loss(z1, z2) -> scalar``; its trainable parameters (a
+            learnable temperature) are trained and checkpointed with the networks (one
+            process only).
         method: ``"simclr"`` (negatives from the batch) or ``"moco"`` (momentum encoder and a
             queue of ``queue_size`` negatives; ``moco_momentum``; ``temperature``).
         batch_size: the global batch (split across ranks when distributed).
@@ -142,6 +144,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                   moco_momentum=moco_momentum if method == "moco" else None,
                   queue_size=queue_size if method == "moco" else None, dataset_size=len(dataset))
 
+    loss_fn = _make_loss(loss, temperature, dist.world_size > 1)
+    trained_loss = _trained_loss(loss_fn, dist.world_size, device)
     torch.manual_seed(seed)  # the head's initialisation
     head = _make_head(head, encoder)
     encoder.to(device), head.to(device)
@@ -149,9 +153,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
         encoder.to(memory_format=torch.channels_last)
     net = dist.wrap(_Net(encoder, head), device)
     run = torch.compile(net) if compile else net
-    opt = make_optimizer(optimizer, [encoder, head], lr, weight_decay, momentum)
+    opt = make_optimizer(optimizer, [encoder, head, *trained_loss], lr, weight_decay, momentum)
     moco = MoCo(encoder, head, queue_size, moco_momentum, temperature).to(device) if method == "moco" else None
-    loss_fn = _make_loss(loss, temperature, dist.world_size > 1)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     if out_dir is not None and dist.is_main:
@@ -159,7 +162,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     path = os.path.join(out_dir, ckpt.CHECKPOINT) if out_dir else None
     step, history, partial = 0, [], None
     if path and resume and os.path.exists(path):
-        step, history, partial = _restore(path, config, encoder, head, opt, scaler, moco)
+        step, history, partial = _restore(path, config, encoder, head, opt, scaler, moco, loss_fn)
     log = _MetricsLog(out_dir if dist.is_main else None, history)
     # the epoch under way: its step losses and time so far (a checkpoint taken mid-epoch keeps
     # them, so the resumed epoch's record covers all its steps)
@@ -168,7 +171,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     def state():
         return {"encoder": encoder.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(), "moco": moco.state_dict() if moco else None,
-                "step": step, "history": history, "config": config,
+                "loss": loss_fn.state_dict() if isinstance(loss_fn, nn.Module) else None, "step": step, "history": history, "config": config,
                 "partial": {"losses": list(losses), "seconds": time.perf_counter() - started,
                             "steps": step - first}}
 
@@ -390,7 +393,22 @@ def _make_loss(loss, temperature, distributed):
 _CHECKPOINT_KEYS = ("encoder", "head", "optimizer", "scaler", "step", "history")  # state() writes them
 
 
-def _restore(path, config, encoder, head, opt, scaler, moco):
+def _trained_loss(loss_fn, world_size, device) -> list:
+    """``[loss_fn]`` when it is a module with trainable parameters (a learnable temperature):
+    the optimizer trains them with the networks and checkpoints keep them (they were left
+    untrained); ``[]`` otherwise. A loss module goes to ``device`` either way."""
+    if not isinstance(loss_fn, nn.Module):
+        return []
+    loss_fn.to(device)
+    if not any(p.requires_grad for p in loss_fn.parameters()):
+        return []
+    if world_size > 1:
+        raise ValueError("loss: a loss module with trainable parameters is not supported under torchrun "
+                         "(its gradients would not be averaged across ranks); freeze them or train on one process")
+    return [loss_fn]
+
+
+def _restore(path, config, encoder, head, opt, scaler, moco, loss_fn):
     saved = ckpt.load(path)
     missing = [k for k in _CHECKPOINT_KEYS if not isinstance(saved, dict) or k not in saved]
     if missing or not isinstance(saved.get("config", {}), dict):
@@ -402,7 +420,10 @@ def _restore(path, config, encoder, head, opt, scaler, moco):
     if changed:
         raise ValueError(f"resume: {path} was written by a run with other settings ({', '.join(changed)}); "
                          "use another out_dir or resume=False")
-    for name, module in (("encoder", encoder), ("head", head)):
+    modules = [("encoder", encoder), ("head", head)]
+    if isinstance(loss_fn, nn.Module) and saved.get("loss") is not None:  # None: written before it was kept
+        modules.append(("loss", loss_fn))
+    for name, module in modules:
         try:
             module.load_state_dict(saved[name])
         except RuntimeError as exc:

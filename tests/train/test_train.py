@@ -540,6 +540,50 @@ def test_generalized_loss_under_torchrun_warns_that_nothing_is_gathered(monkeypa
             pyclr.train(model(), images(), epochs=1, batch_size=33, loss="generalized", progress=False)
 
 
+class LearnedTemperature(torch.nn.Module):
+    """InfoNCE between the views with a trainable temperature (as CLIP learns its own)."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_tau = torch.nn.Parameter(torch.tensor(-1.0))
+
+    def forward(self, z1, z2):
+        z1, z2 = torch.nn.functional.normalize(z1, dim=1), torch.nn.functional.normalize(z2, dim=1)
+        logits = z1 @ z2.T / self.log_tau.exp()
+        return torch.nn.functional.cross_entropy(logits, torch.arange(len(z1)))
+
+
+def test_a_loss_modules_parameters_are_trained_and_resumed(tmp_path):
+    # they were never given to the optimizer (nor saved): a learnable temperature stayed put
+    options = dict(epochs=3, batch_size=32, augment=jitter, progress=False, seed=3, lr=0.05, optimizer="adam")
+    loss = LearnedTemperature()
+    straight = pyclr.train(model(), images(), head=small_head(), loss=loss, **options)
+    assert loss.log_tau.item() != -1.0
+    assert straight.history[-1]["loss"] < straight.history[0]["loss"]
+
+    def kill_at_step_4(info):
+        if info["step"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pyclr.train(model(), images(), head=small_head(), loss=LearnedTemperature(), out_dir=str(tmp_path),
+                    callbacks=[kill_at_step_4], **options)
+    resumed_loss = LearnedTemperature()
+    resumed = pyclr.train(model(seed=9), images(), head=small_head(9), loss=resumed_loss, out_dir=str(tmp_path),
+                          **options)
+    assert resumed_loss.log_tau.item() == loss.log_tau.item()
+    for name, value in weights(straight.encoder).items():
+        assert torch.equal(value, resumed.encoder.state_dict()[name]), name
+
+
+def test_a_trained_loss_module_is_refused_under_torchrun(monkeypatch):
+    from pyclr.train import loop
+
+    monkeypatch.setattr(loop.DistributedContext, "from_environment", classmethod(lambda cls: cls(world_size=2)))
+    with pytest.raises(ValueError, match="loss: a loss module with trainable parameters is not supported under torchrun"):
+        pyclr.train(model(), images(), epochs=1, batch_size=32, loss=LearnedTemperature(), progress=False)
+
+
 def test_generalized_loss_and_adam():
     result = pyclr.train(model(), images(), epochs=1, batch_size=32, loss="generalized", optimizer="adam",
                          head=small_head(), progress=False, augment=jitter)
