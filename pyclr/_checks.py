@@ -133,8 +133,18 @@ def check_bool(name: str, value) -> bool:
 
 
 def check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+    """``value`` one of ``choices``; an array or a tensor never is (``in`` would compare it
+    element by element: numpy's "truth value of an array is ambiguous" instead of this error)."""
+    if isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim > 0:
+        ok = False
+    else:
+        try:
+            ok = value in choices
+        except (TypeError, ValueError, RuntimeError):  # unhashable or incomparable
+            ok = False
+    if not ok:
+        got = repr(value) if value is None or isinstance(value, (str, numbers.Number)) else describe(value)
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {got}")
 
 
 def check_device(device) -> torch.device:

@@ -41,13 +41,17 @@ enum Negatives : int64_t { kAll = 0, kCross = 1, kSelf = 2 };
 // Whether loss_a subtracts the positive's score (every mode but kSelf).
 inline bool has_positive(int64_t negatives) { return negatives != kSelf; }
 
+constexpr double kMinTemperature = 1e-3, kMaxTemperature = 1e6;
+
 inline void check_args(const at::Tensor& z, double temperature, int64_t negatives,
                        int64_t offset, int64_t count) {
   check_float_matrix(z, "z", /*allow_double=*/z.device().is_cpu());
   TORCH_CHECK(z.size(0) % 2 == 0, "z: expected an even number of rows (two views), got ",
               z.size(0));
-  TORCH_CHECK(std::isfinite(temperature) && temperature > 0,
-              "temperature: expected a finite positive number, got ", temperature);
+  // the range the kernels are tested in against float64 (pyclr.losses._checks.TEMPERATURE_RANGE):
+  // below it 1/tau overflows float32 near 3e-39 and the loss is NaN
+  TORCH_CHECK(temperature >= kMinTemperature && temperature <= kMaxTemperature,
+              "temperature: expected a number in [1e-3, 1e6], got ", temperature);
   TORCH_CHECK(negatives == kAll || negatives == kCross || negatives == kSelf,
               "negatives: expected 0 (all), 1 (cross) or 2 (self), got ", negatives);
   const int64_t n = z.size(0) / 2;

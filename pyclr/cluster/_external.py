@@ -81,7 +81,8 @@ def faiss_solve(x: torch.Tensor, k: int, n_init: int, max_iter: int, init: str,
     for _ in range(n_init):
         seeds = initial_centroids(x, k, init, generators)
         for b in range(batch):
-            km = faiss.Kmeans(c, k, niter=max_iter, nredo=1, seed=seed + b, gpu=gpu, verbose=False,
+            # faiss's seed is a signed 32-bit int: seed + b may pass it (kmeans takes seeds < 2**31)
+            km = faiss.Kmeans(c, k, niter=max_iter, nredo=1, seed=(seed + b) % 2**31, gpu=gpu, verbose=False,
                               max_points_per_centroid=n // k + 1, min_points_per_centroid=1)
             km.train(points[b], init_centroids=to_numpy(seeds[b], torch.float32))
             distances, labels = km.index.search(points[b], 1)

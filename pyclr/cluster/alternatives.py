@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from ._external import import_sklearn_cluster, to_numpy
-from .._checks import describe, is_int
-from .kmeans import ClusterResult, _check_k, _check_seed, _check_values
+from .._checks import check_choice, describe, is_int
+from .kmeans import ClusterResult, _check_dtype, _check_k, _check_seed, _check_values
 from .reference import acc_dtype
 
 CONNECTIVITIES = (None, "grid")
@@ -34,8 +34,7 @@ def ward(x: torch.Tensor, k: Union[int, Sequence[int]], connectivity: Optional[s
     means as centroids and ``n_iter`` None. The partition at each k is scikit-learn's
     ``AgglomerativeClustering(n_clusters=k, linkage="ward")``'s (cluster numbers may differ).
     """
-    if connectivity not in CONNECTIVITIES:
-        raise ValueError(f"connectivity: expected None or 'grid', got {connectivity!r}")
+    check_choice("connectivity", connectivity, CONNECTIVITIES)
     ks = list(k) if isinstance(k, Sequence) and not isinstance(k, str) else [k]
     if not ks:
         raise ValueError("k: expected an int or a non-empty list of ints, got []")
@@ -94,9 +93,9 @@ def bisecting(x: torch.Tensor, k: int, seed: int = 0) -> ClusterResult:
 def _problems(x, k) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.dim() not in (2, 4):
         raise ValueError(f"x: expected a (B, H, W, C) or (n, C) tensor, got {describe(x)}")
-    if not x.is_floating_point() or x.numel() == 0:
-        raise ValueError(f"x: expected a non-empty floating-point tensor, got {x.dtype} of shape "
-                         f"{tuple(x.shape)}")
+    _check_dtype(x)
+    if x.numel() == 0:
+        raise ValueError(f"x: expected at least one point and one channel, got shape {tuple(x.shape)}")
     points = x.detach().reshape(x.shape[0] if x.dim() == 4 else 1, -1, x.shape[-1])
     _check_k(k, points.shape[1])
     return _check_values(points)

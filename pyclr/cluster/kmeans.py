@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _ops
-from .._checks import check_int, check_nonnegative, check_size, describe, is_int, shown
+from .._checks import check_choice, check_int, check_nonnegative, check_size, describe, is_int, shown
 from ..losses.priors import normalize_rows
 from . import _external, _lloyd, reference
 
@@ -61,7 +61,9 @@ def kmeans(x: torch.Tensor, k: int, mode: str = "per_image", n_init: int = 10, m
         n_init, max_iter, tol, init: as scikit-learn's ``KMeans`` (``init`` "k-means++" or
             "random").
         backend: ``"pyclr"`` (the fused C++/CUDA kernels: one pass over the points per
-            iteration, all images in one launch), ``"torch"`` (the same algorithm on the
+            iteration, all images in one launch; on the CPU its per-slice partial sums take
+            about k / 1024 times the memory of the points, so a k in the thousands needs
+            several times x's size), ``"torch"`` (the same algorithm on the
             plain-PyTorch reference step), ``"sklearn"`` (``sklearn.cluster.KMeans`` per
             problem, on the CPU), ``"faiss"`` (``faiss.Kmeans`` from pyclr's seeding, with no
             subsampling and exactly ``max_iter`` iterations), or ``"auto"``: pyclr where a kernel
@@ -130,16 +132,19 @@ def _check_k(k, n: int) -> None:
             f"k: expected an int with 1 <= k <= {n} (the points per problem), got {shown(k)}")
 
 
+def _check_dtype(x: torch.Tensor) -> None:
+    if x.dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        raise TypeError(f"x: expected dtype float32, bfloat16, float16 or float64, got {x.dtype}")
+
+
 def _problems(x, k, mode) -> Tuple[torch.Tensor, bool]:
     """x as (problems, points, C) and whether each image is its own problem."""
     if not isinstance(x, torch.Tensor) or x.dim() not in (2, 4):
         raise ValueError(f"x: expected a (B, H, W, C) or (n, C) tensor, got {describe(x)}")
-    if x.dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
-        raise TypeError(f"x: expected dtype float32, bfloat16, float16 or float64, got {x.dtype}")
+    _check_dtype(x)
     if x.numel() == 0:
         raise ValueError(f"x: expected at least one point and one channel, got shape {tuple(x.shape)}")
-    if mode not in MODES:
-        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    check_choice("mode", mode, MODES)
     per_problem = x.dim() == 4 and mode == "per_image"
     points = x.detach().reshape(x.shape[0] if per_problem else 1, -1, x.shape[-1])
     _check_k(k, points.shape[1])
@@ -177,10 +182,8 @@ def _check_options(n_init, max_iter, tol, init, backend, seed) -> None:
     check_int("n_init", n_init, 1)
     check_int("max_iter", max_iter, 1)
     check_nonnegative("tol", tol)
-    if init not in INITS:
-        raise ValueError(f"init: expected one of {INITS}, got {init!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    check_choice("init", init, INITS)  # not an array of centroids: seeding is pyclr's own
+    check_choice("backend", backend, BACKENDS)
     _check_seed(seed)
 
 

@@ -12,7 +12,7 @@ KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # float64 at both ends (tests/losses/test_ntxent.py, the CUDA code in the emulator too); the
 # papers use 0.01 to 1. Logits scale as 1/tau: at tau = 1e-4 the CUDA kernel's fp32 (3xTF32)
 # gradients were 5x less accurate than torch's fp32, and at 1e-10 the CPU kernel gave NaN.
-TEMPERATURE_RANGE = (1e-3, 1e6)
+TEMPERATURE_RANGE = (1e-3, 1e6)  # csrc/ntxent/ntxent.h checks the same range at the op boundary
 
 
 def check_temperature(value) -> float:

@@ -169,10 +169,6 @@ def load_run_encoder(run_dir: str):
     if not os.path.exists(path):
         raise ValueError(f"run_dir: {run_dir!r} has no {CONFIG} (was it written by pyclr train?)")
     cfg = read_run_config(path)
-    try:  # a hand-edited config.json: every section checked, as `pyclr train` checks it
-        cfg = resolve_config(cfg)
-    except (ValueError, TypeError) as exc:
-        raise type(exc)(f"config: {path}: {exc}") from exc
     if not isinstance(cfg.get("encoder"), dict) or "name" not in cfg["encoder"]:
         raise ValueError(f"checkpoint: {path} names no encoder (no encoder.name)")
     weights = os.path.join(run_dir, ckpt.CHECKPOINT)
@@ -191,6 +187,10 @@ def load_run_encoder(run_dir: str):
 def evaluate_run(run_dir: str, *, device=None) -> dict:
     """``pyclr eval``: the probe of the encoder in ``run_dir/checkpoint.pt``."""
     encoder, cfg, saved = load_run_encoder(run_dir)
+    try:  # a hand-edited config.json: every section checked, as `pyclr train` checks it
+        cfg = resolve_config(cfg)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"config: {os.path.join(run_dir, CONFIG)}: {exc}") from exc
     if not cfg.get("eval"):
         raise ValueError(f"run_dir: the configuration in {os.path.join(run_dir, CONFIG)} has no eval section")
     device = device_of(device)

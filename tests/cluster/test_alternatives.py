@@ -1,4 +1,5 @@
 """Ward and bisecting K-Means (the [Re] paper's Experiment 3) via scikit-learn."""
+import numpy as np
 import pytest
 import torch
 
@@ -88,7 +89,9 @@ def test_ward_of_a_single_point_is_one_cluster():
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda: ward(features(), 3, connectivity="knn"), "connectivity: expected None or 'grid'"),
+    (lambda: ward(features(), 3, connectivity="knn"), "connectivity: expected one of None, 'grid', got 'knn'"),
+    # scikit-learn takes a connectivity matrix: it was numpy's "truth value of an array is ambiguous"
+    (lambda: ward(features(), 3, connectivity=np.eye(4)), "connectivity: expected one of None, 'grid', got ndarray"),
     (lambda: ward(torch.randn(50, 3), 3, connectivity="grid"), "connectivity='grid' needs"),
     (lambda: ward(features(), 0), "k: expected an int with 1 <= k <= 72"),
     (lambda: ward(features(), [2, 73]), "k: expected an int with 1 <= k <= 72"),
@@ -103,3 +106,9 @@ def test_ward_of_a_single_point_is_one_cluster():
 def test_bad_inputs(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_bad_dtype_names_x():
+    # any floating dtype passed: float8 failed inside torch's aminmax
+    with pytest.raises(TypeError, match="x: expected dtype float32, bfloat16, float16 or float64"):
+        ward(torch.rand(10, 2).to(torch.float8_e4m3fn), 2)

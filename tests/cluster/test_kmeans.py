@@ -236,6 +236,31 @@ def test_sklearn_backend():
     assert per_image.centroids.shape == (3, 2, 5) and per_image.n_iter.shape == (3,)
 
 
+@pytest.mark.parametrize("backend", ["pyclr", "torch"])
+@pytest.mark.parametrize("offset", [1e3, 1e4])
+def test_points_far_from_the_origin(backend, offset):
+    # |x|^2 - 2 x.c + |c|^2 in float32 lost eps |x|^2 per distance: four blobs of spread 0.05
+    # at 1e3 reported an inertia 8x the true one, and at 1e4 the labels were noise. The points
+    # are centred first, as scikit-learn does.
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    truth = torch.arange(4).repeat_interleave(50)
+    x = centres[truth] + 0.05 * torch.randn(200, 2, generator=gen) + offset
+    result = kmeans(x, 4, n_init=3, backend=backend)
+    exact = (x.double() - result.centroids.double()[result.labels]).square().sum()
+    assert float(result.inertia) == pytest.approx(float(exact), rel=1e-3)
+    pairs = set(zip(truth.tolist(), result.labels.tolist()))
+    assert len(pairs) == 4 and len({label for _, label in pairs}) == 4  # the blobs, up to renaming
+
+
+def test_faiss_seed_stays_in_its_range():
+    # image b seeds faiss with seed + b: past 2**31 - 1 faiss raised an OverflowError
+    pytest.importorskip("faiss")
+    result = kmeans(torch.rand(2, 4, 4, 2, generator=torch.Generator().manual_seed(0)), 2, backend="faiss",
+                    seed=2 ** 31 - 1)
+    assert result.labels.shape == (2, 4, 4)
+
+
 def test_faiss_backend_uses_every_point():
     pytest.importorskip("faiss")
     KMeans = pytest.importorskip("sklearn.cluster").KMeans
@@ -271,6 +296,10 @@ def test_missing_library_says_how_to_install(monkeypatch, module, backend, hint)
     (dict(tol=float("nan")), ValueError, "tol: expected a finite number >= 0"),
     (dict(seed=-1), ValueError, "seed: expected an int in 0..2\\*\\*31-1"),
     (dict(seed=2 ** 64), ValueError, "seed: expected an int in 0..2\\*\\*31-1"),  # was torch's overflow
+    # scikit-learn takes an array of centroids for init: here it was numpy's "truth value of
+    # an array is ambiguous"
+    (dict(init=np.zeros((2, 3))), ValueError, "init: expected one of 'k-means\\+\\+', 'random', got ndarray"),
+    (dict(mode=["per_image"]), ValueError, "mode: expected one of 'per_image', 'cross_image', got list"),
 ])
 def test_bad_options(kwargs, error, message):
     args = dict(x=torch.randn(20, 3), k=2)

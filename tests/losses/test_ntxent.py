@@ -439,8 +439,13 @@ def test_op_boundary_checks():
         torch.ops.pyclr.nt_xent_forward(torch.randn(5, 4), 0.5, 0, 0, 2)
     with pytest.raises(RuntimeError, match="anchor_offset/anchor_count"):
         torch.ops.pyclr.nt_xent_forward(z, 0.5, 0, 2, 2)
-    with pytest.raises(RuntimeError, match="temperature"):
-        torch.ops.pyclr.nt_xent_forward(z, 0.0, 0, 0, 3)
+    # the losses' range (TEMPERATURE_RANGE): the op took any positive one, and 1/tau overflowed
+    # float32 below ~3e-39 (a NaN loss)
+    for temperature in (0.0, 1e-39, 9e-4, 2e6, float("nan"), float("inf")):
+        with pytest.raises(RuntimeError, match=r"temperature: expected a number in \[1e-3, 1e6\]"):
+            torch.ops.pyclr.nt_xent_forward(z, temperature, 0, 0, 3)
+    for temperature in TEMPERATURE_RANGE:
+        assert torch.isfinite(torch.ops.pyclr.nt_xent_forward(z, temperature, 0, 0, 3)[0]).all()
     with pytest.raises(RuntimeError, match="negatives"):
         torch.ops.pyclr.nt_xent_forward(z, 0.5, 3, 0, 3)
     with pytest.raises(RuntimeError, match="grad_loss: expected shape"):
