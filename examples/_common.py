@@ -26,10 +26,22 @@ QUICK_HELP = "the 2-core CPU setting (minutes)"
 THREADS_HELP = "CPU threads for torch (default: torch's choice; 1 is faster on a CPU shared with other jobs)"
 
 
+def positive_int(text: str) -> int:
+    """The argparse type of the scripts' counts (--threads, --epochs, --views, ...): an
+    integer >= 1, refused before any work starts."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def parser(doc: str, *, quick_help: str = QUICK_HELP, data_root: str | None = None) -> argparse.ArgumentParser:
-    """A script's parser, described by its docstring's first line, with --quick and, where the
-    script reads a dataset from disk, --data-root (``data_root`` is its help)."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    """A script's parser, described by its docstring's first paragraph, with --quick and, where
+    the script reads a dataset from disk, --data-root (``data_root`` is its help)."""
+    parser = argparse.ArgumentParser(description=" ".join(doc.strip().split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true", help=quick_help)
     if data_root is not None:
         parser.add_argument("--data-root", help=data_root)
@@ -41,7 +53,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, threads: bool = False, r
     parser.add_argument("--out", default="results", help="folder for the JSON and any figures (default: results)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     if threads:
-        parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+        parser.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     if resumable:
         parser.add_argument("--fresh", action="store_true",
                             help="discard the finished units of an earlier, stopped run (OUT/NAME.partial.json) "
@@ -53,8 +65,6 @@ def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
     args = parser.parse_args()
     threads = getattr(args, "threads", None)
     if threads is not None:
-        if threads < 1:
-            parser.error(f"--threads: expected an int >= 1, got {threads}")
         torch.set_num_threads(threads)
     return args
 

@@ -237,10 +237,8 @@ def plot_similarity(runs, key: str, path: str, title: str) -> None:
 def main() -> None:
     parser = _common.parser(__doc__)
     _common.add_run_options(parser, threads=True, resumable=True)
-    parser.add_argument("--epochs", type=int, default=None, help="override the mode's epochs (quick 3, full 100)")
+    parser.add_argument("--epochs", type=_common.positive_int, default=None, help="override the mode's epochs (quick 3, full 100)")
     args = _common.parse(parser)
-    if args.epochs is not None and args.epochs < 1:
-        parser.error(f"--epochs: expected an int >= 1, got {args.epochs}")
     device = device_of(args.device)
     cfg = settings(args.quick)
     if args.epochs is not None:

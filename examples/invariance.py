@@ -102,8 +102,8 @@ def figure(rows: dict, path: str) -> None:
 def main() -> None:
     parser = _common.parser(__doc__, quick_help="the 2-core CPU setting (a minute or two)",
                             data_root="CIFAR-10 folder (full mode)")
-    parser.add_argument("--views", type=int, default=8, help="transformed views per instance")
-    parser.add_argument("--instances", type=int, default=1000, help="held-out instances measured")
+    parser.add_argument("--views", type=_common.positive_int, default=8, help="transformed views per instance")
+    parser.add_argument("--instances", type=_common.positive_int, default=1000, help="held-out instances measured")
     _common.add_run_options(parser)
     args = _common.parse(parser)
     if not args.quick and not args.data_root:

@@ -5,11 +5,14 @@ import importlib.util
 import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 import torch
 
-PATH = pathlib.Path(__file__).parent.parent / "examples" / "_common.py"
+EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
+PATH = EXAMPLES / "_common.py"
 _spec = importlib.util.spec_from_file_location("examples_common", PATH)
 common = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(common)
@@ -149,3 +152,19 @@ def test_header_and_threads(monkeypatch):
     args = common.parse(parser)
     assert (args.quick, args.data_root, args.fresh, args.out, args.device, args.threads) == (
         True, "d", True, "results", None, None)
+
+
+def test_description_is_the_whole_first_paragraph():
+    # it was the docstring's first line, cut mid-sentence ("linear evaluation across batch")
+    parser = common.parser("A title that goes\non to a second line.\n\nDetails.")
+    assert parser.description == "A title that goes on to a second line."
+
+
+@pytest.mark.parametrize("script,flag", [("invariance", "--views"), ("invariance", "--instances"),
+                                         ("hierarchy_similarity", "--epochs")])
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_counts_are_refused_before_any_work(script, flag, value):
+    # --views 0 trained the encoder, then failed in torch.stack; --instances -1 failed the same way
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, f"{script}.py"), "--quick", flag, value],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and f"argument {flag}: expected an integer >= 1, got '{value}'" in proc.stderr
