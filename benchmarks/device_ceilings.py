@@ -72,6 +72,9 @@ def cuda_ceilings():
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help, and no stray arguments
     result = {"cpu": cpu_ceilings()}
     if torch.cuda.is_available():
         result["cuda"] = cuda_ceilings()
