@@ -171,7 +171,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     def state():
         return {"encoder": encoder.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(), "moco": moco.state_dict() if moco else None,
-                "loss": loss_fn.state_dict() if isinstance(loss_fn, nn.Module) else None, "step": step, "history": history, "config": config,
+                "loss": loss_fn.state_dict() if isinstance(loss_fn, nn.Module) else None,
+                "step": step, "history": history, "config": config,
                 "partial": {"losses": list(losses), "seconds": time.perf_counter() - started,
                             "steps": step - first}}
 
@@ -204,9 +205,11 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                         with autocast:
                             z1, z2 = run(torch.cat([x1, x2])).chunk(2)
                             if moco is not None:
-                                value = moco.loss(z1, z2, x1, x2, gather=all_gather_no_grad if dist.world_size > 1 else None)
+                                gather = all_gather_no_grad if dist.world_size > 1 else None
+                                value = moco.loss(z1, z2, x1, x2, gather=gather)
                             elif isinstance(loss_fn, GeneralizedContrastiveLoss):
-                                value = loss_fn(z1.float(), z2.float(), generator=torch.Generator().manual_seed(_step_seed(seed, step, 0)))
+                                draws = torch.Generator().manual_seed(_step_seed(seed, step, 0))
+                                value = loss_fn(z1.float(), z2.float(), generator=draws)
                             else:
                                 value = loss_fn(z1, z2)
                         loss_value = _finite_value(value, step)
@@ -283,7 +286,8 @@ def _check_arguments(encoder, dataset, augment, callbacks, on_epoch_end, out_dir
     if not isinstance(encoder, nn.Module):
         raise TypeError(f"encoder: expected an nn.Module, got {type(encoder).__name__}")
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-        raise TypeError(f"dataset: expected a sized, indexable dataset (len() and [i]), got {type(dataset).__name__}")
+        raise TypeError(f"dataset: expected a sized, indexable dataset (len() and [i]), "
+                        f"got {type(dataset).__name__}")
     if augment is not None and not callable(augment):
         raise TypeError(f"augment: expected a callable augment(images, generator) or None, got {shown(augment)}")
     if callable(callbacks) or isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
