@@ -187,12 +187,11 @@ def _integer(text: str) -> int:
     return int(text)
 
 
-SEED_MAX = 2 ** 63 - 1  # pyclr.train's bound (torch.manual_seed's signed 64 bits)
-
-
 def _seed(text: str) -> int:
     """The argparse type of every --seed: an integer in [0, 2**63 - 1] (a larger one failed in
     torch.Generator.manual_seed with "Overflow when unpacking long long")."""
+    from .train.loop import SEED_MAX  # pyclr.train's bound
+
     value = _integer(text)
     if not 0 <= value <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63 - 1], got {text!r}")

@@ -18,9 +18,8 @@ from .presets import build_augment, build_dataset, build_encoder, build_head, de
 
 CONFIG = "config.json"
 # Config keys (or sections) that may change between a run and its resumption: the data loader
-# changes how it runs, not what it computes, and the eval section only reads the result.
-# may change between a run and its resume: they do not touch the training (the description:
-# a preset's text may be reworded by a pyclr upgrade)
+# changes how it runs, not what it computes, the eval section only reads the result, and the
+# description is a note (a preset's may be reworded by a pyclr upgrade).
 RESUME_FREE = frozenset({"train.num_workers", "eval", "description"})
 REPORT = "report.json"
 

@@ -166,15 +166,14 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     log = _MetricsLog(out_dir if dist.is_main else None, history)
     # the epoch under way: its step losses and time so far (a checkpoint taken mid-epoch keeps
     # them, so the resumed epoch's record covers all its steps)
-    losses, started, first = [], time.perf_counter(), step
+    losses, started = [], time.perf_counter()  # one loss a step: len(losses) steps so far
 
     def state():
         return {"encoder": encoder.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(), "moco": moco.state_dict() if moco else None,
                 "loss": loss_fn.state_dict() if isinstance(loss_fn, nn.Module) else None,
                 "step": step, "history": history, "config": config,
-                "partial": {"losses": list(losses), "seconds": time.perf_counter() - started,
-                            "steps": step - first}}
+                "partial": {"losses": list(losses), "seconds": time.perf_counter() - started}}
 
     autocast = autocast_for(device, precision)
     net.train()
@@ -183,10 +182,9 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
         with _sigterm_as_interrupt():
             while step < total_steps:
                 epoch = step // steps_per_epoch
-                started, losses, first = time.perf_counter(), [], step
+                started, losses = time.perf_counter(), []
                 if partial is not None and step % steps_per_epoch:  # resumed mid-epoch
                     losses, started = list(partial["losses"]), started - partial["seconds"]
-                    first -= partial["steps"]
                 partial = None
                 batches = _EpochBatches(len(dataset), batch_size, seed, epoch, step % steps_per_epoch, dist)
                 loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=_images)
@@ -226,7 +224,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                     for cb in callbacks:
                         cb(info)
                 bar.refresh()
-                record = _epoch_record(epoch, step, losses, opt, started, (step - first) * batch_size)
+                record = _epoch_record(epoch, step, losses, opt, started, len(losses) * batch_size)
                 if dist.world_size > 1:  # each rank's loss is the mean over its rows: so is the batch's
                     record["loss"] = mean_over_ranks(record["loss"], device)
                 if on_epoch_end is not None:
@@ -288,8 +286,7 @@ def _check_arguments(encoder, dataset, augment, callbacks, on_epoch_end, out_dir
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
         raise TypeError(f"dataset: expected a sized, indexable dataset (len() and [i]), "
                         f"got {type(dataset).__name__}")
-    if augment is not None and not callable(augment):
-        raise TypeError(f"augment: expected a callable augment(images, generator) or None, got {shown(augment)}")
+    check_augment(augment)
     if callable(callbacks) or isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
         raise TypeError(f"callbacks: expected a list of callables cb(info), got {shown(callbacks)}")
     callbacks = tuple(callbacks)
@@ -301,6 +298,11 @@ def _check_arguments(encoder, dataset, augment, callbacks, on_epoch_end, out_dir
     if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
         raise TypeError(f"out_dir: expected a folder path or None, got {shown(out_dir)}")
     return callbacks
+
+
+def check_augment(augment) -> None:
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment: expected a callable augment(images, generator) or None, got {shown(augment)}")
 
 
 def _warn_unused(method, optimizer, loss, **options) -> None:

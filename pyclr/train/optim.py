@@ -101,10 +101,7 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
     total_steps = check_int("total_steps", total_steps, 1)
     step = check_int("step", step, 0)
     warmup_steps = check_int("warmup_steps", warmup_steps, 0)
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
+    return lr_multiplier("cosine", step, total_steps, warmup_steps)
 
 
 SCHEDULES = ("cosine", "constant")
@@ -112,10 +109,14 @@ SCHEDULES = ("cosine", "constant")
 
 def lr_multiplier(schedule: str, step: int, total_steps: int, warmup_steps: int) -> float:
     """The multiplier of the base rate at ``step``: the linear warm-up, then a cosine to 0
-    (``"cosine"``) or the base rate to the end (``"constant"``: Hermann et al.'s Adam)."""
+    (``"cosine"``) or the base rate to the end (``"constant"``: Hermann et al.'s Adam). The
+    training loops call it every step with their own, already checked, counts."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
     if schedule == "constant":
-        return (step + 1) / warmup_steps if step < warmup_steps else 1.0
-    return warmup_cosine(step, total_steps, warmup_steps)
+        return 1.0
+    span = max(1, total_steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

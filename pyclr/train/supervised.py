@@ -26,8 +26,9 @@ from torch.utils.data import DataLoader
 from ..evaluate.features import pick_label
 from .._checks import check_bool, check_choice, check_int, check_nonnegative, check_positive, is_int
 from .distributed import DistributedContext
-from .loop import PRECISIONS, SEED_MAX, _EpochBatches, _finite_value, _ProgressBar, _step_seed, autocast_for
-from .optim import make_optimizer, set_lr, warmup_cosine
+from .loop import (PRECISIONS, SEED_MAX, _EpochBatches, _finite_value, _ProgressBar, _step_seed, autocast_for,
+                   check_augment)
+from .optim import lr_multiplier, make_optimizer, set_lr
 from .presets import device_of
 
 BARE = "label"  # the classifier's name when the items carry a bare label (label=None)
@@ -93,7 +94,7 @@ def train_supervised(encoder: nn.Module, dataset, *, label: str | Sequence[str] 
             started, losses, hits, seen = time.perf_counter(), [], dict.fromkeys(classifiers, 0), 0
             bar.start_epoch(epoch)
             for images, labels in _loader(dataset, batch_size, seed, epoch):
-                set_lr(opt, lr * warmup_cosine(step, total, 0))
+                set_lr(opt, lr * lr_multiplier("cosine", step, total, 0))
                 images = images.to(device, non_blocking=True)
                 if augment is not None:
                     generator = torch.Generator(device=images.device).manual_seed(_step_seed(seed, step, 0))
@@ -147,8 +148,7 @@ def _check_labels(label) -> tuple:
 
 
 def _check_args(encoder, dataset, precision, augment) -> None:
-    if augment is not None and not callable(augment):
-        raise TypeError(f"augment: expected a callable augment(images, generator) or None, got {augment!r}")
+    check_augment(augment)
     if not isinstance(encoder, nn.Module):
         raise TypeError(f"encoder: expected an nn.Module, got {type(encoder).__name__}")
     dim = getattr(encoder, "feature_dim", None)
