@@ -2,14 +2,14 @@
 agglomerative clustering and bisecting K-Means, per image (or on one set of points)."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from ._external import import_sklearn_cluster, to_numpy
 from .._checks import check_choice, describe, is_int
-from .kmeans import ClusterResult, _check_dtype, _check_k, _check_seed, _check_values
+from .kmeans import ClusterResult, _check_dtype, _check_k, _check_seed, _check_values, unscaled
 from .reference import acc_dtype
 
 CONNECTIVITIES = (None, "grid")
@@ -38,7 +38,7 @@ def ward(x: torch.Tensor, k: Union[int, Sequence[int]], connectivity: Optional[s
     ks = list(k) if isinstance(k, Sequence) and not isinstance(k, str) else [k]
     if not ks:
         raise ValueError("k: expected an int or a non-empty list of ints, got []")
-    problems = _problems(x, ks[0])  # reshapes and scans x once
+    problems, scale = _problems(x, ks[0])  # reshapes and scans x once
     for kk in ks[1:]:
         _check_k(kk, problems.shape[1])
     ks = [int(kk) for kk in ks]  # numpy's too: the result's keys
@@ -54,7 +54,8 @@ def ward(x: torch.Tensor, k: Union[int, Sequence[int]], connectivity: Optional[s
     # a single point has no merges (scikit-learn's ward_tree fails on it): cut_tree gives label 0
     trees = [sklearn_cluster.ward_tree(to_numpy(p, acc), connectivity=graph)[0] if len(p) > 1
              else np.zeros((0, 2), dtype=np.intp) for p in problems]
-    results = {kk: _cluster_each(x, problems, kk, lambda points, b, kk=kk: cut_tree(trees[b], len(points), kk))
+    results = {kk: _cluster_each(x, problems, scale, kk,
+                                 lambda points, b, kk=kk: cut_tree(trees[b], len(points), kk))
                for kk in dict.fromkeys(ks)}
     return results[ks[0]] if is_int(k) else results
 
@@ -81,16 +82,16 @@ def bisecting(x: torch.Tensor, k: int, seed: int = 0) -> ClusterResult:
     paper) of each image's pixels, or of ``(n, C)`` points; image ``b`` is seeded with
     ``seed + b``. Shapes and result as :func:`ward`."""
     seed = _check_seed(seed)
-    problems = _problems(x, k)
+    problems, scale = _problems(x, k)
     sklearn_cluster = import_sklearn_cluster()
 
     def fit(points: np.ndarray, b: int) -> np.ndarray:
         return sklearn_cluster.BisectingKMeans(n_clusters=k, random_state=seed + b).fit_predict(points)
 
-    return _cluster_each(x, problems, k, fit)
+    return _cluster_each(x, problems, scale, k, fit)
 
 
-def _problems(x, k) -> torch.Tensor:
+def _problems(x, k) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     if not isinstance(x, torch.Tensor) or x.dim() not in (2, 4):
         raise ValueError(f"x: expected a (B, H, W, C) or (n, C) tensor, got {describe(x)}")
     _check_dtype(x)
@@ -101,9 +102,10 @@ def _problems(x, k) -> torch.Tensor:
     return _check_values(points)
 
 
-def _cluster_each(x: torch.Tensor, problems: torch.Tensor, k: int,
+def _cluster_each(x: torch.Tensor, problems: torch.Tensor, scale: Optional[torch.Tensor], k: int,
                   fit: Callable[[np.ndarray, int], np.ndarray]) -> ClusterResult:
-    """Labels from ``fit`` per problem, then each cluster's mean and the inertia around them."""
+    """Labels from ``fit`` per problem, then each cluster's mean and the inertia around them
+    (computed on the problems as scaled by ``_check_values``, then scaled back)."""
     acc = acc_dtype(problems)
     labels = torch.stack([torch.as_tensor(fit(to_numpy(p, acc), b), dtype=torch.int64)
                           for b, p in enumerate(problems)]).to(x.device)
@@ -114,6 +116,8 @@ def _cluster_each(x: torch.Tensor, problems: torch.Tensor, k: int,
     counts.scatter_add_(1, labels, torch.ones_like(labels, dtype=acc))
     centroids = sums / counts.clamp_min(1)[..., None]
     inertia = (points - centroids.gather(1, labels[..., None].expand_as(points))).square().sum((1, 2))
+    if scale is not None:
+        centroids, inertia = unscaled(centroids, inertia, scale)
     labels = labels.reshape(x.shape[:-1])
     if x.dim() == 4:
         return ClusterResult(labels, centroids, inertia)

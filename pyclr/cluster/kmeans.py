@@ -53,7 +53,10 @@ def kmeans(x: torch.Tensor, k: int, mode: str = "per_image", n_init: int = 10, m
     Args:
         x: ``(B, H, W, C)`` features (e.g. :func:`pixel_features`) or ``(n, C)`` points; float32,
             bfloat16, float16 or float64. The features are clustered as given: normalise them
-            first if the analysis calls for it (SPEC.md uses l2-normalised pixels).
+            first if the analysis calls for it (SPEC.md uses l2-normalised pixels). An image
+            whose values are all below 2**-20 in magnitude is clustered as its copy scaled by
+            a power of two (exact; the same partition), so that its squared distances do not
+            underflow; centroids and inertia come back in the scale of x.
         k: clusters, ``1 <= k <=`` points per problem.
         mode: ``"per_image"`` (each image's ``H*W`` pixels are a separate problem, all solved
             together) or ``"cross_image"`` (the ``B*H*W`` pixels share one set of centroids).
@@ -76,10 +79,12 @@ def kmeans(x: torch.Tensor, k: int, mode: str = "per_image", n_init: int = 10, m
             C max|x|^2 > 6e4, are clustered in float32, decided for the whole batch: a batch
             that mixes such images with others clusters those others in float32 too.)
     """
-    points, per_problem = _problems(x, k, mode)
+    points, scale, per_problem = _problems(x, k, mode)
     _check_options(n_init, max_iter, tol, init, backend, seed)
     k, n_init, max_iter, tol, seed = int(k), int(n_init), int(max_iter), float(tol), int(seed)  # numpy scalars too
     solution = _solve(points, k, n_init, max_iter, tol, init, _resolve_backend(backend, x.device), seed)
+    if scale is not None:
+        solution.centroids, solution.inertia = unscaled(solution.centroids, solution.inertia, scale)
     return _result(solution, x, per_problem)
 
 
@@ -137,8 +142,9 @@ def _check_dtype(x: torch.Tensor) -> None:
         raise TypeError(f"x: expected dtype float32, bfloat16, float16 or float64, got {x.dtype}")
 
 
-def _problems(x, k, mode) -> Tuple[torch.Tensor, bool]:
-    """x as (problems, points, C) and whether each image is its own problem."""
+def _problems(x, k, mode) -> Tuple[torch.Tensor, Optional[torch.Tensor], bool]:
+    """x as (problems, points, C), its scale (see :func:`_check_values`) and whether each image
+    is its own problem."""
     if not isinstance(x, torch.Tensor) or x.dim() not in (2, 4):
         raise ValueError(f"x: expected a (B, H, W, C) or (n, C) tensor, got {describe(x)}")
     _check_dtype(x)
@@ -148,34 +154,63 @@ def _problems(x, k, mode) -> Tuple[torch.Tensor, bool]:
     per_problem = x.dim() == 4 and mode == "per_image"
     points = x.detach().reshape(x.shape[0] if per_problem else 1, -1, x.shape[-1])
     _check_k(k, points.shape[1])
-    points = _check_values(points)
-    return points, per_problem
+    points, scale = _check_values(points)
+    return points, scale, per_problem
 
 
 # float16 dot products overflow past 65504: seeding computes them in x's dtype
 _FP16_SAFE = 6e4
+# a problem whose largest |value| is below this is scaled up by a power of two: squared
+# distances of points around 1e-25 underflow float32 (every point then seemed equally close to
+# every centroid: one cluster); the same points scaled by 2**k give the same partition exactly
+_TINY = 2.0 ** -20
 
 
-def _check_values(points: torch.Tensor) -> torch.Tensor:
+def _check_values(points: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Rejects NaN, infinities and values whose squared distances overflow float32 (every
     backend computes them in float32 somewhere: the CUDA kernel, faiss); float16 points whose
-    dot products overflow float16 are returned as float32."""
+    dot products would overflow float16 are returned as float32. A problem whose values are
+    all below ``_TINY`` in magnitude (and not all 0) is multiplied by the power of two that
+    brings its largest to [0.5, 1): then ``scale``, ``(B,)`` powers of two (1 for the other
+    problems), is returned too, else None. Scaling by a power of two is exact, so the
+    clustering of the scaled points is that of the given ones: :func:`unscaled` maps the
+    centroids and inertia back. Decided per problem: a problem gets the same in any batch."""
     # min and max propagate NaN: one pass over x and no (n, C) mask
-    low, high = (float(v) for v in torch.aminmax(points))
+    low, high = torch.aminmax(points.reshape(points.shape[0], -1), dim=1)
+    work = torch.float64 if points.dtype == torch.float64 else torch.float32
+    largest = torch.maximum(-low, high).to(work)  # per problem
+    tiny = (largest > 0) & (largest < _TINY)
+    low, high, any_tiny = torch.stack((low.min().to(work), high.max().to(work), tiny.any().to(work))).tolist()
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("x: contains NaN or infinite values")
     n, channels = points.shape[1], points.shape[2]
-    largest = max(-low, high)
+    widest = max(-low, high)
     # a squared distance is at most C (2 max|x|)^2, the inertia n times that; then a factor 2 of
     # headroom in max|x| (4 in the sums) for rounding in the accumulations
     limit = math.sqrt(torch.finfo(torch.float32).max / (4 * channels * n)) / 2
-    if largest > limit:
-        raise ValueError(f"x: values up to {largest:.3g} overflow float32 squared distances for {n} points of "
+    if widest > limit:
+        raise ValueError(f"x: values up to {widest:.3g} overflow float32 squared distances for {n} points of "
                          f"{channels} channels (the limit is {limit:.3g}); rescale x, e.g. normalise it")
+    scale = None
+    if any_tiny:
+        # 2**-e with largest = m 2**e, m in [0.5, 1); e bounded so that 2**-e is finite in work
+        least = math.frexp(torch.finfo(work).tiny)[1]
+        exponent = torch.frexp(largest).exponent.clamp_min(least)
+        scale = torch.where(tiny, torch.ldexp(torch.ones_like(largest), -exponent), torch.ones_like(largest))
+        points = (points.to(work) * scale[:, None, None]).to(points.dtype)
+        widest = float((largest * scale).max())
     # decided for the whole batch: see kmeans' docstring (seed) on batch exactness
-    if points.dtype == torch.float16 and channels * largest ** 2 > _FP16_SAFE:
-        return points.float()
-    return points
+    if points.dtype == torch.float16 and channels * widest ** 2 > _FP16_SAFE:
+        points = points.float()
+    return points, scale
+
+
+def unscaled(centroids: torch.Tensor, inertia: torch.Tensor,
+             scale: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Centroids ``(B, k, C)`` and inertia ``(B,)`` of points scaled by ``scale`` (see
+    :func:`_check_values`), in the scale of the given points."""
+    scale = scale.to(centroids.dtype)
+    return centroids / scale[:, None, None], inertia / scale / scale  # scale**2 may overflow
 
 
 def _check_options(n_init, max_iter, tol, init, backend, seed) -> None:

@@ -5,7 +5,7 @@ import torch
 
 from pyclr.cluster import bisecting, pixel_features, ward
 
-from .test_kmeans import blobs, is_relabelling
+from .test_kmeans import TINY_CASES, blobs, is_relabelling, tiny_and_ordinary
 
 pytest.importorskip("sklearn")
 
@@ -112,3 +112,14 @@ def test_bad_dtype_names_x():
     # any floating dtype passed: float8 failed inside torch's aminmax
     with pytest.raises(TypeError, match="x: expected dtype float32, bfloat16, float16 or float64"):
         ward(torch.rand(10, 2).to(torch.float8_e4m3fn), 2)
+
+
+@pytest.mark.parametrize("dtype,power", TINY_CASES)
+@pytest.mark.parametrize("method", [ward, lambda x, k: bisecting(x, k, seed=3)], ids=["ward", "bisecting"])
+def test_tiny_features_are_clustered_as_their_scaled_up_copies(method, dtype, power):
+    x, scaled = tiny_and_ordinary(dtype, power)
+    result, expected = method(scaled, 4), method(x, 4)
+    assert torch.equal(result.labels, expected.labels)
+    assert len(result.labels[0].unique()) == 4
+    assert torch.equal(result.centroids[0], (expected.centroids[0].double() * 2.0 ** -power).to(result.centroids.dtype))
+    assert torch.equal(result.centroids[1], expected.centroids[1])

@@ -253,6 +253,37 @@ def test_points_far_from_the_origin(backend, offset):
     assert len(pairs) == 4 and len({label for _, label in pairs}) == 4  # the blobs, up to renaming
 
 
+# x 2**-power: float32's squared distances of points at 2**-90 (1e-27) underflowed, and all
+# points went to one cluster (float64's at 2**-600); a bfloat16 image at 2**-90 as well
+TINY_CASES = [(torch.float32, 90), (torch.bfloat16, 90), (torch.float64, 600)]
+
+
+def tiny_and_ordinary(dtype, power):
+    """Two images of four blobs: the first scaled by 2**-power, the second as drawn."""
+    gen = torch.Generator().manual_seed(3)
+    centres = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    x = (centres[torch.arange(4).repeat(16)] + 0.1 * torch.randn(64, 3, generator=gen)).to(dtype)
+    x = x.double().reshape(1, 8, 8, 3).expand(2, -1, -1, -1)
+    scaled = torch.stack([x[0] * 2.0 ** -power, x[1]]).to(dtype)  # exact: a power of two
+    return x.to(dtype), scaled
+
+
+@pytest.mark.parametrize("dtype,power", TINY_CASES)
+@pytest.mark.parametrize("backend", ["pyclr", "torch", "sklearn"])
+def test_tiny_features_are_clustered_as_their_scaled_up_copies(backend, dtype, power):
+    if backend == "sklearn":
+        pytest.importorskip("sklearn")
+    x, scaled = tiny_and_ordinary(dtype, power)
+    result, expected = kmeans(scaled, 4, n_init=2, backend=backend), kmeans(x, 4, n_init=2, backend=backend)
+    assert torch.equal(result.labels, expected.labels)  # image 0: the same, image 1 untouched
+    assert len(result.labels[0].unique()) == 4
+    assert torch.equal(result.centroids[0], (expected.centroids[0].double() * 2.0 ** -power).to(result.centroids.dtype))
+    assert torch.equal(result.centroids[1], expected.centroids[1])
+    assert torch.equal(result.inertia[1], expected.inertia[1])
+    # (2**-180 and 2**-1200 times the inertia: 0 in float32 and float64 alike, rounded as they should)
+    assert torch.equal(result.inertia[0], (expected.inertia[0].double() * 2.0 ** (-2 * power)).to(result.inertia.dtype))
+
+
 def test_faiss_seed_stays_in_its_range():
     # image b seeds faiss with seed + b: past 2**31 - 1 faiss raised an OverflowError
     pytest.importorskip("faiss")
@@ -347,7 +378,8 @@ def test_float16_points_whose_dot_products_overflow_float16_are_clustered_in_flo
     from pyclr.cluster.kmeans import _check_values
 
     x = (torch.randn(1, 50, 3, generator=torch.Generator().manual_seed(1)) * 300).half()
-    promoted = _check_values(x)
+    promoted, scale = _check_values(x)
+    assert scale is None
     assert promoted.dtype == torch.float32 and torch.equal(promoted, x.float())
     differs = []
     for seed in range(3):
@@ -357,7 +389,7 @@ def test_float16_points_whose_dot_products_overflow_float16_are_clustered_in_flo
         differs.append(not torch.equal(seeds[2].float(), seeds[0]))  # float16 seeding: inf distances
     assert any(differs)  # the overflow this guards against is real for these points
     small = (torch.randn(1, 50, 3) * 10).half()  # products well inside float16: kept as given
-    assert _check_values(small).dtype == torch.float16
+    assert _check_values(small)[0].dtype == torch.float16
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
