@@ -28,7 +28,9 @@ def pca_embedding(features: torch.Tensor, n_components: int = 2) -> PCAEmbedding
     n, d = x.shape
     k = check_int("n_components", n_components, 1, min(n, d))
     x64 = x.double()
-    mean = x64.mean(0)
+    # rows all equal: their float64 mean may miss them by an ulp, and that rounding error
+    # became a component "explaining" 100% of a constant layer's variance
+    mean = x64[0].clone() if bool((x == x[0]).all()) else x64.mean(0)
     centred = x64 - mean
     _, s, vh = torch.linalg.svd(centred, full_matrices=False)
     components = vh[:k]

@@ -48,7 +48,8 @@ def kmeans(x: torch.Tensor, k: int, mode: str = "per_image", n_init: int = 10, m
     ``tol`` times the mean per-channel variance of its points (squared Frobenius norm, as
     scikit-learn's ``tol``), or after ``max_iter`` iterations. A cluster left empty is moved
     onto the point farthest from its centroid, so centroids are never NaN; constant features
-    give one occupied cluster and zero inertia.
+    give one occupied cluster and zero inertia (faiss, which does not centre the points: zero
+    up to rounding, e.g. 4e-12).
 
     Args:
         x: ``(B, H, W, C)`` features (e.g. :func:`pixel_features`) or ``(n, C)`` points; float32,
@@ -75,9 +76,10 @@ def kmeans(x: torch.Tensor, k: int, mode: str = "per_image", n_init: int = 10, m
         seed: problem ``b`` uses the random stream seeded with ``seed + b`` (per-image mode),
             so a batch gives image ``b`` exactly what ``kmeans(x[b:b+1], ..., seed=seed + b)``
             gives it. On the pyclr and torch backends the same seed gives the same seeding on
-            every device. (float16 features whose dot products would overflow float16,
-            C max|x|^2 > 6e4, are clustered in float32, decided for the whole batch: a batch
-            that mixes such images with others clusters those others in float32 too.)
+            every device. (float16 features whose centred dot products could overflow
+            float16, C (max - min)^2 > 6e4, are clustered in float32, decided for the whole
+            batch: a batch that mixes such images with others clusters those others in
+            float32 too.)
     """
     points, scale, per_problem = _problems(x, k, mode)
     _check_options(n_init, max_iter, tol, init, backend, seed)
@@ -178,9 +180,11 @@ def _check_values(points: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Te
     # min and max propagate NaN: one pass over x and no (n, C) mask
     low, high = torch.aminmax(points.reshape(points.shape[0], -1), dim=1)
     work = torch.float64 if points.dtype == torch.float64 else torch.float32
-    largest = torch.maximum(-low, high).to(work)  # per problem
+    low, high = low.to(work), high.to(work)
+    largest, spread = torch.maximum(-low, high), high - low  # per problem
     tiny = (largest > 0) & (largest < _TINY)
-    low, high, any_tiny = torch.stack((low.min().to(work), high.max().to(work), tiny.any().to(work))).tolist()
+    low, high, widest_spread, any_tiny = torch.stack(
+        (low.min(), high.max(), spread.max(), tiny.any().to(work))).tolist()
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("x: contains NaN or infinite values")
     n, channels = points.shape[1], points.shape[2]
@@ -198,9 +202,12 @@ def _check_values(points: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Te
         exponent = torch.frexp(largest).exponent.clamp_min(least)
         scale = torch.where(tiny, torch.ldexp(torch.ones_like(largest), -exponent), torch.ones_like(largest))
         points = (points.to(work) * scale[:, None, None]).to(points.dtype)
-        widest = float((largest * scale).max())
-    # decided for the whole batch: see kmeans' docstring (seed) on batch exactness
-    if points.dtype == torch.float16 and channels * widest ** 2 > _FP16_SAFE:
+        widest_spread = float((spread * scale).max())
+    # the points are centred before seeding: a coordinate then lies within the problem's
+    # spread (max - min) of 0, and a dot product within C spread^2 (max|x| is not enough: points
+    # at +-110 in 4 channels overflowed, and two far groups merged). Decided for the whole batch:
+    # see kmeans' docstring (seed) on batch exactness
+    if points.dtype == torch.float16 and channels * widest_spread ** 2 > _FP16_SAFE:
         points = points.float()
     return points, scale
 

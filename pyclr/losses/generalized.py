@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import _ops
+from .._checks import check_generator
 from ._checks import check_kernel_dtype, check_temperature
 from .ntxent import nt_xent_rows
 from .reference import (DISTRIBUTIONS, GeneralizedLossParts, alignment, check_generalized_options,
@@ -91,6 +92,7 @@ class GeneralizedContrastiveLoss(nn.Module):
         self.prior = prior
         self.distribution = distribution
         self.num_projections = None if num_projections is None else int(num_projections)  # checked
+        check_generator(generator)
         self.generator = generator
         self.return_parts = bool(return_parts)
 

@@ -25,7 +25,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
 
     Args:
         z1, z2: the two views' embeddings, ``(N, d)``, float32, bfloat16 or float16 (float64 on
-            the CPU); the loss is computed with fp32 accumulation and returned in float32.
+            the CPU); the loss is computed with fp32 accumulation and returned in float32
+            (float64 for float64 inputs).
         temperature: :math:`\tau`, in [1e-3, 1e6] (``pyclr.losses._checks.TEMPERATURE_RANGE``:
             where the kernels are tested against float64).
         normalize: l2-normalise the rows first (``False``: the paper's "no l2 norm" ablation).

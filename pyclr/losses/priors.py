@@ -55,7 +55,7 @@ def sample_prior(name: str, m: int, d: int, generator: torch.Generator | None = 
     """
     if name not in PRIORS:
         raise ValueError(f"prior: expected one of {', '.join(map(repr, PRIORS))}, got {name!r}")
-    m, d = check_int("M", m, 1), check_int("d", d, 1)
+    m, d = check_int("m", m, 1), check_int("d", d, 1)
     check_float_dtype(dtype)
     if name == "hypercube":
         return _draw("uniform", (m, d), generator, device, torch.float32).mul_(2).sub_(1).to(dtype)

@@ -33,8 +33,9 @@ def sliced_wasserstein(h: torch.Tensor, prior_samples: torch.Tensor,
         projections: ``(d, L)`` with orthonormal columns and ``L <= d``
             (:func:`pyclr.losses.priors.random_projections`), any floating dtype, on ``h``'s
             device, not requiring grad.
-        check_orthonormal: check W's columns (``|W^T W - I| <= 1e-3``); that reads a value
-            back from the device, so a caller that drew W itself may skip it.
+        check_orthonormal: check W's columns (``|W^T W - I| <= 1e-3``, ``1e-2`` for a 16-bit
+            W); that reads a value back from the device, so a caller that drew W itself may
+            skip it.
 
     Returns:
         A 0-dim float32 tensor (float64 for float64 ``h``).

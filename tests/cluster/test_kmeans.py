@@ -392,6 +392,20 @@ def test_float16_points_whose_dot_products_overflow_float16_are_clustered_in_flo
     assert _check_values(small)[0].dtype == torch.float16
 
 
+@pytest.mark.parametrize("backend", ["pyclr", "torch"])
+def test_float16_points_whose_centred_dot_products_overflow_are_clustered_in_float32(backend):
+    # max|x| = 111 in 4 channels: C max|x|^2 = 5e4 fits float16, but the centred points reach
+    # twice that and their seeding dot products overflowed: two far groups merged (inertia 27353
+    # against 105 for the same points in float32). The spread bounds the centred values.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat([110 + 0.5 * torch.randn(40, 4, generator=gen),
+                   torch.tensor([-110.0] * 4) + torch.randn(10, 4, generator=gen),
+                   torch.tensor([-110.0, -110, -110, -110 / 3]) + torch.randn(10, 4, generator=gen)]).half()
+    result, as_float = kmeans(x, 3, backend=backend), kmeans(x.float(), 3, backend=backend)
+    assert torch.equal(result.labels, as_float.labels) and torch.equal(result.inertia, as_float.inertia)
+    assert float(result.inertia) < 200
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_non_finite_features_are_rejected(bad, dtype):

@@ -239,12 +239,14 @@ def test_bad_views():
         generalized_contrastive(torch.randn(4, 3).int(), torch.randn(4, 3).int())
     with pytest.raises(ValueError, match="prior: expected one of"):
         GeneralizedContrastiveLoss(prior="sphere")
+    with pytest.raises(TypeError, match="generator: expected a torch.Generator"):  # at construction,
+        GeneralizedContrastiveLoss(generator=0)  # not at the first step
 
 
 def test_sample_prior_bad_input():
     with pytest.raises(ValueError, match="prior: expected one of"):
         sample_prior("uniform", 3, 2)
-    with pytest.raises(ValueError, match="M: expected an int >= 1"):
+    with pytest.raises(ValueError, match="m: expected an int >= 1"):
         sample_prior("gaussian", 0, 2)
     # an integer or bool dtype rounded the samples away (hypercube: all zeros)
     for dtype in (torch.int64, torch.bool, "float32"):
