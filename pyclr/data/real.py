@@ -138,9 +138,11 @@ class ImageFolder(Dataset):
     """Any folder of images (read with PIL as RGB): ``(image (3, H, W) float in [0, 1],
     {"label": int})``.
 
-    As torchvision's ``ImageFolder``, each immediate subfolder of ``root`` is a class (sorted
-    names in ``classes``), searched recursively; images lying directly in ``root`` get label
-    -1. ``size`` (an int or (height, width)) resizes every image so that batches stack.
+    As torchvision's ``ImageFolder``, each immediate subfolder of ``root`` (but hidden ones,
+    named ``.*``) is a class (sorted names in ``classes``), searched recursively; images lying
+    directly in ``root`` get label -1. A class folder without images is an error, as in
+    torchvision: skipping it would shift the labels after it, and a split lacking a class would
+    then number its classes unlike the other splits. ``size`` (an int or (height, width)) resizes every image so that batches stack.
     Extensions: ``IMAGE_EXTENSIONS`` (any case). ``paths`` lists the files in item order.
     """
 
@@ -149,10 +151,18 @@ class ImageFolder(Dataset):
         if not root.is_dir():
             raise FileNotFoundError(f"root: {root} is not a folder")
         self.size = _check_size(size)
-        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir() and _images_in(d))
+        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
         items = [(p, -1) for p in _images_in(root, recursive=False)]
+        empty = []
         for label, name in enumerate(self.classes):
-            items += [(p, label) for p in _images_in(root / name)]
+            found = _images_in(root / name)
+            empty += [] if found else [name]
+            items += [(p, label) for p in found]
+        if empty:
+            raise FileNotFoundError(
+                f"root: the class folders {', '.join(empty)} of {root} hold no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                "every subfolder is a class, numbered in sorted order, so that a class has the same label in "
+                "every split: add its images or remove the folder")
         if not items:
             raise FileNotFoundError(f"root: no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
         self.paths = [p for p, _ in items]

@@ -137,6 +137,21 @@ def test_image_folder_errors(tmp_path):
         ImageFolder(tmp_path, size=0)
 
 
+@needs_pillow
+def test_image_folder_refuses_an_empty_class_folder(tmp_path):
+    # an empty class folder was skipped: the classes after it moved down one label, so a val
+    # split lacking class b gave c the label 1 that was b's in train; a probe scored wrongly
+    for split in ("train", "val"):
+        for name in ("a", "b", "c"):
+            (tmp_path / split / name).mkdir(parents=True)
+            if not (split == "val" and name == "b"):
+                _save(tmp_path / split / name / "1.png", np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "train" / ".cache").mkdir()  # hidden folders are not classes
+    assert ImageFolder(tmp_path / "train").classes == ["a", "b", "c"]
+    with pytest.raises(FileNotFoundError, match="root: the class folders b of .*val hold no images"):
+        ImageFolder(tmp_path / "val")
+
+
 # --- natural images
 @pytest.mark.skipif(not (has_skimage and has_sklearn), reason="needs scikit-image and scikit-learn")
 def test_natural_images():
