@@ -6,8 +6,7 @@ try:
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-from . import analysis, cluster, evaluate, losses, models, render
+from . import analysis, cluster, evaluate, losses, models, render, train  # pyclr.train(...): a callable module
 from ._ops import build_info
-from .train import train  # the function; pyclr.train.* submodules stay importable
 
 __all__ = ["__version__", "analysis", "build_info", "cluster", "evaluate", "losses", "models", "render", "train"]

@@ -112,6 +112,10 @@ def without(section: dict, key: str) -> dict:
     # a label the eval items do not carry: found on one item, before training
     ({**TINY, "eval": {**TINY["eval"], "label": "colour"}}, [],
      "eval.label: expected one of digits, positions, cells, mnist_index, n_digits, label, got 'colour'"),
+    # a label that is not one class per item (a multi-hot): the probe failed after the training
+    ({**TINY, "eval": {**TINY["eval"], "label": "digits"}}, [],
+     "eval.label: the probe needs one integer class per item; eval.train's items carry digits = an int64 "
+     "tensor of shape (16,) (class labels: n_digits, label)"),
     # these two were found after config.json was written (which then blocked `pyclr demo` there)
     (TINY, ["--set", "train.loss=5"], "pyclr train: train.loss: expected 'nt_xent', 'generalized' or a loss module"),
     (TINY, ["--batch-size", "1000"], "pyclr train: train.batch_size: 1000 is larger than the dataset (96 items)"),

@@ -47,6 +47,9 @@ def write_atomic(path: str, write, mode: str = "wb") -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
+        # mkstemp's file is private (0600) and the rename keeps that: give it the mode open()
+        # would, so that a group sharing the run folder can read, evaluate and resume the run
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -56,6 +59,12 @@ def write_atomic(path: str, write, mode: str = "wb") -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read by setting it: there is no other way
+    os.umask(mask)
+    return mask
 
 
 def load(path: str, map_location="cpu") -> dict:

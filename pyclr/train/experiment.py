@@ -130,9 +130,30 @@ def check_label(dataset, label, name: str) -> None:
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         raise ValueError(f"{name}: expected items (image, labels) for the probe, got {type(item).__name__}")
     try:
-        pick_label(item[1], label, "eval.label")
+        value = pick_label(item[1], label, "eval.label")
     except ValueError as exc:
         raise ValueError(f"{exc} (the labels of {name}'s items)") from exc
+    if not _is_class(value):  # e.g. a multi-hot or a position: the probe failed after training
+        classes = [k for k, v in item[1].items() if _is_class(v)] if isinstance(item[1], dict) else []
+        raise ValueError(f"eval.label: the probe needs one integer class per item; {name}'s items carry "
+                         f"{label or 'label'} = {_shown_label(value)}"
+                         + (f" (class labels: {', '.join(classes)})" if classes else ""))
+
+
+def _is_class(value) -> bool:
+    """One integer class: an int, a numpy integer or a 0-d integer tensor (not a bool)."""
+    try:
+        value = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return value.dim() == 0 and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+
+
+def _shown_label(value) -> str:
+    if isinstance(value, torch.Tensor):
+        dtype = str(value.dtype).removeprefix("torch.")
+        return f"{'an' if dtype[0] in 'aeiou' else 'a'} {dtype} tensor of shape {tuple(value.shape)}"
+    return repr(value) if len(repr(value)) <= 40 else type(value).__name__
 
 
 def probe(cfg: dict, encoder, device, datasets: dict | None = None) -> float:

@@ -180,13 +180,16 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     bar = _ProgressBar(progress and dist.is_main, total_steps, step, batch_size, epochs)
     try:
         with _sigterm_as_interrupt():
-            while step < total_steps:
-                epoch = step // steps_per_epoch
+            # an epoch ends with its record: one interrupted after its last step (in on_epoch_end,
+            # say) is finished by the resumed run, which then has every epoch's record
+            while len(history) < epochs:
+                epoch = len(history)
+                done = step - epoch * steps_per_epoch  # its steps taken before a resume
                 started, losses = time.perf_counter(), []
-                if partial is not None and step % steps_per_epoch:  # resumed mid-epoch
+                if partial is not None and done:  # resumed within the epoch or before its record
                     losses, started = list(partial["losses"]), started - partial["seconds"]
                 partial = None
-                batches = _EpochBatches(len(dataset), batch_size, seed, epoch, step % steps_per_epoch, dist)
+                batches = _EpochBatches(len(dataset), batch_size, seed, epoch, done, dist)
                 loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=_images)
                 bar.start_epoch(epoch)
                 for images in loader:

@@ -46,6 +46,21 @@ def weights(module):
     return {k: v.clone() for k, v in module.state_dict().items()}
 
 
+def test_pyclr_train_is_both_the_package_and_the_function():
+    # pyclr.train was the function, which hid the package: pyclr.train.train_supervised and,
+    # after `import pyclr.train.presets`, pyclr.train.presets were AttributeErrors
+    import importlib
+    import inspect
+
+    import pyclr.train.presets
+
+    assert pyclr.train.presets is importlib.import_module("pyclr.train.presets")
+    assert pyclr.train.train_supervised is importlib.import_module("pyclr.train.supervised").train_supervised
+    assert inspect.signature(pyclr.train) == inspect.signature(pyclr.train.train)
+    with pytest.raises(TypeError, match="encoder: expected an nn.Module"):  # the call is train(...)'s
+        pyclr.train("not a model", images())
+
+
 # --- optimiser and schedule ------------------------------------------------------------------
 
 def test_lars_step_matches_formula():
@@ -160,6 +175,22 @@ def test_save_atomic_keeps_the_old_file(tmp_path):
     assert os.listdir(tmp_path) == ["checkpoint.pt"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_run_files_get_the_mode_of_a_plain_open(tmp_path, umask):
+    # mkstemp's 0600 survived the rename: colleagues sharing a run folder could not read its
+    # checkpoint.pt and config.json (metrics.jsonl and report.json were 0644)
+    previous = os.umask(umask)
+    try:
+        save_atomic({"step": 1}, str(tmp_path / "checkpoint.pt"))
+        with open(tmp_path / "plain", "w"):
+            pass
+    finally:
+        os.umask(previous)
+    assert os.stat(tmp_path / "checkpoint.pt").st_mode & 0o777 == 0o666 & ~umask
+    assert os.stat(tmp_path / "checkpoint.pt").st_mode & 0o777 == os.stat(tmp_path / "plain").st_mode & 0o777
+
+
 class InterruptsWhilePickled:
     """Sends this process SIGINT (Ctrl-C) from inside torch.save."""
 
@@ -215,6 +246,37 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, method):
     for run in "ab":
         lines = open(tmp_path / run / "metrics.jsonl").read().splitlines()
         assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("interrupted_epoch", [1, 2])  # 2: the last one
+def test_ctrl_c_in_on_epoch_end_loses_no_epoch_record(tmp_path, interrupted_epoch):
+    # the checkpoint taken at the interrupt had the epoch's steps but not its record, and the
+    # resumed run went on with the next epoch: that record (and its k-NN, say) was gone for good;
+    # interrupted in the last epoch, the rerun returned at once without it
+    options = dict(epochs=3, batch_size=32, augment=jitter, progress=False, seed=3, lr=0.5, device="cpu")
+    calls = []
+
+    def on_epoch_end(epoch, encoder, interrupt=False):
+        calls.append(epoch)
+        if interrupt and epoch == interrupted_epoch:
+            raise KeyboardInterrupt  # e.g. Ctrl-C during a long evaluation
+        return {"probe": float(sum(p.sum() for p in encoder.parameters()))}
+
+    straight = pyclr.train(model(), images(), head=small_head(), on_epoch_end=on_epoch_end, **options)
+    with pytest.raises(KeyboardInterrupt):
+        pyclr.train(model(), images(), head=small_head(), out_dir=str(tmp_path),
+                    on_epoch_end=lambda e, enc: on_epoch_end(e, enc, interrupt=True), **options)
+    calls.clear()
+    resumed = pyclr.train(model(seed=99), images(), head=small_head(99), out_dir=str(tmp_path),
+                          on_epoch_end=on_epoch_end, **options)
+    assert calls == list(range(interrupted_epoch, 3))  # the interrupted epoch's evaluation is redone
+
+    def kept(history):
+        return [{k: h[k] for k in ("epoch", "step", "loss", "lr", "probe")} for h in history]
+
+    assert kept(resumed.history) == kept(straight.history)
+    lines = open(tmp_path / "metrics.jsonl").read().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
 
 
 def test_ctrl_c_inside_an_optimizer_step_is_held_until_the_step_ends(tmp_path):
