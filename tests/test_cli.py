@@ -166,7 +166,8 @@ def test_a_reworded_description_resumes_and_the_report_counts_epochs(tmp_path, c
 
 @pytest.mark.parametrize("edit,message", [
     (lambda c: c.update(eval=["x"]), "config.json: eval: expected a section of keys (a dict), or null"),
-    (lambda c: c["encoder"].update(width=3), "encoder 'small_convnet': unknown options ['width']"),
+    (lambda c: c["encoder"].update(width=3), "config.json: encoder 'small_convnet': unknown options ['width']"),
+    (lambda c: c["encoder"].update(feature_dim=-3), "config.json: encoder.feature_dim: expected an int >= 1, got -3"),
 ])
 def test_eval_checks_a_hand_edited_config(tmp_path, capsys, edit, message):
     # an eval list raised a raw AttributeError

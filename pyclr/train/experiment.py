@@ -195,7 +195,10 @@ def load_run_encoder(run_dir: str):
     saved = ckpt.load(weights)
     if not isinstance(saved, dict) or "encoder" not in saved:
         raise ValueError(f"checkpoint: {weights} holds no encoder weights")
-    encoder = build_encoder(cfg["encoder"])
+    try:  # a hand-edited encoder section: named with the file, as the other sections are
+        encoder = build_encoder(cfg["encoder"])
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"config: {path}: {exc}") from exc
     try:
         encoder.load_state_dict(saved["encoder"])
     except RuntimeError as exc:
