@@ -15,9 +15,9 @@ from ._checks import check_activations, check_class_labels
 class Invariance(NamedTuple):
     score: float                # I(f): the per-class top-K means, averaged over classes
     per_class: torch.Tensor     # (C,) the mean of each class's top-K unit scores
-    unit_scores: torch.Tensor   # (C, D) I_y(i) = L_y(i) / G_y(i)
+    unit_scores: torch.Tensor   # (C, D) I_y(i) = L_y(i) / G_y(i), G_y(i) = P(y)
     local_rate: torch.Tensor    # (C, D) L_y(i)
-    global_rate: torch.Tensor   # (C, D) G_y(i), measured (P(y) up to ties in the activations)
+    global_rate: torch.Tensor   # (C, D) the measured rate over all views: P(y), less where ties hold views back
     thresholds: torch.Tensor    # (C, D) the per-class firing thresholds t_y(i)
     top_k: int
 
@@ -40,9 +40,12 @@ def invariance_score(views: torch.Tensor, labels, *, top_k: int | None = None) -
 
     ``I(f)`` is the mean over classes of the mean of each class's ``top_k`` largest
     ``I_y(i)`` (Eq. 3). Neither supplement states K; the default is 1% of the units (at
-    least 1). ``G_y`` is measured rather than assumed, so ties (e.g. ReLU zeros) cannot
-    inflate the ratio; a unit that never fires for a threshold scores 0. Classes with no
-    instance are left out of the average.
+    least 1). Where activations tie at the threshold (ReLU zeros: a unit that is 0 on most
+    views), fewer than ``P(y)`` of the views can fire; ``I_y`` still divides by ``P(y)``, the
+    rate the threshold is meant to give, so such a unit scores by the share of class y's
+    views it fires on (dividing by the measured rate, ``global_rate``, gave a unit firing on
+    a few views of class y only the maximum ``1 / P(y)``). A unit that never fires scores 0.
+    Classes with no instance are left out of the average.
     """
     x = check_activations("views", views, 3, "(n, V, D)")
     n, v, d = x.shape
@@ -65,8 +68,7 @@ def invariance_score(views: torch.Tensor, labels, *, top_k: int | None = None) -
         fires = flat > thresholds[c]
         global_rate[c] = fires.double().mean(0)
         local_rate[c] = fires[per_view_class == c].double().mean(0)
-    unit_scores = torch.where(global_rate > 0, local_rate / global_rate.clamp(min=1e-300),
-                              torch.zeros_like(local_rate))
+    unit_scores = local_rate / (counts.double() / n).clamp(min=1e-300)[:, None]  # G_y(i) = P(y)
     per_class = unit_scores.topk(k, dim=1).values.mean(1)
     score = per_class[present].mean().item()
     return Invariance(score, per_class.float(), unit_scores.float(), local_rate.float(), global_rate.float(),

@@ -50,6 +50,21 @@ def test_top_k_averages_the_best_units_of_each_class_and_imbalance_uses_p_of_y()
     assert result.score == pytest.approx(result.per_class.mean().item(), rel=1e-6)
 
 
+def test_ties_at_the_threshold_do_not_inflate_a_units_score():
+    # a ReLU unit that is 0 except on all views of 2 of class 0's 10 instances: only 10 of the
+    # 50 views that P(0) = 1/6 allows can fire. Divided by that measured rate the unit scored
+    # the maximum 1 / P(0) = 6, as if it fired on every view of class 0; by P(0): 0.2 / (1/6)
+    y = torch.tensor([0] * 10 + [1] * 20 + [2] * 30)
+    x = torch.rand(60, 5, 2, generator=torch.Generator().manual_seed(0))
+    x[:, :, 1] = 0
+    x[:2, :, 1] = 1.0
+    result = invariance_score(x, y, top_k=1)
+    assert result.local_rate[0, 1] == pytest.approx(0.2)
+    assert result.global_rate[0, 1] == pytest.approx(10 / 300)  # what fired: fewer than P(0)
+    assert result.unit_scores[0, 1] == pytest.approx(1.2)
+    assert result.unit_scores[1:, 1].eq(0).all()  # never fires for classes 1 and 2
+
+
 def test_default_top_k_is_one_percent_of_the_units():
     x = torch.randn(20, 2, 250)
     assert invariance_score(x, _labels(20, 2)).top_k == 3
