@@ -10,7 +10,7 @@ from typing import List
 import numpy as np
 import torch
 
-from ._lloyd import Solution, initial_centroids, problem_generators
+from ._lloyd import Solution, centred, initial_centroids, problem_generators
 from .reference import acc_dtype
 
 
@@ -70,12 +70,15 @@ def faiss_solve(x: torch.Tensor, k: int, n_init: int, max_iter: int, init: str,
 
     faiss trains on a random subsample of 256 points per centroid by default; here
     max_points_per_centroid is raised above n / k so that every point is used. faiss has no
-    tolerance: it runs exactly ``max_iter`` iterations. Points are float32 (faiss's only type).
+    tolerance: it runs exactly ``max_iter`` iterations. Points are float32 (faiss's only type),
+    centred per problem as for the PyTorch backends (whose seeds it then shares; float16
+    seeding of points far from the origin overflowed), the centroids moved back.
     """
     faiss = import_faiss()
     batch, n, c = x.shape
     gpu = x.is_cuda and faiss.get_num_gpus() > 0
     generators = problem_generators(seed, batch)
+    x, mean = centred(x)
     points = [to_numpy(x[b], torch.float32) for b in range(batch)]
     best: List[tuple] = [(np.inf, None, None)] * batch
     for _ in range(n_init):
@@ -89,5 +92,7 @@ def faiss_solve(x: torch.Tensor, k: int, n_init: int, max_iter: int, init: str,
             inertia = float(distances.astype(np.float64).sum())
             if inertia < best[b][0]:
                 best[b] = (inertia, labels[:, 0], km.centroids.copy())
-    return stack_solutions([lab for _, lab, _ in best], [cen for _, _, cen in best],
-                           [ine for ine, _, _ in best], [max_iter] * batch, x)
+    solution = stack_solutions([lab for _, lab, _ in best], [cen for _, _, cen in best],
+                               [ine for ine, _, _ in best], [max_iter] * batch, x)
+    solution.centroids = solution.centroids + mean.to(solution.centroids.dtype)
+    return solution

@@ -48,8 +48,7 @@ def kmeans(x: torch.Tensor, k: int, mode: str = "per_image", n_init: int = 10, m
     ``tol`` times the mean per-channel variance of its points (squared Frobenius norm, as
     scikit-learn's ``tol``), or after ``max_iter`` iterations. A cluster left empty is moved
     onto the point farthest from its centroid, so centroids are never NaN; constant features
-    give one occupied cluster and zero inertia (faiss, which does not centre the points: zero
-    up to rounding, e.g. 4e-12).
+    give one occupied cluster and zero inertia.
 
     Args:
         x: ``(B, H, W, C)`` features (e.g. :func:`pixel_features`) or ``(n, C)`` points; float32,

@@ -406,6 +406,20 @@ def test_float16_points_whose_centred_dot_products_overflow_are_clustered_in_flo
     assert float(result.inertia) < 200
 
 
+@pytest.mark.parametrize("backend", ["pyclr", "torch", "sklearn", "faiss"])
+def test_float16_points_far_from_the_origin(backend):
+    # four blobs at 200 + 4 e_i: their spread keeps them float16 (centred, products are small),
+    # but faiss seeded the uncentred points, whose float16 products overflowed: every seed on one
+    # blob, inertia 418 against 9.0 in float32. Every backend now seeds centred points.
+    pytest.importorskip({"sklearn": "sklearn", "faiss": "faiss"}.get(backend, "torch"))
+    gen = torch.Generator().manual_seed(0)
+    x = 200 + 4 * torch.eye(4).repeat_interleave(50, 0) + 0.1 * torch.randn(200, 4, generator=gen)
+    options = dict(n_init=1, max_iter=2, backend=backend)  # the seeds decide
+    half, single = kmeans(x.half(), 4, **options), kmeans(x.half().float(), 4, **options)
+    assert float(half.inertia) == pytest.approx(float(single.inertia), rel=1e-2)
+    assert len(set(zip(torch.arange(4).repeat_interleave(50).tolist(), half.labels.tolist()))) == 4
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_non_finite_features_are_rejected(bad, dtype):
