@@ -421,3 +421,13 @@ def test_a_stray_world_size_is_named(tmp_path, capsys, monkeypatch, world, messa
     assert main(["train", write_config(tmp_path), "--out", str(out), "--quiet"]) == 1
     assert f"pyclr train: {message}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_eval_label_error_names_the_label_the_items_carry():
+    from pyclr.train.experiment import check_label
+
+    items = [(torch.zeros(1, 4, 4), {"digits": torch.zeros(10, dtype=torch.long)})]
+    with pytest.raises(ValueError, match=r"eval.train's items carry digits = an int64 tensor of shape \(10,\)$"):
+        check_label(items, None, "eval.train")  # no eval.label: the items' one label is the one picked
+    check_label([(torch.zeros(1, 4, 4), {"label": torch.tensor(3)})], None, "eval.train")  # a class: fine
+    check_label([(torch.zeros(1, 4, 4), 3)], "label", "eval.train")

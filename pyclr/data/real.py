@@ -142,7 +142,8 @@ class ImageFolder(Dataset):
     named ``.*``) is a class (sorted names in ``classes``), searched recursively; images lying
     directly in ``root`` get label -1. A class folder without images is an error, as in
     torchvision: skipping it would shift the labels after it, and a split lacking a class would
-    then number its classes unlike the other splits. ``size`` (an int or (height, width)) resizes every image so that batches stack.
+    then number its classes unlike the other splits (where no subfolder holds images, ``root``
+    is a folder of unlabelled images, and its subfolders are ignored). ``size`` (an int or (height, width)) resizes every image so that batches stack.
     Extensions: ``IMAGE_EXTENSIONS`` (any case). ``paths`` lists the files in item order.
     """
 
@@ -151,13 +152,14 @@ class ImageFolder(Dataset):
         if not root.is_dir():
             raise FileNotFoundError(f"root: {root} is not a folder")
         self.size = _check_size(size)
-        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        found = {name: _images_in(root / name) for name in folders}
+        # no subfolder with images: a folder of unlabelled images (its other subfolders ignored)
+        self.classes = folders if any(found.values()) else []
         items = [(p, -1) for p in _images_in(root, recursive=False)]
-        empty = []
         for label, name in enumerate(self.classes):
-            found = _images_in(root / name)
-            empty += [] if found else [name]
-            items += [(p, label) for p in found]
+            items += [(p, label) for p in found[name]]
+        empty = [name for name in self.classes if not found[name]]
         if empty:
             raise FileNotFoundError(
                 f"root: the class folders {', '.join(empty)} of {root} hold no images ({', '.join(IMAGE_EXTENSIONS)}); "

@@ -5,6 +5,7 @@ The module is callable: ``pyclr.train(encoder, dataset, ...)`` is :func:`pyclr.t
 ``pyclr.train.train_supervised``, ``pyclr.train.presets`` and the rest are its attributes as
 in any package (``import pyclr.train.presets`` works as usual).
 """
+import importlib
 import inspect
 import sys
 import types
@@ -24,6 +25,9 @@ class _CallableModule(types.ModuleType):
 
     def __call__(self, *args, **kwargs):
         return train(*args, **kwargs)
+
+    def __reduce__(self):  # pickled by name, as a function is (spawn workers, joblib, deepcopy)
+        return importlib.import_module, (self.__name__,)
 
 
 sys.modules[__name__].__class__ = _CallableModule

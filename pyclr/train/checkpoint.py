@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import secrets
 import signal
-import tempfile
 
 import torch
 
@@ -45,11 +45,8 @@ def write_atomic(path: str, write, mode: str = "wb") -> None:
     one, never a part, and no temporary file behind."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    fd, tmp = _temporary_file(folder, os.path.basename(path))
     try:
-        # mkstemp's file is private (0600) and the rename keeps that: give it the mode open()
-        # would, so that a group sharing the run folder can read, evaluate and resume the run
-        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -61,10 +58,18 @@ def write_atomic(path: str, write, mode: str = "wb") -> None:
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # read by setting it: there is no other way
-    os.umask(mask)
-    return mask
+def _temporary_file(folder: str, name: str):
+    """``(fd, path)`` of a new file ``.name.XXXX.tmp`` in ``folder``, created with the mode a
+    plain open() gives (0666 less the umask: mkstemp's 0600 survived the rename, and a group
+    sharing the run folder could not read it), without touching the process's umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{folder}: no free temporary file name for {name}")
 
 
 def load(path: str, map_location="cpu") -> dict:

@@ -135,8 +135,9 @@ def check_label(dataset, label, name: str) -> None:
         raise ValueError(f"{exc} (the labels of {name}'s items)") from exc
     if not _is_class(value):  # e.g. a multi-hot or a position: the probe failed after training
         classes = [k for k, v in item[1].items() if _is_class(v)] if isinstance(item[1], dict) else []
+        picked = label or (next(iter(item[1])) if isinstance(item[1], dict) else "label")
         raise ValueError(f"eval.label: the probe needs one integer class per item; {name}'s items carry "
-                         f"{label or 'label'} = {_shown_label(value)}"
+                         f"{picked} = {_shown_label(value)}"
                          + (f" (class labels: {', '.join(classes)})" if classes else ""))
 
 

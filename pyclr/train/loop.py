@@ -182,9 +182,8 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
         with _sigterm_as_interrupt():
             # an epoch ends with its record: one interrupted after its last step (in on_epoch_end,
             # say) is finished by the resumed run, which then has every epoch's record
-            while len(history) < epochs:
-                epoch = len(history)
-                done = step - epoch * steps_per_epoch  # its steps taken before a resume
+            while step < total_steps or _unrecorded(step, history):
+                epoch, done = _epoch_under_way(step, history, steps_per_epoch)
                 started, losses = time.perf_counter(), []
                 if partial is not None and done:  # resumed within the epoch or before its record
                     losses, started = list(partial["losses"]), started - partial["seconds"]
@@ -522,6 +521,21 @@ def _finite_value(value, step) -> float:
 
 
 _RECORD_KEYS = ("epoch", "step", "loss", "lr", "images_per_s", "time_s")  # _epoch_record's
+
+
+def _unrecorded(step: int, history: list) -> bool:
+    """Whether steps were taken since the last epoch record (or, from the start, any)."""
+    return step > (history[-1].get("step", step) if history else 0)
+
+
+def _epoch_under_way(step: int, history: list, steps_per_epoch: int) -> tuple:
+    """``(epoch, its steps already taken)``: the epoch the loop goes on with. At an epoch's end
+    without its record (interrupted in on_epoch_end, say), that epoch, all its steps taken. By
+    the last record's step, not the number of records: a checkpoint of the older loop, which
+    lost such a record, must not get the next one twice."""
+    if step % steps_per_epoch == 0 and step > 0 and _unrecorded(step, history):
+        return step // steps_per_epoch - 1, steps_per_epoch
+    return step // steps_per_epoch, step % steps_per_epoch
 
 
 def _epoch_record(epoch, step, losses, opt, started, images):

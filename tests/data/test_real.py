@@ -150,6 +150,12 @@ def test_image_folder_refuses_an_empty_class_folder(tmp_path):
     assert ImageFolder(tmp_path / "train").classes == ["a", "b", "c"]
     with pytest.raises(FileNotFoundError, match="root: the class folders b of .*val hold no images"):
         ImageFolder(tmp_path / "val")
+    # no subfolder with images: unlabelled images, whatever other folders lie beside them
+    _save(tmp_path / "loose" / "1.png", np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "loose" / "notes").mkdir()
+    (tmp_path / "loose" / "notes" / "readme.txt").write_text("not an image")
+    unlabelled = ImageFolder(tmp_path / "loose")
+    assert unlabelled.classes == [] and len(unlabelled) == 1 and unlabelled[0][1] == {"label": -1}
 
 
 # --- natural images

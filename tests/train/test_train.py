@@ -1,8 +1,10 @@
 """pyclr.train: the optimiser, the schedule, checkpoints, exact resume, MoCo, torchrun-style
 distributed training on gloo."""
+import copy
 import json
 import math
 import os
+import pickle
 import signal
 import socket
 import tempfile
@@ -59,6 +61,9 @@ def test_pyclr_train_is_both_the_package_and_the_function():
     assert inspect.signature(pyclr.train) == inspect.signature(pyclr.train.train)
     with pytest.raises(TypeError, match="encoder: expected an nn.Module"):  # the call is train(...)'s
         pyclr.train("not a model", images())
+    # pickled by name like the function it was (spawn workers, joblib, deepcopy)
+    assert pickle.loads(pickle.dumps(pyclr.train)) is pyclr.train
+    assert copy.deepcopy({"fn": pyclr.train})["fn"] is pyclr.train
 
 
 # --- optimiser and schedule ------------------------------------------------------------------
@@ -182,7 +187,9 @@ def test_run_files_get_the_mode_of_a_plain_open(tmp_path, umask):
     # checkpoint.pt and config.json (metrics.jsonl and report.json were 0644)
     previous = os.umask(umask)
     try:
-        save_atomic({"step": 1}, str(tmp_path / "checkpoint.pt"))
+        with pytest.MonkeyPatch.context() as patch:  # read the umask, it is process-wide: another
+            patch.setattr(os, "umask", None)         # thread's files would get the changed one
+            save_atomic({"step": 1}, str(tmp_path / "checkpoint.pt"))
         with open(tmp_path / "plain", "w"):
             pass
     finally:
@@ -277,6 +284,22 @@ def test_ctrl_c_in_on_epoch_end_loses_no_epoch_record(tmp_path, interrupted_epoc
     assert kept(resumed.history) == kept(straight.history)
     lines = open(tmp_path / "metrics.jsonl").read().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
+
+
+def test_a_run_that_lost_a_record_to_the_older_loop_is_not_given_one_twice(tmp_path):
+    # the loop before 2026-12-07 dropped the record of an epoch interrupted in on_epoch_end and
+    # went on: its finished run has records for epochs 0 and 2 only. Counting records, the new
+    # loop took epoch 2 as unrecorded and appended it again
+    options = dict(epochs=3, batch_size=32, augment=jitter, progress=False, seed=3, lr=0.5, device="cpu")
+    pyclr.train(model(), images(), head=small_head(), out_dir=str(tmp_path), **options)
+    path = str(tmp_path / "checkpoint.pt")
+    saved = load_checkpoint(path)
+    del saved["history"][1]
+    save_atomic(saved, path)
+    calls = []
+    again = pyclr.train(model(), images(), head=small_head(), out_dir=str(tmp_path),
+                        on_epoch_end=lambda epoch, encoder: calls.append(epoch), **options)
+    assert [h["epoch"] for h in again.history] == [0, 2] and calls == []
 
 
 def test_ctrl_c_inside_an_optimizer_step_is_held_until_the_step_ends(tmp_path):
