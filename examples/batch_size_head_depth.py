@@ -1,6 +1,7 @@
-"""Intriguing Properties Table 2 ([Re] paper Tables 1-2): linear evaluation across batch
-sizes and projection-head depths. The paper's claim: with tuned hyperparameters the batch
-size matters little, and deeper heads (3-4 layers) help a little.
+"""Intriguing Properties Table 2 (the [Re] paper's Table 1): linear evaluation across batch
+sizes and projection-head depths 2-4. The paper's claim: with tuned hyperparameters the batch
+size matters little, and deeper heads (3-4 layers) help a little. (The [Re] paper's Table 2,
+a 1-layer head at batch 128-512, is not run here.)
 
     python examples/batch_size_head_depth.py --quick       # 2-core CPU, a couple of minutes
     python examples/batch_size_head_depth.py --data-root DIR   # GPU: ResNet-18, CIFAR-10

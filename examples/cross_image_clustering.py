@@ -11,7 +11,10 @@ different dogs alike). Beside the figures this script measures two things the cl
   (mirrored back for the flip), with the level that independent labellings of the same
   cluster sizes would reach by chance;
 - sharing: how many of the distinct images each cluster appears in (at least 5% of an image's
-  pixels), 1 = clusters that are private to one image, B = every cluster in every image.
+  pixels), 1 = clusters that are private to one image, B = every cluster in every image;
+- the layout null: the same agreement between two different images at the same pixel. Clusters
+  that follow the position in the map (the zero-padded border, say) and not the content agree
+  there as well as with a copy: consistency means something only above this level.
 
 for the encoder's block groups, its randomly initialised twin and the raw pixels (the image
 area-downsampled to each block group's map).
@@ -113,6 +116,14 @@ def consistency(a: torch.Tensor, b: torch.Tensor, k: int) -> dict:
     return {"agreement": same.mean().item(), "chance": chance.mean().item(), "kappa": kappa.mean().item()}
 
 
+def same_pixel_other_image(original: torch.Tensor, k: int) -> dict:
+    """:func:`consistency` of every ordered pair of different images, pixel by pixel: what a
+    labelling that follows the position in the map, not the content, scores."""
+    count = len(original)
+    first, second = zip(*[(i, j) for i in range(count) for j in range(count) if i != j])
+    return consistency(original[list(first)], original[list(second)], k)
+
+
 def images_per_cluster(original: torch.Tensor, k: int) -> float:
     """Mean over the clusters present anywhere of the number of distinct images they appear in."""
     present = shares(original, k) >= PRESENT
@@ -123,11 +134,12 @@ def images_per_cluster(original: torch.Tensor, k: int) -> float:
 def measures(labels: dict, ks) -> dict:
     out = {}
     for tap, by_k in labels.items():
-        row = {"hue": {}, "flip": {}, "images_per_cluster": {}}
+        row = {"hue": {}, "flip": {}, "other_image": {}, "images_per_cluster": {}}
         for k in ks:
             original, hue, mirrored = split_copies(by_k[k])
             row["hue"][k] = consistency(original, hue, k)
             row["flip"][k] = consistency(original, mirrored, k)
+            row["other_image"][k] = same_pixel_other_image(original, k)
             row["images_per_cluster"][k] = images_per_cluster(original, k)
         out[tap] = row
     return out
@@ -212,12 +224,13 @@ def main() -> None:
 def report_table(results: dict) -> None:
     """Consistency and sharing per source and tap, mean over k."""
     print("mean over k = " + ", ".join(map(str, KS)) + ": agreement / chance / kappa with the original's labels")
-    print(f"{'':22}{'hue copy':>24}{'mirrored copy':>26}{'images/cluster':>16}")
+    print(f"{'':22}{'hue copy':>24}{'mirrored copy':>24}{'other image (null)':>24}{'images/cluster':>16}")
     for source, by_tap in results.items():
         for tap, row in by_tap.items():
             cells = [" / ".join(f"{mean_over_k({k: v[key] for k, v in row[copy].items()}):.3f}"
-                                for key in ("agreement", "chance", "kappa")) for copy in ("hue", "flip")]
-            print(f"{source + ' ' + tap:22}{cells[0]:>24}{cells[1]:>26}{mean_over_k(row['images_per_cluster']):16.2f}")
+                                for key in ("agreement", "chance", "kappa")) for copy in ("hue", "flip", "other_image")]
+            print(f"{source + ' ' + tap:22}{cells[0]:>24}{cells[1]:>24}{cells[2]:>24}"
+                  f"{mean_over_k(row['images_per_cluster']):16.2f}")
     sys.stdout.flush()
 
 
