@@ -88,8 +88,8 @@ class _DigitSource(Dataset):
 
 
 class MultiDigit(_DigitSource):
-    """``n_digits`` MNIST digits (28×28) on a black ``canvas``×``canvas`` grey-scale canvas
-    (SPEC §4).
+    """``n_digits`` MNIST digits (28×28, or ``digit_size``² with random placement) on a black
+    ``canvas``×``canvas`` grey-scale canvas (SPEC §4).
 
     ``placement="random"``: each digit's top-left corner is uniform over the canvas; overlaps
     add and are clipped to 1. ``placement="grid"``: digits go to distinct cells of the grid of
@@ -109,12 +109,16 @@ class MultiDigit(_DigitSource):
 
     def __init__(self, n_digits: int = 1, placement: str = "random", canvas: int = 112,
                  size: int = 10_000, seed: int = 0, root=None, train: bool = True,
-                 download: bool = False):
+                 download: bool = False, digit_size: int = DIGIT):
         self.n_digits = check_int("n_digits", n_digits, 1, MAX_DIGITS)
         check_choice("placement", placement, ("random", "grid"))
         self.placement = placement
         self.canvas = check_side("canvas", canvas)
-        _check_fits("canvas", DIGIT, self.canvas)
+        self.digit_size = check_int("digit_size", digit_size, 1)
+        if placement == "grid" and self.digit_size != DIGIT:
+            raise ValueError(f"digit_size: the grid's cells are {DIGIT}x{DIGIT}: placement='grid' takes "
+                             f"digit_size={DIGIT}, got {self.digit_size}")
+        _check_fits("canvas" if self.digit_size == DIGIT else "digit_size", self.digit_size, self.canvas)
         self.size = check_int("size", size, 1, MAX_ITEMS)
         self.seed = check_seed(seed)
         self.side = self.canvas // DIGIT  # grid cells per row
@@ -133,7 +137,7 @@ class MultiDigit(_DigitSource):
         """Top-left corners (n, 2) and grid cells (n,) (-1 for random placement)."""
         n = self.n_digits
         if self.placement == "random":
-            return rng.integers(0, self.canvas - DIGIT + 1, (n, 2)), np.full(n, -1)
+            return rng.integers(0, self.canvas - self.digit_size + 1, (n, 2)), np.full(n, -1)
         cells = rng.choice(self.side ** 2, n, replace=False)
         rows, cols = np.divmod(cells, self.side)
         return self.offset + DIGIT * np.stack([rows, cols], 1), cells
@@ -147,8 +151,9 @@ class MultiDigit(_DigitSource):
         i = check_index(index, self.size)
         picks, corners, cells = self._draw(item_rng(self.seed, i, "MultiDigit"))
         image = torch.zeros(1, self.canvas, self.canvas)
+        s = self.digit_size
         for k, (y, x) in zip(picks, corners):
-            image[:, y:y + DIGIT, x:x + DIGIT] += self._digit(k)
+            image[:, y:y + s, x:x + s] += self._digit(k, s)
         classes = self.labels[picks]
         labels = {"digits": _pad(classes), "positions": _pad(corners), "cells": _pad(cells),
                   "mnist_index": _pad(picks), "n_digits": self.n_digits}
@@ -171,17 +176,18 @@ class MultiDigit(_DigitSource):
         if self.n_digits == 1:
             for row, label in zip(rows, classes[:, 0].tolist()):
                 row["label"] = label
-        images = self._compose(self.canvas, [self._digits(column) for column in picks.T], corners)
+        images = self._compose(self.canvas, [self._digits(column, self.digit_size) for column in picks.T], corners)
         return list(zip(images.unbind(0), rows))
 
 
 def multidigit_eval(placement: str = "random", canvas: int = 112, size: int = 10_000,
                     seed: int = 0, root=None, train: bool = True,
-                    download: bool = False) -> MultiDigit:
+                    download: bool = False, digit_size: int = DIGIT) -> MultiDigit:
     """The single-digit canvases on which Table 3's linear probe is fitted and tested: a
     :class:`MultiDigit` with one digit, labelled ``label`` by its class. Build one with
-    ``train=True`` (probe training) and one with ``train=False`` (probe test)."""
-    return MultiDigit(1, placement, canvas, size, seed, root, train, download)
+    ``train=True`` (probe training) and one with ``train=False`` (probe test). With
+    ``digit_size`` s, one s×s digit: Table 4 probes each digit size on its own."""
+    return MultiDigit(1, placement, canvas, size, seed, root, train, download, digit_size)
 
 
 class TwoDigitSizes(_DigitSource):

@@ -108,6 +108,28 @@ def test_multidigit_eval_labels():
 
 
 @needs_embedded_digits
+@pytest.mark.parametrize("digit_size", [14, 42])
+def test_multidigit_eval_digits_of_another_size(digit_size):
+    # Table 4 probes each digit size on canvases holding that digit alone
+    data = multidigit_eval(canvas=56, size=6, seed=3, train=False, digit_size=digit_size)
+    mnist = load_mnist(train=False)
+    items = data.__getitems__(list(range(6)))
+    for i in range(6):
+        image, labels = data[i]
+        assert torch.equal(image, items[i][0]) and labels["label"] == items[i][1]["label"]
+        y, x = labels["positions"][0].tolist()
+        assert 0 <= y <= 56 - digit_size and 0 <= x <= 56 - digit_size
+        digit = resize(mnist.images[labels["mnist_index"][0]][None].float() / 255, digit_size, digit_size)
+        assert torch.allclose(image[:, y:y + digit_size, x:x + digit_size], digit)
+        assert image.sum() == pytest.approx(digit.sum().item(), rel=1e-5)  # nothing else on the canvas
+    with pytest.raises(ValueError, match="digit_size: the grid's cells are 28x28"):
+        multidigit_eval("grid", digit_size=20)
+    with pytest.raises(ValueError, match=r"digit_size: a 60×60 digit does not fit on a 56×56 canvas"):
+        multidigit_eval(canvas=56, digit_size=60)
+    assert torch.equal(multidigit_eval(size=3, seed=4)[2][0], multidigit_eval(size=3, seed=4, digit_size=28)[2][0])
+
+
+@needs_embedded_digits
 def test_multidigit_deterministic():
     a, b = MultiDigit(4, seed=5, size=10), MultiDigit(4, seed=5, size=10)
     later = b[7]
