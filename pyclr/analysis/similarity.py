@@ -41,10 +41,13 @@ def channel_probes(dataset: Hierarchy, num_references: int = 200, *, source: str
     """Reference items and, for each, probes that match it in exactly one channel (one per
     level of the hierarchy) plus a baseline probe that matches it in none.
 
-    ``source="train"``: references are items of ``dataset`` and the other channels of a probe
-    are masks of the dataset (another node at that level than the reference's), so every
-    channel is one the model saw in training. ``source="random"``: references and the other
-    channels are fresh uniform-noise masks (Fig. B.1).
+    ``source="train"``: references are items of ``dataset`` (of ``items``, e.g. the training
+    indices, when given) and the other channels of a probe are masks of the dataset: another
+    node at that level than the reference's, among the ancestors of ``items`` when given, so
+    that every channel is one the model saw in training (the paper: "probe item channels were
+    sampled from masks seen during training"; drawn from every node, about 10% of the bottom
+    channels of a probe came from held-out items). ``source="random"``: references and the
+    other channels are fresh uniform-noise masks (Fig. B.1).
     """
     if not isinstance(dataset, Hierarchy):
         raise TypeError(f"dataset: expected a pyclr.data.Hierarchy, got {type(dataset).__name__}")
@@ -65,13 +68,15 @@ def channel_probes(dataset: Hierarchy, num_references: int = 200, *, source: str
     if any(nodes < 2 for nodes in dataset.nodes):
         raise ValueError("dataset: every level needs at least 2 nodes, so a probe can differ from its reference")
     pool = torch.arange(len(dataset)) if items is None else _check_items(items, len(dataset))
+    seen = None if items is None else _seen_nodes(dataset, pool)
     references, probes = [], []
     for item in pool[torch.randint(len(pool), (n,), generator=generator)].tolist():
         own = dataset.ancestors(item)
         references.append(dataset.compose(own))
         kinds = []
         for match in range(levels + 1):
-            nodes = [own[c] if c == match else _other_node(own[c], dataset.nodes[c], generator)
+            nodes = [own[c] if c == match else
+                     _other_node(own[c], dataset.nodes[c] if seen is None else seen[c], generator)
                      for c in range(levels)]
             kinds.append(dataset.compose(nodes))
         probes.append(torch.stack(kinds))
@@ -88,10 +93,26 @@ def _check_items(items, length: int) -> torch.Tensor:
     return pool.long()
 
 
-def _other_node(node: int, count: int, generator: torch.Generator) -> int:
-    """A node drawn uniformly from the ``count`` nodes of a level, other than ``node``."""
-    other = int(torch.randint(count - 1, (1,), generator=generator))
-    return other + (other >= node)
+def _seen_nodes(dataset: Hierarchy, pool: torch.Tensor) -> list:
+    """Per level, the sorted node ids that are ancestors of the items of ``pool``."""
+    ancestors = torch.tensor([dataset.ancestors(i) for i in pool.tolist()]).view(-1, dataset.levels)
+    seen = [ancestors[:, c].unique() for c in range(dataset.levels)]
+    for c, nodes in enumerate(seen):
+        if len(nodes) < 2:
+            raise ValueError(f"items: at level {c} they all descend from one node, so a probe cannot differ "
+                             "from its reference there with a mask of these items; give items of 2 nodes or more")
+    return seen
+
+
+def _other_node(node: int, nodes, generator: torch.Generator) -> int:
+    """A node other than ``node`` drawn uniformly from a level's ``nodes``: all of them (an int,
+    their count) or those of a sorted tensor of node ids (which holds ``node``)."""
+    if isinstance(nodes, int):
+        other = int(torch.randint(nodes - 1, (1,), generator=generator))
+        return other + (other >= node)
+    position = int(torch.searchsorted(nodes, node))
+    other = int(torch.randint(len(nodes) - 1, (1,), generator=generator))
+    return int(nodes[other + (other >= position)])
 
 
 @torch.no_grad()

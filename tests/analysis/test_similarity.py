@@ -48,6 +48,20 @@ def test_train_references_come_from_the_given_items(small_hierarchy):
         channel_probes(small_hierarchy, 2, source="random", items=[1])
 
 
+def test_train_probes_use_only_masks_of_the_given_items(small_hierarchy):
+    # "probe item channels were sampled from masks seen during training": the other channels
+    # were drawn from every node, so with items = the training indices some were held-out masks
+    items = list(range(32))  # level 0: nodes 0-1 of 4; level 1: 0-7 of 16; level 2: 0-31 of 64
+    refs, probes = channel_probes(small_hierarchy, 12, items=items, seed=0)
+    for level in range(small_hierarchy.levels):
+        seen = sorted({small_hierarchy.ancestors(i)[level] for i in items})
+        masks = torch.stack([small_hierarchy.mask(level, node) for node in seen])
+        channel = probes[:, :, level].reshape(-1, 1, 12, 12)
+        assert (channel == masks.unsqueeze(0)).flatten(2).all(2).any(1).all(), level
+    with pytest.raises(ValueError, match="items: at level 0 they all descend from one node"):
+        channel_probes(small_hierarchy, 2, items=[0, 1])
+
+
 def test_random_probes_are_not_the_datasets(small_hierarchy):
     refs, _ = channel_probes(small_hierarchy, 3, source="random", seed=0)
     top_masks = torch.stack([small_hierarchy.mask(0, node) for node in range(4)])
