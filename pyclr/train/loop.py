@@ -41,7 +41,7 @@ SEED_MAX = 2 ** 63 - 1  # torch.manual_seed takes it; the epoch and step seeds a
 # fill in, is not compared: what that run used is unknown.)
 _RUN_KEYS = ("method", "batch_size", "epochs", "seed", "optimizer", "lr", "weight_decay",
              "temperature", "warmup_epochs", "world_size", "schedule", "precision", "loss",
-             "momentum", "moco_momentum", "queue_size", "dataset_size")
+             "momentum", "moco_momentum", "queue_size", "dataset_size", "loss_settings")
 # What a checkpoint written before a key existed ran with.
 _RUN_DEFAULTS = {"schedule": "cosine"}
 
@@ -142,7 +142,9 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                   schedule=schedule, loss=loss if isinstance(loss, str) else type(loss).__name__,
                   momentum=None if optimizer == "adam" else momentum,  # None: the run ignores it
                   moco_momentum=moco_momentum if method == "moco" else None,
-                  queue_size=queue_size if method == "moco" else None, dataset_size=len(dataset))
+                  queue_size=queue_size if method == "moco" else None, dataset_size=len(dataset),
+                  # a loss module's settings (its extra_repr): NTXentLoss(temperature=0.2) resumed as 0.5
+                  loss_settings=None if isinstance(loss, str) else loss.extra_repr())
 
     loss_fn = _make_loss(loss, temperature, dist.world_size > 1)
     trained_loss = _trained_loss(loss_fn, dist.world_size, device)

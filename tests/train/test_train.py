@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import pyclr
+from pyclr.losses import NTXentLoss
 from pyclr.models import ProjectionHead, SmallConvNet
 from pyclr.train import LARS, MoCo, default_lr, load_checkpoint, param_groups, warmup_cosine
 from pyclr.train.checkpoint import save_atomic
@@ -267,7 +268,7 @@ def test_ctrl_c_in_on_epoch_end_loses_no_epoch_record(tmp_path, interrupted_epoc
         calls.append(epoch)
         if interrupt and epoch == interrupted_epoch:
             raise KeyboardInterrupt  # e.g. Ctrl-C during a long evaluation
-        return {"probe": float(sum(p.sum() for p in encoder.parameters()))}
+        return {"probe": float(sum(p.detach().sum() for p in encoder.parameters()))}
 
     straight = pyclr.train(model(), images(), head=small_head(), on_epoch_end=on_epoch_end, **options)
     with pytest.raises(KeyboardInterrupt):
@@ -447,6 +448,9 @@ def test_no_warning_for_defaults_or_used_options():
     ({}, {"loss": "generalized"}, "loss: 'nt_xent' -> 'generalized'"),
     ({}, {"n": 128}, "dataset_size: 96 -> 128"),
     ({"method": "moco", "queue_size": 64}, {"queue_size": 32}, "queue_size: 64 -> 32"),
+    # a loss module was recorded by its class name alone: another temperature resumed silently
+    ({"loss": NTXentLoss(temperature=0.2)}, {"loss": NTXentLoss(temperature=0.5)},
+     "loss_settings: \"temperature=0.2, .*\" -> \"temperature=0.5, "),
 ])
 def test_resume_refuses_other_settings(tmp_path, first, then, match):
     def run(options):
