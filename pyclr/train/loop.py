@@ -144,7 +144,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                   moco_momentum=moco_momentum if method == "moco" else None,
                   queue_size=queue_size if method == "moco" else None, dataset_size=len(dataset),
                   # a loss module's settings (its extra_repr): NTXentLoss(temperature=0.2) resumed as 0.5
-                  loss_settings=None if isinstance(loss, str) else loss.extra_repr())
+                  loss_settings=loss.extra_repr() if isinstance(loss, nn.Module) else None)
 
     loss_fn = _make_loss(loss, temperature, dist.world_size > 1)
     trained_loss = _trained_loss(loss_fn, dist.world_size, device)

@@ -462,6 +462,14 @@ def test_resume_refuses_other_settings(tmp_path, first, then, match):
         run(first | then)
 
 
+def test_a_plain_function_as_the_loss_trains_and_resumes(tmp_path):
+    # loss_settings read loss.extra_repr(), which a function has not: every run failed
+    options = dict(epochs=1, batch_size=32, head=small_head(), progress=False, out_dir=str(tmp_path))
+    pyclr.train(model(), images(), loss=lambda a, b: pyclr.losses.nt_xent(a, b), **options)
+    again = pyclr.train(model(), images(), loss=lambda a, b: pyclr.losses.nt_xent(a, b), **options)
+    assert [h["epoch"] for h in again.history] == [0]
+
+
 def test_resume_refuses_another_model(tmp_path):
     pyclr.train(model(), images(), epochs=1, batch_size=32, head=small_head(), progress=False, out_dir=str(tmp_path))
     other = SmallConvNet(in_channels=1, input_size=12, feature_dim=16)
