@@ -90,13 +90,14 @@ def settings(quick: bool) -> dict:
 
 
 def probe_both_digits(encoder, probe_sets: dict, device) -> dict:
-    """One linear probe per digit: fitted on single-digit canvases of its size, scored on others."""
-    accuracy = {}
-    for digit, (fit, score) in probe_sets.items():
+    """One linear probe per digit: fitted on single-digit canvases of its size, scored on others
+    (once where both digits have one size: their sets are then the same)."""
+    done = {}
+    for fit, score in dict.fromkeys(probe_sets.values()):
         x, labels = extract_features(encoder, fit, device=device)
         tx, test_labels = extract_features(encoder, score, device=device)
-        accuracy[digit] = linear_probe(x, labels["label"], tx, test_labels["label"]).accuracy
-    return accuracy
+        done[fit, score] = linear_probe(x, labels["label"], tx, test_labels["label"]).accuracy
+    return {digit: done[sets] for digit, sets in probe_sets.items()}
 
 
 def train_encoder(method: str, grid: dict, data, device):

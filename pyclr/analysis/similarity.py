@@ -68,16 +68,15 @@ def channel_probes(dataset: Hierarchy, num_references: int = 200, *, source: str
     if any(nodes < 2 for nodes in dataset.nodes):
         raise ValueError("dataset: every level needs at least 2 nodes, so a probe can differ from its reference")
     pool = torch.arange(len(dataset)) if items is None else _check_items(items, len(dataset))
-    seen = None if items is None else _seen_nodes(dataset, pool)
+    # per level, the node ids a probe's other channels are drawn from
+    seen = [torch.arange(count) for count in dataset.nodes] if items is None else _seen_nodes(dataset, pool)
     references, probes = [], []
     for item in pool[torch.randint(len(pool), (n,), generator=generator)].tolist():
         own = dataset.ancestors(item)
         references.append(dataset.compose(own))
         kinds = []
         for match in range(levels + 1):
-            nodes = [own[c] if c == match else
-                     _other_node(own[c], dataset.nodes[c] if seen is None else seen[c], generator)
-                     for c in range(levels)]
+            nodes = [own[c] if c == match else _other_node(own[c], seen[c], generator) for c in range(levels)]
             kinds.append(dataset.compose(nodes))
         probes.append(torch.stack(kinds))
     return ChannelProbes(torch.stack(references), torch.stack(probes))
@@ -104,12 +103,9 @@ def _seen_nodes(dataset: Hierarchy, pool: torch.Tensor) -> list:
     return seen
 
 
-def _other_node(node: int, nodes, generator: torch.Generator) -> int:
-    """A node other than ``node`` drawn uniformly from a level's ``nodes``: all of them (an int,
-    their count) or those of a sorted tensor of node ids (which holds ``node``)."""
-    if isinstance(nodes, int):
-        other = int(torch.randint(nodes - 1, (1,), generator=generator))
-        return other + (other >= node)
+def _other_node(node: int, nodes: torch.Tensor, generator: torch.Generator) -> int:
+    """A node other than ``node`` drawn uniformly from ``nodes``, a sorted tensor of node ids
+    that holds it."""
     position = int(torch.searchsorted(nodes, node))
     other = int(torch.randint(len(nodes) - 1, (1,), generator=generator))
     return int(nodes[other + (other >= position)])

@@ -143,8 +143,9 @@ class ImageFolder(Dataset):
     directly in ``root`` get label -1. A class folder without images is an error, as in
     torchvision: skipping it would shift the labels after it, and a split lacking a class would
     then number its classes unlike the other splits (where no subfolder holds images, ``root``
-    is a folder of unlabelled images, and its subfolders are ignored). ``size`` (an int or (height, width)) resizes every image so that batches stack.
-    Extensions: ``IMAGE_EXTENSIONS`` (any case). ``paths`` lists the files in item order.
+    is a folder of unlabelled images, and its subfolders are ignored). ``size`` (an int or
+    (height, width)) resizes every image so that batches stack. Extensions:
+    ``IMAGE_EXTENSIONS`` (any case). ``paths`` lists the files in item order.
     """
 
     def __init__(self, root, size=None):

@@ -535,7 +535,7 @@ def _epoch_under_way(step: int, history: list, steps_per_epoch: int) -> tuple:
     without its record (interrupted in on_epoch_end, say), that epoch, all its steps taken. By
     the last record's step, not the number of records: a checkpoint of the older loop, which
     lost such a record, must not get the next one twice."""
-    if step % steps_per_epoch == 0 and step > 0 and _unrecorded(step, history):
+    if step % steps_per_epoch == 0 and _unrecorded(step, history):  # (never at step 0)
         return step // steps_per_epoch - 1, steps_per_epoch
     return step // steps_per_epoch, step % steps_per_epoch
 
