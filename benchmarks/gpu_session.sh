@@ -47,7 +47,10 @@ for stage in "$@"; do
       tail -5 /tmp/pyclr-build.log
       python3 -m pyclr info ;;
     test)
-      python3 -m pytest tests -q -m "not slow" -k "cuda" -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -15
+      # not tests/emulation (the CPU emulator runs all of tests/losses and tests/cluster again,
+      # minutes) nor tests/test_setup.py (C++ rebuilds): their names say cuda, their work is the CPU's
+      python3 -m pytest tests -q -m "not slow" -k "cuda" --ignore=tests/emulation --ignore=tests/test_setup.py \
+        -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -15
       status=$((status | PIPESTATUS[0])) ;;
     sanitize)
       # racecheck on pyclr's kernels only: PyTorch's and CUB's own are not ours to fix
