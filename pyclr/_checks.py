@@ -147,6 +147,19 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {got}")
 
 
+def widen_unsigned(name: str, value):
+    """``value`` with wide unsigned integers (numpy's or torch's uint16-64: torch computes no
+    min or max on them) as int64 (a numpy array stays one, a tensor stays on its device), or a
+    ValueError naming ``name`` for values past 2**63; anything else as it came."""
+    if isinstance(value, torch.Tensor) and value.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        return torch.from_numpy(widen_unsigned(name, value.cpu().numpy())).to(value.device)
+    if isinstance(value, np.ndarray) and value.dtype.kind == "u" and value.dtype.itemsize > 1:
+        if value.size and int(value.max()) > np.iinfo(np.int64).max:
+            raise ValueError(f"{name}: expected values below 2**63, got {int(value.max())}")
+        value = value.astype(np.int64)
+    return value
+
+
 def check_device(device) -> torch.device:
     """``device`` (a torch.device or its name) as a torch.device, or a ValueError naming the
     argument (torch's own message names neither)."""

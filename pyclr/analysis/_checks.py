@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data._util import check_class_ids
+from ..data._util import check_class_ids, label_tensor
 
 
 def check_activations(name: str, x, dims: int, shape: str) -> torch.Tensor:
@@ -26,11 +26,7 @@ def check_activations(name: str, x, dims: int, shape: str) -> torch.Tensor:
 
 def check_class_labels(name: str, labels, shape: tuple, device) -> torch.Tensor:
     """Integer class labels >= 0 of exactly ``shape``."""
-    try:
-        y = torch.as_tensor(labels)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{name}: expected integer labels of shape {tuple(shape)}, got "
-                         f"{type(labels).__name__}") from None
+    y = label_tensor(name, labels, shape)
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or tuple(y.shape) != tuple(shape):
         raise ValueError(f"{name}: expected integer labels of shape {tuple(shape)}, got "
                          f"{y.dtype} of shape {tuple(y.shape)}")

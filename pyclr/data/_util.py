@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_int
+from .._checks import check_int, widen_unsigned
 
 
 # Class ids index per-class rows (a probe's weights, per-class scores): ids above both this and
@@ -22,6 +22,18 @@ def check_class_ids(name: str, largest: int, rows: int) -> None:
     if largest >= max(rows, MAX_SPARSE_CLASSES):
         raise ValueError(f"{name}: expected class ids 0..C-1, got ids up to {largest} for {rows} rows; "
                          "map them to 0..C-1 first")
+
+
+def label_tensor(name: str, labels, shape: tuple) -> torch.Tensor:
+    """``labels`` (a tensor, numpy array or list) as a tensor whose dtype tells the caller's
+    check whether they are integers: wide unsigned integers become int64 (widen_unsigned); ValueError
+    naming ``name`` and the expected ``shape`` where torch cannot read them as numbers."""
+    labels = widen_unsigned(name, labels)
+    try:
+        return torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name}: expected integer labels of shape {tuple(shape)}, got "
+                         f"{type(labels).__name__} that is not a tensor of numbers") from None
 
 
 def check_seed(seed) -> int:

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .._checks import check_bool, check_int
+from .._checks import check_bool, check_device, check_int
+from ..data._util import label_tensor
 
 
 @torch.no_grad()
@@ -33,7 +34,7 @@ def extract_features(encoder: nn.Module, dataset, *, head: nn.Module | None = No
                         f"{type(head).__name__}")
     if device is None:  # the encoder's; the CPU for one without parameters (e.g. a fixed transform)
         device = next(itertools.chain(encoder.parameters(), encoder.buffers()), torch.empty(0)).device
-    device = torch.device(device)
+    device = check_device(device)
     modules = [m for m in (encoder, head) if m is not None]
     modes = [m.training for m in modules]
     for m in modules:
@@ -142,12 +143,9 @@ def as_features(features, labels, *, label, batch_size, device, name, min_rows=2
     if x.dim() != 2 or not x.is_floating_point():
         raise ValueError(f"{name}: expected a float tensor of shape (n, d), got {str(x.dtype).removeprefix('torch.')} "
                          f"of shape {tuple(x.shape)}")
-    try:
-        y = torch.as_tensor(labels) if labels is not None else None
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{name}: expected integer labels of shape ({len(x)},), got "
-                         f"{type(labels).__name__} that is not a tensor of numbers") from None
-    if y is None or y.dim() != 1 or len(y) != len(x) or y.is_floating_point() or y.dtype == torch.bool:
+    y = label_tensor(name, labels, (len(x),)) if labels is not None else None
+    if (y is None or y.dim() != 1 or len(y) != len(x) or y.is_floating_point() or y.is_complex()
+            or y.dtype == torch.bool):
         raise ValueError(f"{name}: expected integer labels of shape ({len(x)},), got "
                          f"{None if y is None else (tuple(y.shape), y.dtype)}")
     if len(y) < min_rows:

@@ -23,7 +23,9 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, *, k:
         raise ValueError(f"test_features: expected {x.shape[1]} columns like train_features, got {tx.shape[1]}")
     k, chunk = check_int("k", k, 1), check_int("chunk", chunk, 1)
     temperature = check_positive("temperature", temperature)
-    x, tx = unit_rows(x), unit_rows(tx.to(x.device))  # cosine similarity at any scale
+    # cosine similarity at any scale, in float64 for float64 features (float32 ties near-parallel rows)
+    dtype = torch.promote_types(torch.promote_types(x.dtype, tx.dtype), torch.float32)
+    x, tx = unit_rows(x, dtype), unit_rows(tx.to(x.device), dtype)
     # votes go to the classes present, not to every id up to the largest (sparse ids stay cheap)
     classes, index = torch.unique(torch.cat([y, ty.to(y.device)]), return_inverse=True)
     y, ty = index[:len(y)], index[len(y):]
@@ -31,7 +33,7 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, *, k:
     correct = 0
     for start in range(0, len(ty), chunk):
         sims, idx = (tx[start:start + chunk] @ x.T).topk(k, dim=1)
-        votes = torch.zeros(len(idx), len(classes), device=x.device)
+        votes = torch.zeros(len(idx), len(classes), dtype=sims.dtype, device=x.device)
         # exp((s - s_max) / T): the nearest neighbour weighs 1, so no temperature overflows
         votes.scatter_add_(1, y[idx], ((sims - sims[:, :1]) / temperature).exp())
         correct += votes.argmax(1).eq(ty[start:start + chunk]).sum().item()

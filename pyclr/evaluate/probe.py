@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_int, check_real, is_real, shown
+from .._checks import check_device, check_int, check_real, is_real, shown
 from ..data._util import check_class_ids
 from .features import as_features
 
@@ -20,7 +21,9 @@ class ProbeResult:
     the classifier on the original (unstandardised) features: ``logits = x @ weight.T + bias``.
     ``validation_accuracy``: with several decays, each one's accuracy on the validation split
     that chose among them (``{decay: accuracy}``; empty with one decay), which shows whether
-    the choice sat at an end of the grid and how flat the choice was."""
+    the choice sat at an end of the grid and how flat the choice was. ``iterations``: the
+    L-BFGS iterations of the final fit; ``converged``: whether it stopped on its tolerances
+    rather than on ``max_iter`` (or L-BFGS's own limit of 1.25 x ``max_iter`` loss evaluations)."""
 
     accuracy: float
     train_accuracy: float
@@ -30,6 +33,8 @@ class ProbeResult:
     n_train: int
     n_test: int
     validation_accuracy: dict = field(default_factory=dict)
+    iterations: int = 0
+    converged: bool = True
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The predicted class of each row of ``x`` ``(n, d)``, features as the probe was fitted on."""
@@ -55,7 +60,8 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
             ``(encoder, dataset)`` pair.
         test_features, test_labels: a held-out set; without one, a seeded ``test_fraction``
             of the rows is held out.
-        weight_decay: the L2 penalty (on the mean loss, standardised features), or several:
+        weight_decay: the L2 penalty (on the mean loss, standardised features; 0 to 1e6,
+            where the weights are ~1e-6 already), or several:
             then each is fitted on the training rows less a seeded 20% validation split, and
             the one most accurate there (ties: the larger) is refitted on them all. Each
             decay's validation accuracy is kept in ``ProbeResult.validation_accuracy``. The
@@ -64,11 +70,13 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
             larger decay beat the grid's best by 0 to 1.7 points of held-out accuracy, but
             selecting on the wider grid lost 0.2 points on average (on noisy features its
             choice follows the validation split's noise). Pass a wider grid to search further.
-        max_iter: L-BFGS iterations.
+        max_iter: the most L-BFGS iterations of a fit; a final fit that stops there before
+            converging warns (``RuntimeWarning``) and says so in ``ProbeResult.converged``.
         device: where to fit (default: the features' device; a GPU fits in seconds).
 
-    Features are standardised with the training rows' mean and standard deviation; the fit
-    is full-batch L-BFGS in float32, deterministic for a given input.
+    Features are standardised with the training rows' mean and standard deviation (a column
+    constant on them is set to 0; see :func:`fit_logistic` for the floors); the fit is
+    full-batch L-BFGS in float32, deterministic for a given input.
     """
     max_iter = check_int("max_iter", max_iter, 1)
     decays = _check_decays(weight_decay)
@@ -83,7 +91,7 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
             raise ValueError(f"test_features: expected {x.shape[1]} columns like features, got {tx.shape[1]}")
     else:
         (x, y), (tx, ty) = split(x, y, _check_fraction(test_fraction), seed)
-    device = torch.device(device) if device is not None else x.device
+    device = check_device(device) if device is not None else x.device
     x, y, tx, ty = (t.to(device) for t in (x, y, tx, ty))
     largest, test_largest = int(y.max()), int(ty.max())
     num_classes = max(largest, test_largest) + 1  # W has a row per id up to the largest
@@ -94,10 +102,13 @@ def linear_probe(features, labels=None, test_features=None, test_labels=None, *,
                          f"for validation, and there is {len(y)}: pass one weight_decay, or more rows")
     scores = {} if len(decays) == 1 else _validation_scores(x, y, num_classes, decays, max_iter, seed)
     chosen = max(scores, key=lambda wd: (scores[wd], wd)) if scores else decays[0]  # ties: stronger
-    w, b = fit_logistic(x, y, num_classes, chosen, max_iter)
+    w, b, iterations, converged = fit_logistic(x, y, num_classes, chosen, max_iter)
+    if not converged:
+        warnings.warn(f"linear_probe: the fit (weight_decay={chosen:g}) reached its limit (max_iter={max_iter}) "
+                      f"before converging; pass a larger max_iter", RuntimeWarning, stacklevel=2)
     return ProbeResult(accuracy=_accuracy(tx, ty, w, b), train_accuracy=_accuracy(x, y, w, b),
                        weight_decay=chosen, weight=w, bias=b, n_train=len(y), n_test=len(ty),
-                       validation_accuracy=scores)
+                       validation_accuracy=scores, iterations=iterations, converged=converged)
 
 
 def split(x, y, fraction: float, seed: int):
@@ -109,31 +120,40 @@ def split(x, y, fraction: float, seed: int):
 
 
 # float32 features whose largest |value| is in this range are standardised in float32 with
-# an absolute spread floor of 1e-6, as pyclr always did (committed results stay bit-exact);
-# others (and float64 features) take the float64 path of _column_moments.
+# an absolute spread floor of 1e-6, as pyclr always did (committed results stay bit-exact),
+# unless a column under the floor is not exactly its float32 mean (a constant 98765.4 is
+# not: its mean's rounding over 1e-6 would be a feature of size 7800 that stalls L-BFGS);
+# those, others and float64 features take the float64 path of _column_moments.
 _PLAIN_RANGE = (1e-3, 1e15)
+MAX_DECAY = 1e6
 
 
 def fit_logistic(x, y, num_classes, weight_decay, max_iter):
     """Multinomial logistic regression, ``mean CE + weight_decay/2 |W|^2``, by L-BFGS on
-    standardised features; returns (weight, bias) for the original features (float64 for
-    float64 features, else float32).
+    standardised features; returns (weight, bias, iterations, converged): the classifier for
+    the original features (float64 for float64 features, else float32), the L-BFGS
+    iterations, and whether the fit stopped on its tolerances rather than on its limits.
 
     Ordinary float32 (or half) features, largest |value| in 1e-3..1e15, are standardised in
-    float32, a spread below 1e-6 taken as 1e-6. Others, and float64 features, take their
-    columns' mean and spread in float64 (in row chunks: no float64 copy of the features)
-    after an exact power-of-two rescaling, so features of any magnitude (1e20 in float32,
-    1e-300 in float64) fit as their standardised values do; there a column whose spread is
-    below 1e-6 of the widest column's is treated as constant. The features' own graph is not
-    followed, and the fit runs also under ``torch.no_grad()`` or ``torch.inference_mode()``."""
+    float32, where every column whose spread is below 1e-6 is exactly constant (such a column
+    becomes 0). Others, and float64 features, take their columns' mean and spread in float64
+    (in row chunks: no float64 copy of the features) after an exact power-of-two rescaling,
+    so features of any magnitude (1e20 in float32, 1e-300 in float64) fit as their
+    standardised values do; there each column is standardised on its own spread, and one
+    whose spread is within 8 ulps (of the features' dtype) of its own largest |value|
+    (rounding, not data) is constant and becomes 0, as does its weight. The features' own graph is not followed, and the fit
+    runs also under ``torch.no_grad()`` or ``torch.inference_mode()``."""
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
     x = x.detach()
     largest = torch.linalg.vector_norm(x, ord=math.inf).item()  # max |x| without an abs copy
     plain = work == torch.float32 and _PLAIN_RANGE[0] <= largest <= _PLAIN_RANGE[1]
     if plain:
         x32 = x.float()
-        mean, std = x32.mean(0), x32.std(0, unbiased=False).clamp_min(1e-6)
-    else:
+        mean, std = x32.mean(0), x32.std(0, unbiased=False)
+        floored = std < 1e-6
+        plain = not bool(floored.any()) or bool((x32[:, floored] == mean[floored]).all())
+        std = std.clamp_min(1e-6)
+    if not plain:
         mean, std, scale = _column_moments(x, largest)
     with torch.inference_mode(False), torch.enable_grad():
         # a new tensor made here is an ordinary one (an inference tensor cannot be saved for backward)
@@ -154,35 +174,47 @@ def fit_logistic(x, y, num_classes, weight_decay, max_iter):
             return loss
 
         opt.step(closure)
+        state, group = opt.state[w], opt.param_groups[0]
+        iterations = state["n_iter"]
+        converged = iterations < max_iter and state["func_evals"] < group["max_eval"]
+        if not converged:  # a limit stopped it (torch checks them first): at an optimum all the same?
+            loss = closure().item()
+            gradient = max(w.grad.abs().max().item(), b.grad.abs().max().item())
+            converged = (gradient <= group["tolerance_grad"]
+                         or abs(loss - state.get("prev_loss", math.inf)) < group["tolerance_change"])
     if plain:
         w, b = w.detach() / std, b.detach()
-        return w, b - w @ mean
+        return w, b - w @ mean, iterations, converged
     w = w.detach().double() / std  # for x / scale
-    return (w / scale).to(work), (b.detach().double() - w @ mean).to(work)
+    return (w / scale).to(work), (b.detach().double() - w @ mean).to(work), iterations, converged
 
 
 def _column_moments(x, largest: float, rows: int = 16384):
     """Float64 column means and spreads of ``x / scale`` (``scale``: the power of two at or
-    below ``largest`` = max |x|, an exact rescaling), the spreads floored at 1e-6 of the
-    largest one, and at 1e-12 (x / scale is under 2: a smaller spread is rounding, and a
-    constant column stays 0 instead of rounding noise standardised to +-1)."""
+    below ``largest`` = max |x|, an exact rescaling). A column whose spread is at most 8 ulps
+    of ``x``'s dtype at its own largest |value| is constant (what varies is rounding): its
+    spread is returned as inf, so it standardises to 0 instead of rounding noise standardised
+    to +-1."""
     scale = torch.tensor(2.0 ** math.floor(math.log2(largest)) if largest > 0 else 1.0,
                          dtype=torch.float64, device=x.device)
-    mean = sum((chunk.double() / scale).sum(0) for chunk in x.split(rows)) / len(x)
-    var = sum(((chunk.double() / scale - mean) ** 2).sum(0) for chunk in x.split(rows)) / len(x)
+    chunks = x.split(rows)
+    mean = sum((chunk.double() / scale).sum(0) for chunk in chunks) / len(x)
+    var = sum(((chunk.double() / scale - mean) ** 2).sum(0) for chunk in chunks) / len(x)
+    peak = torch.stack([torch.linalg.vector_norm(chunk, ord=math.inf, dim=0) for chunk in chunks]).amax(0)
     std = var.sqrt()
-    std = std.clamp_min(max(1e-6 * std.max().item(), 1e-12))
+    rounding = 8 * torch.finfo(x.dtype).eps  # a few of the features' own ulps
+    std = std.masked_fill(std <= rounding * (peak.double() / scale), math.inf)
     return mean, std, scale
 
 
 def _validation_scores(x, y, num_classes, decays, max_iter, seed) -> dict:
     """``{decay: accuracy}`` on a seeded 20% validation split of the training rows."""
     (fx, fy), (vx, vy) = split(x, y, 0.2, seed + 1)
-    return {wd: _accuracy(vx, vy, *fit_logistic(fx, fy, num_classes, wd, max_iter)) for wd in decays}
+    return {wd: _accuracy(vx, vy, *fit_logistic(fx, fy, num_classes, wd, max_iter)[:2]) for wd in decays}
 
 
 def _accuracy(x, y, w, b) -> float:
-    return (x.to(w.dtype) @ w.T + b).argmax(1).eq(y).float().mean().item()
+    return (x.to(w.dtype) @ w.T + b).argmax(1).eq(y).sum().item() / len(y)  # exact counts, any n
 
 
 def _check_fraction(value) -> float:
@@ -201,5 +233,6 @@ def _check_decays(weight_decay) -> list:
 
 
 def _check_decay(value) -> float:
-    # the penalty is computed in float32: past its range 1e300 failed inside the fit
-    return check_real("weight_decay", value, 0, torch.finfo(torch.float32).max)
+    # on standardised features a decay of 1e6 leaves weights of ~1e-6 already; past ~1e21
+    # L-BFGS's first step overflowed the float32 penalty and the probe came back NaN
+    return check_real("weight_decay", value, 0, MAX_DECAY)

@@ -7,7 +7,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from .._checks import check_int, describe
+from .._checks import check_int, describe, widen_unsigned
 
 
 def cluster_count(name: str, labels: torch.Tensor, k) -> int:
@@ -25,11 +25,10 @@ def cluster_count(name: str, labels: torch.Tensor, k) -> int:
 def int_tensor(name: str, value, dims: Tuple[int, ...], below: int | None = None) -> torch.Tensor:
     """An integer label tensor (torch, numpy or a list) of one of ``dims`` dimensions with no negative
     entry (and none ``>= below`` when given), as an int64 torch tensor on its device."""
+    value = widen_unsigned(name, value)
     if isinstance(value, np.ndarray):
-        if value.dtype.kind == "u" and value.dtype.itemsize > 1:  # torch has no uint16-64 arithmetic
-            if value.size and int(value.max()) > np.iinfo(np.int64).max:
-                raise ValueError(f"{name}: expected values below 2**63, got {int(value.max())}")
-            value = value.astype(np.int64)
+        if value.dtype.kind not in "iub":  # torch.from_numpy's error for objects or strings names nothing
+            raise TypeError(f"{name}: expected integers, got a numpy array of {value.dtype}")
         value = torch.from_numpy(np.ascontiguousarray(value))  # also flipped (negative-stride) arrays
     elif isinstance(value, (list, tuple)):
         value = torch.as_tensor(value)

@@ -85,3 +85,12 @@ def test_default_top_k_is_one_percent_of_the_units():
 def test_bad_inputs(views, labels, top_k, match):
     with pytest.raises(ValueError, match=match):
         invariance_score(views, labels, top_k=top_k)
+
+
+def test_wide_unsigned_labels_are_read_as_integers():
+    # numpy uint64 labels reached torch's min: '"min_all" not implemented for 'UInt64''
+    np = pytest.importorskip("numpy")
+    views = torch.rand(12, 3, 5, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(12) % 3
+    expected = invariance_score(views, labels)
+    torch.testing.assert_close(invariance_score(views, labels.numpy().astype(np.uint64)), expected)

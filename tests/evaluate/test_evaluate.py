@@ -1,5 +1,6 @@
 """Linear probe, k-NN accuracy and decodability on constructed data whose answer is known."""
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -314,7 +315,7 @@ def test_probe_and_knn_do_not_depend_on_the_features_scale(scale, dtype):
     big, tbig = x.to(dtype) * scale, tx.to(dtype) * scale
     scaled = linear_probe(big, y, tbig, ty, weight_decay=1e-4)
     assert scaled.accuracy == pytest.approx(probe.accuracy, abs=0.011)
-    assert scaled.weight.dtype == dtype and scaled.predict(tbig).eq(ty).float().mean().item() == scaled.accuracy
+    assert scaled.weight.dtype == dtype and scaled.predict(tbig).eq(ty).sum().item() / len(ty) == scaled.accuracy
     assert knn_accuracy(big, y, tbig, ty, k=5) == knn
 
 
@@ -364,8 +365,9 @@ def test_extract_features_names_items_that_are_not_image_label_pairs():
 
 def test_probe_decay_range_and_predict_input_are_checked():
     x, y = blobs(30, 3, 2, 0.3, seed=9)
-    with pytest.raises(ValueError, match=r"weight_decay: expected a finite number in \[0, 3.40282"):
-        linear_probe(x, y, weight_decay=1e300)  # passed the check, then overflowed float32 in the fit
+    with pytest.raises(ValueError, match=r"weight_decay: expected a finite number in \[0, 1000000.0\], got 1e\+22"):
+        linear_probe(x, y, weight_decay=1e22)  # passed the check, then L-BFGS's first step gave NaN weights
+    assert linear_probe(x, y, weight_decay=1e6).weight.isfinite().all()
     result = linear_probe(x, y, weight_decay=1e-3)
     with pytest.raises(TypeError, match="x: expected a tensor of features, got ndarray"):
         result.predict(np.zeros((2, 3)))
@@ -383,3 +385,92 @@ def test_numpy_features_are_taken_as_tensors():
         linear_probe(x.long().numpy(), y)
     with pytest.raises(TypeError, match="features: expected a float tensor .* got list"):
         linear_probe(x.tolist(), y)
+
+
+def test_probe_standardises_each_column_on_its_own_spread():
+    # standardisation makes the probe blind to each column's offset and scale, but a float32
+    # column of spread < 1e-6 was squeezed by an absolute floor, one constant at 98765.4 became
+    # a feature of ~7800 (its float32 mean's rounding over the floor) that stalled L-BFGS at
+    # chance, and in float64 a column 1e9 times wider than the rest squeezed all the others
+    x, y = blobs(600, 8, 4, 4.0, seed=11)
+    tx, ty = x[:150], y[:150]
+    x, y = x[150:], y[150:]
+    expected = linear_probe(x, y, tx, ty, weight_decay=1e-3)
+    scale = torch.tensor([1e-7, 1.0, 1e9, 1.0, 1e-7, 1.0, 1.0, 1.0])
+    offset = torch.tensor([2e-3, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0])
+    constant = torch.full((len(x), 1), 98765.4)
+    for dtype in (torch.float32, torch.float64):
+        moved, tmoved = ((a.double() * scale.double() + offset.double()).to(dtype) for a in (x, tx))
+        result = linear_probe(moved, y, tmoved, ty, weight_decay=1e-3)
+        assert result.accuracy == pytest.approx(expected.accuracy, abs=0.014), dtype  # 2 of 150
+        padded = linear_probe(torch.cat([x.to(dtype), constant.to(dtype)], 1), y,
+                              torch.cat([tx.to(dtype), constant[:150].to(dtype)], 1), ty, weight_decay=1e-3)
+        assert padded.accuracy == pytest.approx(expected.accuracy, abs=0.014), dtype
+        assert torch.all(padded.weight[:, -1] == 0)  # a constant column carries nothing
+
+
+def test_probe_tells_rounding_from_data_by_the_features_dtype():
+    # a float64 column 1.7e9 +- 1e-3 (thousands of float64 ulps) that separates the classes was
+    # taken as constant; float32 columns of one-ulp jitter were standardised to +-1 noise
+    gen = torch.Generator().manual_seed(14)
+    y = torch.randint(0, 2, (400,), generator=gen)
+    wide = (1.7e9 + 1e-3 * (2 * y.double() - 1))[:, None]
+    noise = torch.randn(400, 3, generator=gen, dtype=torch.float64)
+    result = linear_probe(torch.cat([wide, noise], 1), y, weight_decay=1e-3)
+    assert result.accuracy == 1.0
+    x, y = blobs(400, 8, 4, 4.0, seed=15)
+    expected = linear_probe(x, y, weight_decay=1e-3).accuracy
+    ulp = torch.finfo(torch.float32).eps * 0.0625  # one ulp of 0.1
+    jitter = 0.1 + ulp * torch.randint(-1, 2, (400, 40), generator=gen).float()
+    assert jitter.std(0).min() > 0
+    assert linear_probe(torch.cat([x, jitter], 1), y, weight_decay=1e-3).accuracy == pytest.approx(expected, abs=0.025)
+
+
+def test_probe_says_whether_it_converged():
+    x, y = blobs(300, 8, 3, 2.0, seed=12)
+    result = linear_probe(x, y, weight_decay=1e-3)
+    assert result.converged and 1 <= result.iterations < 200
+    with pytest.warns(RuntimeWarning, match=r"linear_probe: the fit \(weight_decay=0.001\) reached its limit "
+                                            r"\(max_iter=2\) before converging; pass a larger max_iter"):
+        short = linear_probe(x, y, weight_decay=1e-3, max_iter=2)
+    assert not short.converged and 1 <= short.iterations <= 2  # or its limit of 1.25 x max_iter evaluations
+    # torch checks its limits before its tolerances: a fit that converges at the limit itself,
+    # and one that starts at the optimum with max_iter=1, are converged all the same
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exact = linear_probe(x, y, weight_decay=1e-3, max_iter=result.iterations)
+        assert exact.converged and torch.equal(exact.weight, result.weight)
+        assert linear_probe(x, torch.zeros_like(y), weight_decay=1e-3, max_iter=1).converged
+
+
+def test_probe_accuracies_are_exact_fractions():
+    # the mean of a float32 0/1 vector gave 0.7649999856948853 for 153 of 200
+    x, y = blobs(1000, 8, 10, 3.0, seed=2)
+    result = linear_probe(x, y, weight_decay=1e-3)
+    assert 0.3 < result.accuracy < 0.99
+    assert (result.n_test, result.n_train) == (200, 800)
+    assert result.accuracy == round(result.accuracy * 200) / 200
+    assert result.train_accuracy == round(result.train_accuracy * 800) / 800
+    assert all(v == round(v * 160) / 160 for v in result.validation_accuracy.values())  # 20% of 800
+
+
+def test_knn_of_float64_features_compares_in_float64():
+    # two training rows whose cosines with the test row differ by 2e-8: equal in float32,
+    # where the tie went to the smaller class id (0), the wrong neighbour
+    x = torch.tensor([[1e4, -1.0], [1e4, 1.0]], dtype=torch.float64)
+    test = torch.tensor([[1e4, 0.9]], dtype=torch.float64)
+    assert knn_accuracy(x, torch.tensor([0, 1]), test, torch.tensor([1]), k=1) == 1.0
+
+
+def test_labels_of_wide_unsigned_and_complex_dtypes():
+    # uint64 labels reached torch's min ("min_all" not implemented for 'UInt64'); complex ones passed
+    # the integer check; a bad device string gave torch's message, which names no argument
+    x, y = blobs(40, 4, 2, 0.3, seed=13)
+    wide = y.numpy().astype(np.uint64)
+    assert knn_accuracy(x, wide, x, wide, k=3) == knn_accuracy(x, y, x, y, k=3)
+    assert linear_probe(x, wide, weight_decay=1e-3).accuracy == linear_probe(x, y, weight_decay=1e-3).accuracy
+    with pytest.raises(ValueError, match=r"features: expected integer labels of shape \(40,\), got \(\(40,\), "
+                                         r"torch.complex64\)"):
+        linear_probe(x, y.to(torch.complex64))
+    with pytest.raises(ValueError, match="device: expected a device such as 'cpu'"):
+        linear_probe(x, y, device="nope")
