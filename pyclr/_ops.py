@@ -47,6 +47,15 @@ def compiling() -> bool:
     return bool(is_compiling()) if is_compiling is not None else torch._dynamo.is_compiling()
 
 
+def values_readable(t: torch.Tensor) -> bool:
+    """Whether a check may read ``t``'s values back (``.item()``): not while torch.compile
+    traces, nor for fake or meta tensors, nor inside ``torch.vmap`` (batched tensors)."""
+    if compiling() or t.device.type == "meta":
+        return False
+    from torch._subclasses.fake_tensor import is_fake
+    return not is_fake(t) and not torch._C._functorch.is_batchedtensor(t)
+
+
 def has_kernel(op: str, device_type: str) -> bool:
     """Whether ``pyclr::<op>`` has a kernel for ``device_type`` ("cpu" or "cuda")."""
     return _KERNELS.get((op, device_type), False)

@@ -55,7 +55,8 @@ inline void check_args(const at::Tensor& z, double temperature, int64_t negative
   TORCH_CHECK(negatives == kAll || negatives == kCross || negatives == kSelf,
               "negatives: expected 0 (all), 1 (cross) or 2 (self), got ", negatives);
   const int64_t n = z.size(0) / 2;
-  TORCH_CHECK(count >= 1 && offset >= 0 && offset + count <= n,
+  // offset <= n - count, not offset + count <= n: the sum wraps around for huge int64 arguments
+  TORCH_CHECK(count >= 1 && count <= n && offset >= 0 && offset <= n - count,
               "anchor_offset/anchor_count: expected 0 <= offset and 1 <= count with offset + "
               "count <= N = ",
               n, ", got offset ", offset, " and count ", count);

@@ -92,8 +92,8 @@ def kmeans(x: torch.Tensor, k: int, mode: str = "per_image", n_init: int = 10, m
 def pixel_features(feature_map: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` activations -> ``(B, H, W, C)`` per-pixel features, l2-normalised over
     the channels (SPEC.md section 3), in the input's dtype (the norm is taken in fp32)."""
-    if not isinstance(feature_map, torch.Tensor) or feature_map.dim() != 4:
-        raise ValueError(f"feature_map: expected a (B, C, H, W) tensor, got "
+    if not isinstance(feature_map, torch.Tensor) or feature_map.dim() != 4 or feature_map.shape[1] == 0:
+        raise ValueError(f"feature_map: expected a (B, C, H, W) tensor with C >= 1, got "
                          f"{describe(feature_map)}")
     if not feature_map.is_floating_point():
         raise TypeError(f"feature_map: expected a floating-point tensor, got {feature_map.dtype}")
@@ -301,5 +301,16 @@ def _step_fake(x, centroids):
             x.new_empty((batch, k, c), dtype=centroids.dtype), x.new_empty((batch, k), dtype=torch.int64))
 
 
+def _step_setup_context(ctx, inputs, output):
+    # a Lloyd step has no gradient: its outputs are constants for autograd (without this link,
+    # points that require grad gave outputs that did too, and torch's "silently incorrect" warning)
+    ctx.mark_non_differentiable(*output)
+
+
+def _step_backward(ctx, *grads):
+    raise RuntimeError("pyclr::kmeans_step: not differentiable")  # unreachable: no output needs grad
+
+
 if _ops.EXTENSION_LOADED and hasattr(torch.ops.pyclr, "kmeans_step"):
     torch.library.register_fake("pyclr::kmeans_step")(_step_fake)
+    torch.library.register_autograd("pyclr::kmeans_step", _step_backward, setup_context=_step_setup_context)

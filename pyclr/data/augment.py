@@ -44,8 +44,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from .._checks import (check_bool, check_choice, check_generator, check_int, check_nonnegative, check_real,
-                       check_size, is_int)
+from .._checks import (check_bool, check_choice, check_device, check_generator, check_int, check_nonnegative,
+                       check_real, check_size, is_int, widen_unsigned)
 
 __all__ = [
     "AugmentParams",
@@ -210,10 +210,12 @@ def sample_crop_boxes(batch: int, height: int, width: int, scale=(0.08, 1.0), ra
     clipped to the closest allowed aspect.
     """
     batch = check_int("batch", batch, 0)
-    height, width = check_int("height", height, 1), check_int("width", width, 1)
+    # any side an image may have; bounded so that height * width * a float64 draw stays a float
+    height, width = check_int("height", height, 1, 2 ** 31 - 1), check_int("width", width, 1, 2 ** 31 - 1)
     scale = _check_crop_scale("scale", scale)
     ratio = _check_range("ratio", ratio, positive=True)
     check_generator(generator)
+    device = check_device(device)
     draw = _draw_device(generator, device)
     area = height * width * _uniform((batch, CROP_ATTEMPTS), *scale, generator, draw)
     aspect = torch.exp(_uniform((batch, CROP_ATTEMPTS), *map(math.log, ratio), generator, draw))
@@ -260,9 +262,13 @@ def _axis_grid(start, length, n_in: int, n_out: int) -> torch.Tensor:
 
 
 def _check_boxes(name: str, boxes: torch.Tensor, height: int, width: int) -> None:
-    """(top, left, height, width) rows inside a height x width image, at least a pixel each."""
+    """(top, left, height, width) rows inside a height x width image, at least a pixel each.
+    Checked in int64: in uint8 a 300-pixel side minus top wrapped around, and torch compares
+    no uint16-64 values."""
+    boxes = widen_unsigned(name, boxes).long()
     top, left, h, w = boxes.unbind(1)
-    inside = (top >= 0) & (left >= 0) & (h >= 1) & (w >= 1) & (top + h <= height) & (left + w <= width)
+    # h <= height - top, not top + h <= height: the sum wraps around in int64 for huge boxes
+    inside = (top >= 0) & (left >= 0) & (h >= 1) & (w >= 1) & (h <= height - top) & (w <= width - left)
     if not bool(inside.all()):
         bad = boxes[~inside][0].tolist()
         raise ValueError(f"{name}: expected (top, left, height, width) boxes inside the {height}x{width} "
@@ -280,8 +286,10 @@ def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size,
     _check_images("x", x)
     out_h, out_w = check_size("size", size)
     batch, _, height, width = x.shape
-    if not isinstance(boxes, torch.Tensor) or boxes.shape != (batch, 4) or boxes.is_floating_point():
-        got = tuple(boxes.shape) if isinstance(boxes, torch.Tensor) else type(boxes).__name__
+    if (not isinstance(boxes, torch.Tensor) or boxes.shape != (batch, 4)
+            or _dtype_kind(boxes, "integer") != "integer"):
+        got = (f"{str(boxes.dtype).removeprefix('torch.')} of shape {tuple(boxes.shape)}"
+               if isinstance(boxes, torch.Tensor) else type(boxes).__name__)
         raise ValueError(f"boxes: expected an integer tensor of shape ({batch}, 4), got {got}")
     if flip is not None and (not isinstance(flip, torch.Tensor) or flip.dtype != torch.bool or flip.shape != (batch,)):
         got = f"{flip.dtype} of shape {tuple(flip.shape)}" if isinstance(flip, torch.Tensor) else type(flip).__name__
@@ -677,6 +685,7 @@ class SimCLRAugment(torch.nn.Module):
         fixed order whatever is switched off (so switching a part off changes no other draw).
         ``device``: where the result goes; default the generator's device, else the CPU."""
         check_generator(generator)
+        device = None if device is None else check_device(device)
         draw = _draw_device(generator, "cpu")
         box = sample_crop_boxes(batch, height, width, self.crop_scale, self.crop_ratio, generator, draw)
         if not self.crop:

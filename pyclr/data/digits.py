@@ -30,6 +30,14 @@ def _pad_rows(values, fill: int = -1, width: int = MAX_DIGITS) -> torch.Tensor:
     return out
 
 
+def _base_item(name: str, i: int, item) -> tuple:
+    """Item ``i`` of a base dataset (``name``) as its ``(image, labels)`` pair."""
+    if not (isinstance(item, (tuple, list)) and len(item) == 2):
+        got = f"{type(item).__name__} of {len(item)}" if isinstance(item, (tuple, list)) else type(item).__name__
+        raise TypeError(f"{name}: item {i} is not an (image, labels) pair (got {got})")
+    return item
+
+
 def _check_base_image(name: str, i: int, image) -> torch.Tensor:
     """Item ``i``'s image of a base dataset (``name``): a (C, H, W) float tensor, not channels-last."""
     if not (isinstance(image, torch.Tensor) and image.dim() == 3 and image.is_floating_point()):
@@ -336,7 +344,7 @@ class RandomBits(Dataset):
 
     def __getitem__(self, index):
         i = check_index(index, len(self))
-        image, base_labels = self.base[i]
+        image, base_labels = _base_item("base", i, self.base[i])
         # a uint8 image got bits of 1 (1/255 once read as x / 255); a channels-last one bits along H
         _check_base_image("base", i, image)
         values = self.bit_values(i)
@@ -352,7 +360,8 @@ class RandomBits(Dataset):
         if not indices:
             return []
         fetch = getattr(self.base, "__getitems__", None)
-        base_items = fetch(indices) if fetch else [self.base[i] for i in indices]
+        base_items = [_base_item("base", i, item)
+                      for i, item in zip(indices, fetch(indices) if fetch else [self.base[i] for i in indices])]
         values = np.array([self._draw_bits(rng) for rng in item_rngs(self.seed, indices, "RandomBits")],
                           dtype=np.int64).reshape(len(indices), self.bits)
         codes = (values.astype(np.uint64) << np.arange(self.bits, dtype=np.uint64)).sum(1).tolist()

@@ -17,6 +17,8 @@ class InMemory(Dataset):
 
     def __init__(self, dataset, *, batch_size: int = 512, num_workers: int = 0):
         batch_size, num_workers = check_int("batch_size", batch_size, 1), check_int("num_workers", num_workers, 0)
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise TypeError(f"dataset: expected a dataset with __len__ and __getitem__, got {type(dataset).__name__}")
         images, labels = [], []
         for batch_images, batch_labels in DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                                      num_workers=num_workers):

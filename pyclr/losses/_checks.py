@@ -1,6 +1,8 @@
 """Validation of user-facing loss arguments: a bad input raises before any kernel runs."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .._checks import check_positive
@@ -58,3 +60,21 @@ def check_views(z1, z2, kernel: bool) -> None:
         raise TypeError(f"z1 and z2: expected the same dtype, got {z1.dtype} and {z2.dtype}")
     if z1.device != z2.device:
         raise ValueError(f"z1 and z2: expected the same device, got {z1.device} and {z2.device}")
+
+
+def check_logit_range(z: torch.Tensor, temperature: float) -> None:
+    """``normalize=False``: the logits ``z_i . z_k / tau`` of the stacked views ``z`` (M rows),
+    and the loss's sums of M of them, must stay finite in the kernels' accumulator (float32;
+    float64 for float64 inputs), or finite inputs give a NaN loss (inf - inf). Bounds the
+    logits by Cauchy-Schwarz: ``max ||z_i||^2 / tau <= max / (4 M)``. Reads a value back from
+    the device."""
+    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
+    norm = torch.linalg.vector_norm(z.detach(), dim=1, dtype=torch.float64).max().item()
+    if not math.isfinite(norm):
+        raise ValueError(f"z1, z2: expected finite values, got a row of norm {norm}")
+    bound, limit = norm * norm / temperature, torch.finfo(acc).max / (4 * len(z))
+    if not bound <= limit:
+        raise ValueError(f"z1, z2: with normalize=False the logits z_i . z_k / temperature reach up to "
+                         f"{bound:.3g} (largest row norm {norm:.3g}), beyond the {limit:.3g} that the "
+                         f"{str(acc).removeprefix('torch.')} accumulator sums over {len(z)} rows: scale the "
+                         f"embeddings down or use normalize=True")

@@ -6,7 +6,7 @@ from torch import nn
 
 from .. import _ops
 from ._gather import gather_views
-from ._checks import check_views
+from ._checks import check_logit_range, check_views
 from .priors import normalize_rows
 from .reference import NEGATIVES, REDUCTIONS, check_nt_xent_options
 
@@ -56,7 +56,12 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
     setting is read when each kernel runs (a backward reads it again); bfloat16/float16 inputs
     are not affected. The CPU kernels' products are ``torch.mm``'s, which follow torch's CPU
     matmul precision. Each row's positive score is read from the same products as its
-    log-sum-exp, so a row loses at least 0 however large the logits (``normalize=False``).
+    log-sum-exp, so a row loses at least 0 however large the logits (``normalize=False``),
+    as long as they stay finite in the accumulator: with ``normalize=False`` rows whose norm
+    could take a logit past float32's range (``max ||z||^2 / tau`` beyond ``3.4e38 / (4M)``,
+    float64's for float64 inputs) raise ValueError instead of giving a NaN loss. That check
+    reads the largest norm back from the device (a sync on a GPU); it is skipped under
+    ``torch.compile``, ``torch.vmap`` and for fake tensors.
     """
     check_views(z1, z2, kernel=True)
     temperature = check_nt_xent_options(temperature, normalize, negatives, reduction,
@@ -67,6 +72,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, normal
         z1, z2 = normalize_rows(z1), normalize_rows(z2)
     all1, all2, offset = gather_views(z1, z2) if gather_distributed else (z1, z2, 0)
     z = torch.cat([all1, all2])
+    if not normalize and _ops.values_readable(z):
+        check_logit_range(z, temperature)
     loss = nt_xent_rows(z, temperature, _NEGATIVES_CODE[negatives], offset, n)
     if reduction == "mean":
         return loss.mean()

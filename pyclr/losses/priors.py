@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_generator, check_int
+from .._checks import check_device, check_generator, check_int
 
 PRIORS = ("hypersphere", "gaussian", "hypercube")
 NORM_EPS = 1e-12  # z / max(||z||, eps), as torch.nn.functional.normalize
@@ -39,6 +39,7 @@ def normalize_rows(z: torch.Tensor, dim: int = 1) -> torch.Tensor:
 
 def _draw(kind: str, shape, generator, device, dtype) -> torch.Tensor:
     check_generator(generator)
+    device = None if device is None else check_device(device)
     where = generator.device if generator is not None else device
     draw = torch.randn if kind == "normal" else torch.rand
     x = draw(shape, generator=generator, device=where, dtype=torch.float32)
@@ -76,6 +77,7 @@ def random_projections(d: int, num_projections: int | None = None,
     num = d if num_projections is None else check_int("num_projections", num_projections, 1)
     if num > d:
         raise ValueError(f"num_projections: expected at most d = {d} (orthonormal columns), got {num}")
+    device = None if device is None else check_device(device)
     g = _draw("normal", (d, num), generator, "cpu" if generator is None else None, torch.float64)
     q, r = torch.linalg.qr(g)
     signs = torch.sign(torch.diagonal(r))

@@ -104,10 +104,12 @@ def check_swd_inputs(h, prior_samples, projections, check_orthonormal: bool = Tr
     check_bool("check_orthonormal", check_orthonormal)
     check_matrix("h", h)
     check_matrix("prior_samples", prior_samples, *h.shape)
-    check_projections(projections, h.shape[1], orthonormal=check_orthonormal)
+    check_projections(projections, h.shape[1], orthonormal=False)
     for name, t in (("prior_samples", prior_samples), ("projections", projections)):
         if t.device != h.device:
             raise ValueError(f"{name}: expected device {h.device} (that of h), got {t.device}")
+    if check_orthonormal:  # after the device check: it reads a value back from the projections' device
+        check_projections(projections, h.shape[1])
     if projections.requires_grad:
         raise ValueError("projections: expected a tensor that does not require grad (the loss "
                          "gives no gradient for the projection directions)")
@@ -120,7 +122,8 @@ def alignment(z1: torch.Tensor, z2: torch.Tensor, normalize: bool = True) -> tor
     check_views(z1, z2, kernel=False)
     if check_bool("normalize", normalize):
         z1, z2 = normalize_rows(z1), normalize_rows(z2)
-    return (z1 - z2).pow(2).sum() / (2 * z1.numel())
+    work = torch.float64 if z1.dtype == torch.float64 else torch.float32  # a float16 sum overflows at 65504
+    return (z1.to(work) - z2.to(work)).pow(2).sum() / (2 * z1.numel())
 
 
 def logsumexp_uniformity(z: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

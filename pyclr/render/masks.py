@@ -20,7 +20,7 @@ from ..train.checkpoint import CHECKPOINT as RUN_CHECKPOINT
 from ..train.checkpoint import load as read_checkpoint
 from ..train.experiment import CONFIG as RUN_CONFIG
 from ..train.experiment import load_run_encoder
-from .._checks import check_bool, check_choice, check_int, check_size, describe, is_int, shown
+from .._checks import check_bool, check_choice, check_device, check_int, check_size, describe, is_int, shown
 from ._checks import int_tensor
 from .figure import figure_grid
 from .labels import UPSAMPLE_MODES, upsample_labels
@@ -225,6 +225,8 @@ def square_image(image: torch.Tensor, size: int) -> torch.Tensor:
         raise TypeError(f"image: expected uint8 or floating point, got {image.dtype}")
     elif image.dtype in (torch.float16, torch.bfloat16):  # antialiased resizing takes no half on the CPU
         image = image.float()
+    if not bool(torch.isfinite(image).all()):  # NaN passed the clamp; inf became NaN in the resize
+        raise ValueError("image: expected finite values, got NaN or inf")
     h, w = image.shape[-2:]
     crop = min(h, w)
     top, left = (h - crop) // 2, (w - crop) // 2
@@ -363,7 +365,7 @@ def _check_label_maps(label_maps, batch: int) -> List[int]:
 
 def _device(encoder, device) -> torch.device:
     if device is not None:
-        device = torch.device(device)
+        device = check_device(device)
         encoder.to(device)
         return device
     parameter = next(encoder.parameters(), None)

@@ -487,3 +487,9 @@ def test_raw_pixel_kmeans_has_no_mode():
 def test_raw_pixel_kmeans_bad_inputs(image, size, message):
     with pytest.raises((ValueError, TypeError), match=message):
         raw_pixel_kmeans(image, size, 2)
+
+
+def test_pixel_features_need_channels():
+    # zero channels failed inside the norm: "cannot compute the inf norm on the dimension 1"
+    with pytest.raises(ValueError, match=r"feature_map: expected a \(B, C, H, W\) tensor with C >= 1, got"):
+        pixel_features(torch.randn(2, 0, 4, 4))

@@ -192,3 +192,8 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.pyclr.kmeans_step, (x, centroids))
     x, centroids = problem(2, 100, 5, 9, torch.float64, "cpu", seed=6)
     torch.library.opcheck(torch.ops.pyclr.kmeans_step, (x, centroids), test_utils="test_faketensor")
+    # points that require grad: the step's outputs did too (no autograd link), and opcheck's
+    # aot_dispatch test failed casting a gradient to the int64 labels
+    x.requires_grad_()
+    torch.library.opcheck(torch.ops.pyclr.kmeans_step, (x, centroids))
+    assert not any(out.requires_grad for out in torch.ops.pyclr.kmeans_step(x, centroids))

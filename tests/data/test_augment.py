@@ -571,3 +571,36 @@ def test_blur_kernel_size_and_params_index_are_checked():
     with pytest.raises(TypeError, match=r"index: expected a slice or a tensor of indices \(params\[0:0 \+ 1\]"):
         params[0]  # dropped the batch dimension, then 'expected AugmentParams' in apply_params
     assert params[0:1].box.shape == (1, 4)
+
+
+def test_boxes_that_wrap_around_or_are_not_integers_are_refused():
+    # top + h wrapped around in int64 for a huge box, which then cropped rows 7-8; bool boxes
+    # were read as 0/1 pixels
+    x = torch.arange(64.0).view(1, 1, 8, 8).expand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"boxes: expected \(top, left, height, width\) boxes inside the 8x8 images, "
+                                         r"got \[1, 0, 9223372036854775807, 8\]"):
+        A.resized_crop(x, torch.tensor([[1, 0, 2 ** 63 - 1, 8]]), 2)
+    for dtype in (torch.bool, torch.complex64):
+        with pytest.raises(ValueError, match=rf"boxes: expected an integer tensor of shape \(1, 4\), got "
+                                             rf"{str(dtype).removeprefix('torch.')} of shape \(1, 4\)"):
+            A.resized_crop(x, torch.ones(1, 4, dtype=dtype), 2)
+    # narrow and wide unsigned boxes are checked in int64: uint8's 300 - top wrapped around, and
+    # uint16-64 comparisons raised NotImplementedError ("ge_cpu" not implemented for 'UInt16')
+    tall = torch.rand(1, 3, 300, 300)
+    inside = torch.tensor([[0, 0, 100, 100]])
+    for dtype in (torch.uint8, torch.int8, torch.uint16, torch.uint32, torch.uint64):
+        torch.testing.assert_close(A.resized_crop(tall, inside.to(dtype), 4), A.resized_crop(tall, inside, 4))
+    params = A.SimCLRAugment().sample_params(1, 8, 8)
+    params.box[0] = torch.tensor([1, 0, 2 ** 63 - 1, 8])
+    with pytest.raises(ValueError, match="inside the 8x8 images"):
+        A.SimCLRAugment().apply_params(x, params)
+
+
+def test_crop_sizes_and_devices_are_checked_by_name():
+    with pytest.raises(ValueError, match=r"height: expected an int in 1..2\*\*31-1, got 1267650600228229401496703205376"):
+        A.sample_crop_boxes(3, 2 ** 100, 2 ** 100)  # was OverflowError: int too big to convert
+    assert A.sample_crop_boxes(2, 9000, 3).shape == (2, 4)  # sides past render's 8192 are images too
+    with pytest.raises(ValueError, match="device: expected a device such as 'cpu'"):
+        A.sample_crop_boxes(3, 8, 8, device="nope")
+    with pytest.raises(ValueError, match="device: expected a device such as 'cpu'"):
+        A.SimCLRAugment().sample_params(2, 8, 8, device="nope")

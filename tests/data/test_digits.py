@@ -325,6 +325,17 @@ def test_random_bits_checks_the_base_images(images, error, message):
         data.__getitems__([0, 1])
 
 
+def test_random_bits_names_base_items_that_are_not_pairs():
+    # "not enough values to unpack (expected 2, got 1)": the base dataset was not named
+    image = torch.zeros(1, 4, 4)
+    for base, got in (([(image,)], "tuple of 1"), ([image], "Tensor"), ([(image, 0, 1)], "tuple of 3")):
+        data = RandomBits(2, base=base)
+        with pytest.raises(TypeError, match=rf"base: item 0 is not an \(image, labels\) pair \(got {got}\)"):
+            data[0]
+        with pytest.raises(TypeError, match=rf"base: item 0 is not an \(image, labels\) pair \(got {got}\)"):
+            data.__getitems__([0])
+
+
 # --- DigitsOnImages
 class Photos(torch.utils.data.Dataset):
     def __init__(self, n=30, shape=(3, 32, 32)):

@@ -48,3 +48,7 @@ def test_empty_and_bad_arguments():
         InMemory(Counting(0, False))
     with pytest.raises(ValueError, match="batch_size"):
         InMemory(Counting(3, False), batch_size=0)
+    for bad in (5, None):  # "object of type 'int' has no len()" from inside the DataLoader
+        with pytest.raises(TypeError, match=f"dataset: expected a dataset with __len__ and __getitem__, got "
+                                            f"{type(bad).__name__}"):
+            InMemory(bad)

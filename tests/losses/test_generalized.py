@@ -255,6 +255,11 @@ def test_sample_prior_bad_input():
         with pytest.raises(TypeError, match="dtype: expected a floating-point torch.dtype"):
             random_projections(3, dtype=dtype)
 
+    with pytest.raises(ValueError, match="device: expected a device such as 'cpu'"):
+        sample_prior("gaussian", 3, 2, device="nope")  # was torch's message, naming no argument
+    with pytest.raises(ValueError, match="device: expected a device such as 'cpu'"):
+        random_projections(3, device="nope")
+
 
 def test_zero_embeddings_give_no_nan():
     z = torch.zeros(6, 4)
@@ -318,3 +323,15 @@ def test_orthonormality_check_can_be_skipped():
         with pytest.raises(ValueError, match="projections: expected orthonormal columns"):
             fn(h, p, skewed)
         assert torch.isfinite(fn(h, p, skewed, check_orthonormal=False))
+
+
+def test_float16_alignment_accumulates_in_float32():
+    # the float16 sum of N d squared differences overflowed at 65504: an inf loss at 256 x 128
+    gen = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(256, 128, generator=gen), torch.randn(256, 128, generator=gen)
+    expected = generalized_contrastive(z1, z2, prior="gaussian", return_parts=True,
+                                       generator=torch.Generator().manual_seed(1))
+    half = generalized_contrastive(z1.half(), z2.half(), prior="gaussian", return_parts=True,
+                                   generator=torch.Generator().manual_seed(1))
+    assert half.alignment.dtype == torch.float32 and torch.isfinite(half.total)
+    torch.testing.assert_close(half.alignment, expected.alignment, rtol=2e-3, atol=0)

@@ -437,8 +437,11 @@ def test_op_boundary_checks():
     z = torch.randn(6, 4)
     with pytest.raises(RuntimeError, match="z: expected an even number of rows"):
         torch.ops.pyclr.nt_xent_forward(torch.randn(5, 4), 0.5, 0, 0, 2)
-    with pytest.raises(RuntimeError, match="anchor_offset/anchor_count"):
-        torch.ops.pyclr.nt_xent_forward(z, 0.5, 0, 2, 2)
+    # offset + count wrapped around in int64 for the last two, and passed the check (on CUDA a
+    # row index of -1); the CPU stopped later in narrow, by chance
+    for offset, count in ((2, 2), (2 ** 63 - 1, 1), (2 ** 62, 2 ** 62), (0, 4)):
+        with pytest.raises(RuntimeError, match="anchor_offset/anchor_count"):
+            torch.ops.pyclr.nt_xent_forward(z, 0.5, 0, offset, count)
     # the losses' range (TEMPERATURE_RANGE): the op took any positive one, and 1/tau overflowed
     # float32 below ~3e-39 (a NaN loss)
     for temperature in (0.0, 1e-39, 9e-4, 2e6, float("nan"), float("inf")):
@@ -486,3 +489,23 @@ def test_no_quadratic_memory_on_cpu():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert int(out.stdout.strip()) < 256, f"peak grew by {out.stdout.strip()} MiB"
+
+
+def test_logits_past_the_accumulator_are_refused_without_normalisation():
+    # normalize=False on rows of norm ~1e20: logits of 1e40 overflowed float32 and inf - inf
+    # made the loss and every gradient NaN, from finite inputs
+    z = torch.full((2, 2), 1e20)
+    with pytest.raises(ValueError, match=r"z1, z2: with normalize=False the logits z_i . z_k / temperature reach up "
+                                         r"to 4e\+40 \(largest row norm 1.41e\+20\), beyond the 2.13e\+37 that the "
+                                         r"float32 accumulator sums over 4 rows"):
+        nt_xent(z, z.clone(), normalize=False)
+    with pytest.raises(ValueError, match="z1, z2: expected finite values, got a row of norm nan"):
+        nt_xent(torch.full((2, 2), float("nan")), z, normalize=False)
+    big = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)) * 1e15  # logits ~1e30: fine
+    loss = nt_xent(big.requires_grad_(), big.detach() * 1.01, normalize=False, temperature=1.0)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(big.grad).all()
+    assert torch.isfinite(nt_xent(z, z.clone()))  # normalised rows: any magnitude
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():  # no value to read: the check steps aside
+        assert nt_xent(torch.randn(4, 3), torch.randn(4, 3), normalize=False).shape == ()

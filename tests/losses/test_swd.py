@@ -331,3 +331,11 @@ def test_missing_kernel_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(_ops, "has_kernel", lambda op, device_type: op != "swd_forward")
     with pytest.raises(RuntimeError, match="pyclr::swd_forward has no kernel for device cpu"):
         sliced_wasserstein(H, P, W)
+
+
+def test_projections_on_another_device_are_named_before_they_are_read():
+    # the orthonormality check read the meta projections back first: "Tensor.item() cannot be
+    # called on meta tensors"
+    for fn in (sliced_wasserstein, reference.sliced_wasserstein):
+        with pytest.raises(ValueError, match="projections: expected device cpu"):
+            fn(torch.randn(6, 4), torch.randn(6, 4), torch.eye(4, device="meta"))

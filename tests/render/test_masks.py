@@ -178,6 +178,9 @@ def test_square_image_takes_uint8_and_checks_its_input():
         square_image(image.permute(1, 2, 0), 8)  # HWC was read as 10 channels
     with pytest.raises(TypeError, match="image: expected uint8 or floating point, got torch.int64"):
         square_image(image.long(), 8)
+    for bad in (float("nan"), float("inf")):  # NaN passed the clamp, inf spread NaN in the resize
+        with pytest.raises(ValueError, match="image: expected finite values, got NaN or inf"):
+            square_image(torch.full((3, 10, 20), bad), 8)
 
 
 def test_square_image_in_half_precision_and_always_clamped():

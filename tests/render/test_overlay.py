@@ -127,3 +127,10 @@ def test_write_png_into_a_file_and_margins_of_other_labels(tmp_path):
         write_png(str(blocker / "figure.png"), random_image(4, 4))
     with pytest.raises(TypeError, match="row_labels: expected a list of strings"):  # OpenCV's overload error
         label_margins([1], ["a"], (30, 40))
+
+
+@pytest.mark.parametrize("colours,dtype", [(None, "object"), ("red", "<U3"), ([0.5, 1.5], "float64")])
+def test_overlay_colours_that_are_not_integers_are_named(colours, dtype):
+    # None and 'red' failed in torch.from_numpy ("can't convert np.ndarray of type numpy.object_")
+    with pytest.raises(TypeError, match=f"colours: expected integers, got a numpy array of {dtype}"):
+        overlay(random_image(4, 4), random_labels(4, 4, 2), colours)
