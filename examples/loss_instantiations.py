@@ -4,7 +4,11 @@ different instantiations of the generalized contrastive loss perform similarly.
 Trains the same encoder with NT-Xent and with the four generalized losses (alignment +
 lambda x logsumexp or sliced-Wasserstein to the uniform hypersphere, SWD to the uniform
 hypercube and to the normal distribution) and reports each one's linear-probe accuracy,
-beside that of the same encoder left untrained (the same probe).
+beside that of the same encoder left untrained (the same probe). Each seed gives every loss and
+the untrained baseline one initialisation; quick mode runs three seeds and reports their mean
+and spread, as one seed cannot separate losses a few points apart (a probe on 1,000 test items
+has a standard error near one point). The loss weights are fixed, not tuned per loss:
+lam = tau / d for the logsumexp instantiation (the one that matches NT-Xent), 1 for the SWD ones.
 
     python examples/loss_instantiations.py --quick        # 2-core CPU, minutes
     python examples/loss_instantiations.py                # GPU: ResNet-18 on CIFAR-10 (--data-root)
@@ -55,6 +59,10 @@ LABELS = {"nt_xent": "NT-Xent", "hypersphere_logsumexp": "hypersphere\n+ logsume
           "gaussian_swd": "Gaussian\n+ SWD"}
 
 
+def seeds(quick: bool) -> list[int]:
+    return [0, 1, 2] if quick else [0]
+
+
 def config(quick: bool, data_root: str | None) -> dict:
     if quick:
         return resolve_config({"preset": "demo", "train": {"epochs": 3}})
@@ -64,10 +72,14 @@ def config(quick: bool, data_root: str | None) -> dict:
     return cfg
 
 
-def train_and_probe(cfg: dict, loss, dataset, augment, device) -> dict:
-    torch.manual_seed(0)
-    encoder = build_encoder(cfg["encoder"])
-    train_options = {k: v for k, v in cfg["train"].items() if k != "temperature"}
+def fresh_encoder(cfg: dict, seed: int):
+    torch.manual_seed(seed)  # one initialisation per seed for every loss and the untrained baseline
+    return build_encoder(cfg["encoder"])
+
+
+def train_and_probe(cfg: dict, loss, dataset, augment, device, seed: int) -> dict:
+    encoder = fresh_encoder(cfg, seed)
+    train_options = {k: v for k, v in cfg["train"].items() if k != "temperature"} | {"seed": seed}
     started = time.perf_counter()
     result = pyclr.train(encoder, dataset, loss=loss, augment=augment, head=build_head(cfg["head"], encoder),
                          device=device, progress=False, **train_options)
@@ -75,10 +87,17 @@ def train_and_probe(cfg: dict, loss, dataset, augment, device) -> dict:
             "final_loss": result.history[-1]["loss"], "train_time_s": time.perf_counter() - started}
 
 
-def random_encoder(cfg: dict, device) -> dict:
-    """The baseline: the encoder untrained, probed the same way (seeded as pyclr demo's)."""
-    torch.manual_seed(cfg["train"].get("seed", 0) + 1)
-    return {"probe_accuracy": probe(cfg, build_encoder(cfg["encoder"]).to(device), device)}
+def random_encoder(cfg: dict, device, seed: int) -> dict:
+    """The baseline: the seed's encoder untrained, probed the same way."""
+    return {"probe_accuracy": probe(cfg, fresh_encoder(cfg, seed).to(device), device)}
+
+
+def summary(units: dict) -> dict:
+    """The per-seed ``units`` ({seed: {"probe_accuracy": ...}, ...}) with their probe accuracies'
+    mean and standard deviation (n - 1; 0 for one seed)."""
+    values = torch.tensor([unit["probe_accuracy"] for unit in units.values()], dtype=torch.float64)
+    spread = values.std().item() if len(values) > 1 else 0.0
+    return {"probe_accuracy": values.mean().item(), "probe_accuracy_std": spread, "seeds": units}
 
 
 def plot(payload: dict, path: str) -> None:
@@ -87,8 +106,11 @@ def plot(payload: dict, path: str) -> None:
     results, cfg = payload["results"], payload["config"]
     fig, ax = plt.subplots(figsize=(7, 4))
     accuracies = [results[name]["probe_accuracy"] * 100 for name in results]
-    bars = ax.bar(range(len(results)), accuracies, color="C0", width=0.6,
-                  label=f"SimCLR-trained (pyclr, {payload['mode']} mode)")
+    spreads = [results[name].get("probe_accuracy_std", 0.0) * 100 for name in results]
+    n_seeds = len(payload.get("seeds", [0]))
+    bars = ax.bar(range(len(results)), accuracies, yerr=spreads if n_seeds > 1 else None, capsize=3,
+                  color="C0", width=0.6, label=f"SimCLR-trained (pyclr, {payload['mode']} mode"
+                                               + (f", mean and sd of {n_seeds} seeds)" if n_seeds > 1 else ")"))
     ax.bar_label(bars, [f"{a:.1f}" for a in accuracies], fontsize=8)
     if payload.get("random_encoder"):
         ax.axhline(payload["random_encoder"]["probe_accuracy"] * 100, color="grey", ls=":",
@@ -114,14 +136,23 @@ def main() -> None:
     device = device_of(args.device)
     log = _common.run_log(args, "loss_instantiations", device, {"config": cfg})
     dataset, augment = build_dataset(cfg["dataset"]), build_augment(cfg["augment"])
-    rows = {}
-    for name, loss in losses(cfg["train"]["temperature"], cfg["head"]["out_dim"]).items():
-        rows[name] = log.unit(name, lambda: train_and_probe(cfg, loss, dataset, augment, device))
-        print(f"{name:24} probe {rows[name]['probe_accuracy']:.4f}  ({rows[name]['train_time_s']:.0f} s)", flush=True)
-    baseline = log.unit("random_encoder", lambda: random_encoder(cfg, device))
-    print(f"{'untrained encoder':24} probe {baseline['probe_accuracy']:.4f}", flush=True)
-    payload = {**_common.header(args.quick, device, threads=None), "config": cfg, "results": rows,
-               "random_encoder": baseline}
+    runs = {name: {} for name in LABELS}
+    baselines = {}
+    for seed in seeds(args.quick):
+        # fresh loss modules per seed: nothing a loss holds carries over from another seed's run
+        for name, loss in losses(cfg["train"]["temperature"], cfg["head"]["out_dim"]).items():
+            unit = log.unit(f"{name}/seed {seed}", lambda: train_and_probe(cfg, loss, dataset, augment, device, seed))
+            runs[name][str(seed)] = unit
+            print(f"seed {seed} {name:24} probe {unit['probe_accuracy']:.4f}  ({unit['train_time_s']:.0f} s)",
+                  flush=True)
+        baselines[str(seed)] = log.unit(f"random_encoder/seed {seed}", lambda: random_encoder(cfg, device, seed))
+        print(f"seed {seed} {'untrained encoder':24} probe {baselines[str(seed)]['probe_accuracy']:.4f}", flush=True)
+    rows = {name: summary(units) for name, units in runs.items()}
+    baseline = summary(baselines)
+    for name, row in {**rows, "untrained encoder": baseline}.items():
+        print(f"{name:24} probe {row['probe_accuracy']:.4f} +- {row['probe_accuracy_std']:.4f}", flush=True)
+    payload = {**_common.header(args.quick, device, threads=None), "config": cfg, "seeds": seeds(args.quick),
+               "results": rows, "random_encoder": baseline}
     path = os.path.join(args.out, "loss_instantiations.json")
     _common.write_json(path, payload)
     figure = os.path.join(args.out, "loss_instantiations.png")

@@ -17,7 +17,10 @@ four augmentation policies (sprites_none, sprites_jitter, sprites_crop, sprites_
 all from the same initialisation. The paper trains 200 epochs; full mode trains 50 so that the
 four models fit well under an hour on one H100. Adam's rate stays at 1e-3 throughout
 (schedule "constant": the paper names no decay). The head has no batch norm and, as the paper's, no bias
-in its last layer (ProjectionHead(output_bias=False)).
+in its last layer (ProjectionHead(output_bias=False)). The crop policies also flip each view
+horizontally with probability 0.5, as SimCLR's crop branch does (the paper's appendix names the
+resized crop only): the heart is left-right symmetric, so a flip moves it from x to 15 - x and
+changes nothing else, a colour-congruent augmentation of the x position.
 
 Decodability (Fig. 3): a logistic-regression probe (pyclr.evaluate.decodability: L-BFGS, weight
 decay chosen on a split of the training rows, where the paper trained decoders with Adam for 500
@@ -60,6 +63,7 @@ MODEL_NAMES = {"untrained": "untrained", "sprites_none": "no augmentation", "spr
 LABELS = ("colour", "scale", "position", "x", "y")
 CHANCE = {"colour": 1 / 10, "scale": 1 / 6, "position": 1 / 256, "x": 1 / 16, "y": 1 / 16}
 LAYERS = ("head input", "layer 1", "layer 2", "output")
+SPRITE_SIZE = 64  # pyclr.data.Sprites draws 64x64 images (checked against the data in main)
 PAPER = {
     "figures": "Fig. 3 (decodability per head layer, 4 augmentation settings + untrained), Fig. 4 (PCA); no numbers",
     "crop+jitter": "colour, scale and position more decodable early in the head than at its output",
@@ -131,6 +135,16 @@ def run_config(cfg: dict) -> dict:
                                         "schedule": "constant",
                                         "seed": cfg["seed"]}})
     run_cfg["encoder"] = dict(cfg["encoder"])  # replaced, not merged: the preset's ResNet options do not apply
+    # What runs, not the preset's leftovers: one model per policy at the materialised size, and the
+    # decodability probes (settings["probe"]) in place of the preset's linear evaluation.
+    size = SPRITE_SIZE // cfg["downscale"]
+    run_cfg["augment"] = {"policies": list(POLICIES), "size": [size, size]}
+    run_cfg.pop("eval", None)
+    run_cfg["description"] = (
+        f"Hermann et al.: sprites ({cfg['fraction']:g} of the images at {size}x{size}), one model per "
+        f"augmentation policy, {cfg['encoder']['name']}, {cfg['head']['hidden_dim']}-{cfg['head']['hidden_dim']}-"
+        f"{cfg['head']['out_dim']} head (no output bias), Adam 1e-3, batch {cfg['batch_size']}, tau 0.5, "
+        f"{cfg['epochs']} epochs")
     return run_cfg
 
 
@@ -257,6 +271,8 @@ def main() -> None:
     started = time.perf_counter()
     data = materialise(sprites, indices, cfg["downscale"])
     print(f"{len(data)} images of {tuple(data.images.shape[1:])} in {time.perf_counter() - started:.0f} s", flush=True)
+    if list(data.images.shape[-2:]) != run_cfg["augment"]["size"]:
+        raise RuntimeError(f"images of {list(data.images.shape[-2:])}, config says {run_cfg['augment']['size']}")
     splits = decoding_splits(indices, cfg["seed"])
 
     def untrained():
