@@ -45,7 +45,9 @@ def _check_base_image(name: str, i: int, image) -> torch.Tensor:
             else type(image).__name__
         raise TypeError(f"{name}: item {i} is not a (C, H, W) float tensor (got {got}; uint8 images: "
                         "image.float() / 255)")
-    if image.shape[0] > 4 and image.shape[-1] in (1, 3, 4):  # would land across channels
+    # (H, W, C) would land across channels; a (C, H, W) image of more than 4 channels and at
+    # most 4 pixels a side (Hierarchy(mask_size=4) with 5 levels) is not one
+    if image.shape[0] > 4 and image.shape[1] > 4 and image.shape[-1] in (1, 3, 4):
         raise ValueError(f"{name}: item {i} has shape {tuple(image.shape)}, which looks channels-last; "
                          "expected (C, H, W) (image.permute(2, 0, 1))")
     return image

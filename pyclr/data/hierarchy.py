@@ -47,11 +47,12 @@ class Hierarchy(Dataset):
     def _check_branching(branching, levels: int) -> tuple[int, ...]:
         if is_int(branching):
             branching = (branching,) * levels
-        try:
-            branching = tuple(branching)
-        except TypeError:
+        if isinstance(branching, np.ndarray) and branching.ndim == 1:
+            branching = branching.tolist()
+        if not isinstance(branching, (list, tuple)):  # a dict gave its keys, a set any order
             raise TypeError(f"branching: expected an int or a sequence of {levels} ints, "
-                            f"got {type(branching).__name__}") from None
+                            f"got {type(branching).__name__}")
+        branching = tuple(branching)
         if len(branching) != levels:
             raise ValueError(f"branching: expected {levels} values (one per level), got {len(branching)}")
         return tuple(check_int("branching", b, 1) for b in branching)

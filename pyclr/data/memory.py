@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .._checks import check_int
+from .._checks import check_int, describe
 from ._util import check_index
 
 
@@ -19,18 +19,25 @@ class InMemory(Dataset):
         batch_size, num_workers = check_int("batch_size", batch_size, 1), check_int("num_workers", num_workers, 0)
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"dataset: expected a dataset with __len__ and __getitem__, got {type(dataset).__name__}")
-        images, labels = [], []
-        for batch_images, batch_labels in DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                                     num_workers=num_workers):
-            images.append(batch_images)
-            labels.append(batch_labels)
-        if not images:
+        if len(dataset) == 0:
             raise ValueError("dataset: expected at least one item, got an empty dataset")
-        self.images = torch.cat(images)
-        if isinstance(labels[0], dict):
-            self.labels = {k: torch.cat([torch.as_tensor(part[k]) for part in labels]) for k in labels[0]}
-        else:
-            self.labels = torch.cat([torch.as_tensor(part) for part in labels])
+        images, labels = [], []
+        try:
+            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers):
+                # a batch of two bare images unpacked as (images, labels), silently
+                if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                    raise ValueError(f"expected (image, labels) items, got batches of {describe(batch)}")
+                images.append(batch[0])
+                labels.append(batch[1])
+            self.images = torch.cat(images)
+            if isinstance(labels[0], dict):
+                self.labels = {k: torch.cat([torch.as_tensor(part[k]) for part in labels]) for k in labels[0]}
+            else:
+                self.labels = torch.cat([torch.as_tensor(part) for part in labels])
+        except (RuntimeError, TypeError, ValueError, KeyError) as exc:  # collate's and cat's own name no argument
+            raise ValueError(f"dataset: its items could not be kept as one tensor of images and tensors of "
+                             f"labels ({type(exc).__name__}: {exc}); expected images of one shape (ImageFolder "
+                             f"and NaturalImages: pass size=) and numeric labels with the same keys, in (image, labels) items") from exc
 
     def __len__(self) -> int:
         return len(self.images)

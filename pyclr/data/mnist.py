@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import gzip
 import logging
+import math
 import os
 import warnings
 from pathlib import Path
@@ -57,7 +58,7 @@ def _parse_idx(data: bytes, path: Path) -> np.ndarray:
         raise ValueError(f"{path}: corrupt IDX header ({ndim} dimensions, {len(data)} bytes)")
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, 4))
     dtype = np.dtype(_IDX_DTYPES[data[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: np.prod wrapped around in int64
     if len(data) != expected:
         raise ValueError(f"{path}: wrong size for an IDX array of shape {shape}: "
                          f"expected {expected} bytes, got {len(data)}")

@@ -124,14 +124,31 @@ def _check_size(size) -> tuple[int, int] | None:
 
 
 def _open_image(path: Path) -> torch.Tensor:
+    """``path`` as a (3, H, W) float image in [0, 1]. Single-channel 16-bit, 32-bit integer
+    and float images are read at their own depth: PIL's convert("RGB") clips 16-bit values
+    to 255 (a white image) and turns float ones into zeros."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
+            if im.mode.startswith("I") or im.mode == "F":
+                return _deep_grey(path, im.mode, np.asarray(im))
             rgb = np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"{path}: cannot read image ({exc})") from exc
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
+
+
+def _deep_grey(path: Path, mode: str, values: np.ndarray) -> torch.Tensor:
+    """A single-channel image of PIL mode I;16*, I (16-bit data: 0..65535) or F (0..1) as
+    (3, H, W) float32 in [0, 1]; values outside the mode's range are refused."""
+    values = values.astype(np.float64)
+    top = 1.0 if mode == "F" else 65535.0
+    if values.ndim != 2 or not np.isfinite(values).all() or values.min() < 0 or values.max() > top:
+        raise ValueError(f"{path}: a {mode} image with values outside 0..{top:g} (or not one channel); "
+                         "convert it to 8 or 16 bits first")
+    grey = torch.from_numpy(values / top).float()
+    return grey.expand(3, *grey.shape).clone()
 
 
 class ImageFolder(Dataset):
@@ -237,7 +254,8 @@ def natural_images(names=None) -> dict[str, torch.Tensor]:
         warnings.warn(f"natural_images: without {', '.join(missing)}, only "
                       f"{', '.join(images)} are available", stacklevel=2)
     if names is not None:
-        if isinstance(names, str) or any(n not in images for n in names) or not names \
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names) \
+                or any(n not in images for n in names) or not names \
                 or len(set(names)) != len(names):  # [] gave an empty dataset, repeats collapsed
             raise ValueError(f"names: expected a non-empty list of distinct names from {', '.join(images)}, "
                              f"got {names!r}")

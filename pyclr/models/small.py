@@ -8,12 +8,12 @@ from .._checks import check_bool, check_int
 from .encoder import Encoder
 
 
-def _flatten(x: torch.Tensor, size: int, input_size: int) -> torch.Tensor:
-    """The dense part fixes the spatial size: say so rather than fail in a matmul."""
-    values = x.shape[1:].numel()  # per sample (x[0] does not exist in an empty batch)
-    if values != size:
+def _flatten(x: torch.Tensor, shape: tuple, input_size: int) -> torch.Tensor:
+    """The dense part fixes the last map's (C, H, W): say so rather than fail in a matmul, or
+    read a map of another shape but as many values (37x22 inputs to a 28x28 LeNet) scrambled."""
+    if tuple(x.shape[1:]) != shape:
         raise ValueError(f"x: this encoder was built for {input_size}x{input_size} inputs "
-                         f"(input_size={input_size}); its last map has {values} values, not {size}")
+                         f"(input_size={input_size}); its last map is {tuple(x.shape[1:])}, not {shape}")
     return torch.flatten(x, 1)
 
 
@@ -35,12 +35,13 @@ class LeNet(Encoder):
         side = size - 10
         self.input_size = size
         self.feature_dim = 16 * side * side
+        self._map_shape = (16, side, side)
 
     def stages(self):
         return [("conv1", self.conv1), ("conv2", self.conv2)]
 
     def pool(self, x):
-        return _flatten(x, self.feature_dim, self.input_size)
+        return _flatten(x, self._map_shape, self.input_size)
 
 
 class SmallConvNet(Encoder):
@@ -69,6 +70,7 @@ class SmallConvNet(Encoder):
         in_features = 64 if global_pool else 64 * size * size
         self.dense = nn.Sequential(nn.Linear(in_features, feature_dim), nn.ReLU(inplace=True))
         self.feature_dim = feature_dim
+        self._map_shape = (64, size, size)
 
     def stages(self):
         return [("conv1", self.conv1), ("conv2", self.conv2), ("conv3", self.conv3)]
@@ -76,4 +78,4 @@ class SmallConvNet(Encoder):
     def pool(self, x):
         if self.global_pool:
             return self.dense(x.mean((2, 3)))
-        return self.dense(_flatten(x, self.dense[0].in_features, self.input_size))
+        return self.dense(_flatten(x, self._map_shape, self.input_size))

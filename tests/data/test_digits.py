@@ -325,6 +325,15 @@ def test_random_bits_checks_the_base_images(images, error, message):
         data.__getitems__([0, 1])
 
 
+def test_small_many_channel_images_are_not_taken_for_channels_last():
+    # Hierarchy(mask_size=4) with 5 levels gives (5, 4, 4) items: refused as 'channels-last'
+    from pyclr.data import Hierarchy
+
+    tree = Hierarchy(levels=5, branching=2, mask_size=4)
+    image, _ = RandomBits(2, base=tree)[0]
+    assert image.shape == (7, 4, 4) and torch.equal(image[:5], tree[0][0])
+
+
 def test_random_bits_names_base_items_that_are_not_pairs():
     # "not enough values to unpack (expected 2, got 1)": the base dataset was not named
     image = torch.zeros(1, 4, 4)

@@ -80,8 +80,11 @@ def test_deterministic_from_seed(tree):
 def test_bad_arguments(tree):
     with pytest.raises(ValueError, match="branching: expected 4 values"):
         Hierarchy(branching=(10, 10))
-    with pytest.raises(TypeError, match="branching: expected an int or a sequence"):
-        Hierarchy(branching=None)
+    for bad in (None, {10: 2, 3: 5}, {2, 3}):  # a dict built a tree of its keys, a set of any order
+        with pytest.raises(TypeError, match=f"branching: expected an int or a sequence of 2 ints, got "
+                                            f"{type(bad).__name__}"):
+            Hierarchy(levels=2, branching=bad)
+    assert Hierarchy(levels=2, branching=np.array([3, 2])).branching == (3, 2)
     with pytest.raises(ValueError, match="levels"):
         Hierarchy(levels=0)
     with pytest.raises(ValueError, match="levels: expected an int in 1..64, got 1000000"):

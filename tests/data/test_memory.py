@@ -52,3 +52,17 @@ def test_empty_and_bad_arguments():
         with pytest.raises(TypeError, match=f"dataset: expected a dataset with __len__ and __getitem__, got "
                                             f"{type(bad).__name__}"):
             InMemory(bad)
+
+
+@pytest.mark.parametrize("items", [
+    [(torch.zeros(3, 4, 4), 0), (torch.zeros(3, 5, 4), 1)],  # ImageFolder without size=
+    [(torch.zeros(3, 4, 4), {"label": 0, "name": "a"})] * 2,  # a string label
+    [(torch.zeros(3, 4, 4), None)] * 2,
+    [torch.zeros(3, 4, 4)] * 2,  # bare images
+])
+def test_items_that_do_not_stack_are_named(items):
+    # collate's and cat's own errors ('stack expects each tensor to be equal size', 'too many
+    # dimensions 'str'', 'too many values to unpack') named no argument
+    with pytest.raises(ValueError, match=r"dataset: its items could not be kept as one tensor of images .* "
+                                         r"expected images of one shape \(ImageFolder and NaturalImages: pass size=\)"):
+        InMemory(items)

@@ -39,6 +39,18 @@ def test_read_idx_wrong_size(tmp_path):
         read_idx(path)
 
 
+def test_read_idx_header_whose_size_wraps_around(tmp_path):
+    # 111620 * 429509837 * 384773 = 2**64 + 4: np.prod wrapped to 4 in int64, the size check
+    # passed for 4 bytes of data and numpy's reshape error named no file
+    import struct
+
+    path = tmp_path / "crafted-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">III", 111620, 429509837, 384773) + b"\1\2\3\4")
+    with pytest.raises(ValueError, match=r"crafted-idx3-ubyte: wrong size for an IDX array of shape "
+                                         r"\(111620, 429509837, 384773\): expected 18446744073709551636 bytes"):
+        read_idx(path)
+
+
 def test_read_idx_corrupt_gzip(tmp_path):
     path = tmp_path / "labels-idx1-ubyte.gz"
     path.write_bytes(b"this is not gzip data")

@@ -125,6 +125,27 @@ def test_image_folder_grey_image_becomes_rgb(tmp_path):
 
 
 @needs_pillow
+@needs_pillow
+def test_image_folder_reads_16_bit_and_float_images_at_their_depth(tmp_path):
+    # PIL's convert("RGB") clipped 16-bit values to 255 (mean 0.998 for a 0..65535 ramp) and
+    # turned float images into zeros
+    from PIL import Image
+
+    (tmp_path / "c").mkdir()
+    ramp = np.round(np.linspace(0, 65535, 32 * 32)).reshape(32, 32)
+    Image.fromarray(ramp.astype(np.uint16)).save(tmp_path / "c" / "a.png")  # I;16
+    Image.fromarray((ramp / 65535).astype(np.float32)).save(tmp_path / "c" / "b.tif")  # F
+    Image.fromarray(ramp.astype(np.int32)).save(tmp_path / "c" / "c.tif")  # I
+    data = ImageFolder(tmp_path)
+    for i in range(3):
+        image = data[i][0]
+        assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+        torch.testing.assert_close(image[0].double(), torch.from_numpy(ramp / 65535), atol=1e-6, rtol=0)
+    Image.fromarray(np.full((4, 4), 2.0, np.float32)).save(tmp_path / "c" / "d.tif")
+    with pytest.raises(ValueError, match=r"d.tif: a F image with values outside 0..1"):
+        ImageFolder(tmp_path)[3]
+
+
 def test_image_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
         ImageFolder(tmp_path / "missing")
@@ -170,7 +191,9 @@ def test_natural_images():
     assert list(natural_images(["flower", "astronaut"])) == ["flower", "astronaut"]
     with pytest.raises(ValueError, match="names: expected a non-empty list of distinct names from astronaut"):
         natural_images(["lena"])
-    for names in ([], ["chelsea", "chelsea"]):  # an empty dataset; repeats collapsed to one image
+    # an empty dataset; repeats collapsed to one image; an int, a generator and a nested list
+    # failed inside the checks ("'int' object is not iterable", "unhashable type: 'list'")
+    for names in ([], ["chelsea", "chelsea"], 5, (n for n in ["chelsea"]), [["chelsea"]]):
         with pytest.raises(ValueError, match=r"names: expected a non-empty list of distinct names"):
             NaturalImages(names=names)
     with pytest.raises(ValueError, match="size: expected an int in 1..8192, got 100000"):

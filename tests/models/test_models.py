@@ -93,6 +93,12 @@ def test_lenet_and_small_convnet():
     assert [f.shape[1:] for f in feats.values()] == [(32, 14, 14), (64, 7, 7), (64, 4, 4)]
     with pytest.raises(ValueError, match="x: this encoder was built for 28x28 inputs"):
         small(batch(11, 40))  # 5x5 last map; 32x32 inputs would end 4x4 like 28x28 ones
+    # as many values in another layout: read scrambled by the dense part (LeNet 37x22 -> 27x12 = 18x18)
+    with pytest.raises(ValueError, match=r"x: this encoder was built for 28x28 inputs \(input_size=28\); its "
+                                         r"last map is \(16, 27, 12\), not \(16, 18, 18\)"):
+        lenet(torch.rand(2, 4, 37, 22))
+    with pytest.raises(ValueError, match=r"its last map is \(64, 32, 1\), not \(64, 4, 4\)"):
+        small(torch.rand(2, 11, 250, 5))
 
 
 def test_small_convnet_global_pool_ignores_where_the_pattern_is():
