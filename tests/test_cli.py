@@ -129,7 +129,7 @@ def test_config_errors_come_before_training(tmp_path, capsys, config, flags, mes
 
 
 @pytest.mark.parametrize("setting,message", [
-    ("train.lr=-1", "lr: expected a finite number >= 0, got -1"),
+    ("train.lr=-1", "lr: expected a finite number in [0, 10000000000.0], got -1"),
     ("train.momentum=2", "momentum: expected a finite number in [0, 1], got 2"),
     ("train.warmup_epochs=-0.5", "warmup_epochs: expected a finite number >= 0"),
     ("train.schedule=\"step\"", "schedule: expected one of"),
@@ -431,3 +431,23 @@ def test_eval_label_error_names_the_label_the_items_carry():
         check_label(items, None, "eval.train")  # no eval.label: the items' one label is the one picked
     check_label([(torch.zeros(1, 4, 4), {"label": torch.tensor(3)})], None, "eval.train")  # a class: fine
     check_label([(torch.zeros(1, 4, 4), 3)], "label", "eval.train")
+
+
+def test_starting_over_leaves_no_report_or_checkpoint_of_the_old_run(tmp_path, monkeypatch):
+    # --no-resume killed before its first checkpoint left the old run's checkpoint and report
+    # beside the new config.json: a rerun 'resumed' the old weights under the new settings
+    out = tmp_path / "run"
+    assert main(["train", write_config(tmp_path), "--out", str(out), "--quiet", "--no-baseline"]) == 0
+    assert (out / "report.json").exists() and (out / "checkpoint.pt").exists()
+    import functools
+
+    import pyclr.train.experiment as experiment
+
+    @functools.wraps(experiment.train)  # its signature gives the default batch size
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "train", killed)
+    assert main(["train", write_config(tmp_path), "--out", str(out), "--quiet", "--no-baseline", "--no-resume",
+                 "--set", "dataset.seed=7"]) != 0  # the CLI reports the interrupt
+    assert not (out / "report.json").exists()

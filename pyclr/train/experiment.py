@@ -2,6 +2,7 @@
 randomly initialised one; everything lands in the run folder."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -48,6 +49,10 @@ def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, pr
         check_resumable(out_dir, cfg)
     if dist.is_main:  # atomically: other ranks may be reading it in check_resumable
         _check_writable(out_dir)
+        if not resume:  # starting over: the old run's report no longer describes the folder (train
+            # removes its checkpoint), so a run stopped early leaves no report of another run
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(out_dir, REPORT))
         ckpt.write_atomic(os.path.join(out_dir, CONFIG), lambda f: json.dump(cfg, f, indent=1), mode="w")
     started = time.perf_counter()
     result = train(encoder, dataset, augment=augment, head=head, out_dir=out_dir, device=device,

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .._checks import (check_bool, check_choice, check_device, check_int, check_nonnegative, check_real, is_int,
-                       shown)
+from .._checks import (check_bool, check_choice, check_device, check_int, check_nonnegative, check_options,
+                       check_real, is_int, shown)
 from ..losses import GeneralizedContrastiveLoss, NTXentLoss
 from ..losses._checks import check_temperature
 from ..models import ProjectionHead
@@ -36,6 +36,10 @@ from .optim import OPTIMIZERS, SCHEDULES, default_lr, lr_multiplier, make_optimi
 METHODS = ("simclr", "moco")
 PRECISIONS = ("bf16", "fp16", "fp32")
 SEED_MAX = 2 ** 63 - 1  # torch.manual_seed takes it; the epoch and step seeds are taken mod 2**63
+# lr and weight_decay: past float32's range the optimizers' own arithmetic failed inside torch
+# ("value cannot be converted to type float without overflow") after the run folder was written
+MAX_RATE = 1e10
+MAX_QUEUE = 1 << 24  # MoCo's queue of negatives: 16M x 128 floats is 8 GiB already
 # Settings that change which steps a run takes: a checkpoint resumes only under the same ones.
 # (A key that a checkpoint written before it existed lacks, and that _RUN_DEFAULTS does not
 # fill in, is not compared: what that run used is unknown.)
@@ -103,10 +107,16 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
         precision: ``"bf16"`` (default on a GPU), ``"fp16"`` (with loss scaling) or ``"fp32"``
             (default on the CPU): autocast's dtype.
         out_dir: where ``checkpoint.pt`` and ``metrics.jsonl`` go; None keeps nothing.
-        resume: continue from ``out_dir/checkpoint.pt`` when there is one.
+        resume: continue from ``out_dir/checkpoint.pt`` when there is one; ``False`` starts
+            over and removes it at once (a run stopped before its first checkpoint would leave
+            the old run's, for the next run to resume as its own).
         callbacks: ``cb(info)`` after each step, info = dict(step, epoch, loss, lr).
         on_epoch_end: ``fn(epoch, encoder) -> dict | None``; what it returns joins the history
             (e.g. a k-NN accuracy).
+
+    A loss that is not finite raises ``FloatingPointError`` at its step; so does, at the end of
+    an epoch and before its checkpoint, a weight or buffer that is not finite (a diverged run
+    can keep a finite loss: collapsed features, BatchNorm variances of inf).
     """
     _check_choices(method, optimizer, precision, loss, schedule)
     (epochs, batch_size, seed, num_workers, queue_size, lr, weight_decay, temperature, warmup_epochs,
@@ -129,6 +139,9 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     if batch_size % dist.world_size:
         raise ValueError(f"batch_size: expected a multiple of the world size {dist.world_size}, got {batch_size}")
     check_batch_size(batch_size, dataset)
+    if method == "simclr" and loss == "nt_xent" and batch_size // dist.world_size < 2:
+        raise ValueError(f"batch_size: expected at least 2 per rank for NT-Xent, got {batch_size} (with one pair "
+                         "a row's only other row is its positive: the loss is 0 and nothing is learned)")
     steps_per_epoch = len(dataset) // batch_size
     check_channels(encoder, dataset, "dataset")
     total_steps = epochs * steps_per_epoch
@@ -162,6 +175,10 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
     if out_dir is not None and dist.is_main:
         _check_writable(out_dir)
     path = os.path.join(out_dir, ckpt.CHECKPOINT) if out_dir else None
+    if path and not resume and dist.is_main and os.path.exists(path):
+        # starting over: a run stopped before its first checkpoint left the old one in place,
+        # which the next (resuming) run took for its own
+        os.remove(path)
     step, history, partial = 0, [], None
     if path and resume and os.path.exists(path):
         step, history, partial = _restore(path, config, encoder, head, opt, scaler, moco, loss_fn)
@@ -198,6 +215,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                     images = images.to(device, non_blocking=True)
                     gen = torch.Generator(device=images.device).manual_seed(_step_seed(seed, step, dist.rank))
                     x1, x2 = (images, images) if augment is None else (augment(images, gen), augment(images, gen))
+                    _check_views(x1, x2, images)
                     if channels_last:
                         x1, x2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
                     # Ctrl-C or SIGTERM is held until the step is whole: between MoCo's enqueue
@@ -235,6 +253,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                     record.update(_plain_values(on_epoch_end(epoch, encoder) or {}))
                 history.append(record)
                 log.write(record)
+                _check_finite_state(epoch, step, encoder=encoder, head=head, loss=trained_loss)
                 if path and dist.is_main:
                     ckpt.save_atomic(state(), path)
     except KeyboardInterrupt:
@@ -257,9 +276,9 @@ _SCALAR_CHECKS = {
     "batch_size": lambda name, v: check_int(name, v, 1),
     "seed": lambda name, v: check_int(name, v, 0, SEED_MAX),
     "num_workers": lambda name, v: check_int(name, v, 0),
-    "queue_size": lambda name, v: check_int(name, v, 1),
-    "lr": _optional(check_nonnegative),
-    "weight_decay": check_nonnegative,
+    "queue_size": lambda name, v: check_int(name, v, 1, MAX_QUEUE),
+    "lr": _optional(lambda name, v: check_real(name, v, 0, MAX_RATE)),
+    "weight_decay": lambda name, v: check_real(name, v, 0, MAX_RATE),
     "temperature": lambda name, v: check_temperature(v),
     "warmup_epochs": _optional(check_nonnegative),
     "momentum": lambda name, v: check_real(name, v, 0, 1),
@@ -339,6 +358,9 @@ def _check_choices(method, optimizer, precision, loss, schedule):
     if precision is not None:
         check_choice("precision", precision, PRECISIONS)
     check_choice("schedule", schedule, SCHEDULES)
+    if isinstance(loss, type):  # NTXentLoss, not NTXentLoss(): called as NTXentLoss(z1, z2)
+        raise TypeError(f"loss: expected a loss module instance, got the class {loss.__name__} "
+                        f"(pass {loss.__name__}(...))")
     if isinstance(loss, str) and loss not in ("nt_xent", "generalized"):
         raise ValueError(f"loss: expected 'nt_xent', 'generalized' or a loss module, got {loss!r}")
     if not isinstance(loss, str) and not callable(loss):
@@ -388,6 +410,7 @@ def _make_head(head, encoder) -> nn.Module:
     if head is not None:
         if not isinstance(head, dict):
             raise TypeError(f"head: expected a module, a dict of ProjectionHead arguments or None, got {type(head).__name__}")
+        check_options("head", ProjectionHead, head)
         options.update(head)
     return ProjectionHead(**options)
 
@@ -508,6 +531,30 @@ def _step_seed(seed, step, rank):
     return (seed * 1_000_003 ** 2 + step * 1_009 + rank + 1) % 2**63
 
 
+def _check_views(x1, x2, images) -> None:
+    """The augment's two views: tensors of the batch's size and one shape (a view of fewer
+    images paired every later row with another image's view, silently)."""
+    for x in (x1, x2):
+        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] != images.shape[0]:
+            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"augment: expected a tensor of the batch's {images.shape[0]} images, got {got}")
+    if x1.shape != x2.shape:
+        raise ValueError(f"augment: expected both views of one shape, got {tuple(x1.shape)} and {tuple(x2.shape)}")
+
+
+def _check_finite_state(epoch, step, **modules) -> None:
+    """Before a checkpoint: every floating-point weight and buffer finite. A diverged run can
+    keep a finite loss (collapsed features, BatchNorm running variances of inf): it would be
+    saved, reported and resumed as a success."""
+    for name, parts in modules.items():
+        for part in parts if isinstance(parts, (list, tuple)) else [parts]:
+            for key, value in part.state_dict().items():
+                if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all()):
+                    raise FloatingPointError(
+                        f"{name}: {key} is not finite after epoch {epoch} (step {step}); the run diverged "
+                        "(lower the learning rate); no checkpoint was written for this epoch")
+
+
 def _finite_value(value, step) -> float:
     """The loss as a float, read once per step (the one device sync of a step): the NaN check,
     the callbacks and the epoch's mean share it."""
@@ -515,6 +562,9 @@ def _finite_value(value, step) -> float:
         got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
         raise ValueError(f"loss: expected the loss to return a single value (a scalar tensor), got {got}; "
                          "a per-row loss needs reduction='mean'")
+    if not value.requires_grad and torch.is_grad_enabled():
+        raise ValueError("loss: its value does not depend on the embeddings (no gradient): expected "
+                         "loss(z1, z2) computed from z1 and z2")
     loss = value.item()
     if not math.isfinite(loss):
         raise FloatingPointError(

@@ -494,6 +494,13 @@ def test_unwritable_out_dir(tmp_path):
     ({"loss": "triplet"}, "loss: expected 'nt_xent', 'generalized' or a loss module"),
     ({"schedule": "step"}, "schedule: expected one of 'cosine', 'constant'"),
     ({"method": "moco", "loss": "generalized"}, "loss: MoCo uses its own InfoNCE"),
+    # these passed the checks and failed inside torch: a float32 overflow in the optimizer's
+    # arithmetic, an allocation of 25 TB for the queue; batch 1 trained at a loss of exactly 0
+    ({"lr": 1e300}, r"lr: expected a finite number in \[0, 10000000000.0\], got 1e\+300"),
+    ({"weight_decay": 1e300}, r"weight_decay: expected a finite number in \[0, 10000000000.0\]"),
+    ({"method": "moco", "queue_size": 10 ** 12}, r"queue_size: expected an int in 1..2\*\*24"),
+    ({"batch_size": 1}, "batch_size: expected at least 2 per rank for NT-Xent, got 1"),
+    ({"head": {"foo": 1}}, r"head: unknown options \['foo'\]; it takes in_dim"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -512,6 +519,14 @@ def test_bad_arguments(kwargs, match):
     ({"encoder": "resnet18"}, TypeError, "encoder: expected an nn.Module"),
     ({"loss": pyclr.losses.NTXentLoss(reduction="none")}, ValueError,
      r"loss: expected the loss to return a single value .*got shape \(64,\)"),
+    # the class for an instance: called as NTXentLoss(z1, z2), 'temperature: expected a number, got Tensor'
+    ({"loss": pyclr.losses.NTXentLoss}, TypeError, r"loss: expected a loss module instance, got the class "
+                                                    r"NTXentLoss \(pass NTXentLoss\(...\)\)"),
+    ({"loss": lambda z1, z2: torch.tensor(1.0)}, ValueError, "loss: its value does not depend on the embeddings"),
+    # views of other sizes: a view of 30 images paired rows 30 and 31 with other images' views, silently
+    ({"augment": lambda x, g: x[2:]}, ValueError, r"augment: expected a tensor of the batch's 32 images, got shape "
+                                                  r"\(30, 1, 12, 12\)"),
+    ({"augment": lambda x, g: x.numpy()}, ValueError, "augment: expected a tensor of the batch's 32 images, got ndarray"),
 ])
 def test_bad_argument_types_are_named(kwargs, error, match):
     options = {"encoder": model(), "dataset": images(), "epochs": 1, "batch_size": 32, "progress": False,
@@ -796,3 +811,33 @@ def test_pyclr_ends_only_the_torchrun_group_it_started(caller_starts_group):
     # torch < 2.8 leaves the group to the interpreter (its destroy_process_group can deadlock)
     expect_ended = not caller_starts_group and TORCH_VERSION >= (2, 8)
     assert [r["ended"] for r in ranks] == [expect_ended] * WORLD
+
+
+def test_a_diverged_run_is_not_saved_as_a_success(tmp_path):
+    # lr 1e3 with Adam: the loss stayed finite (collapse at log(2B - 1)) while the head's
+    # BatchNorm running variances became inf; the run returned normally and saved them
+    torch.manual_seed(0)
+    encoder = SmallConvNet(in_channels=1, input_size=12, feature_dim=16, global_pool=True)
+    head = ProjectionHead(16, 16, 8, num_layers=2)  # with batch norm
+    with torch.no_grad():  # a diverged update, as lr=1e3 gives: a BatchNorm statistic overflowed
+        head.layers[0][1].running_var.fill_(float("inf"))
+    with pytest.raises(FloatingPointError, match=r"head: layers.0.1.running_var is not finite after epoch 0 "
+                                                  r"\(step 3\); the run diverged"):
+        pyclr.train(encoder, images(), head=head, epochs=1, batch_size=32, optimizer="adam", lr=1e-3,
+                    progress=False, out_dir=str(tmp_path))
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_starting_over_removes_the_old_checkpoint(tmp_path):
+    # resume=False stopped before its first checkpoint left the old run's in place, which the
+    # next (resuming) run then took for its own
+    options = dict(epochs=1, batch_size=32, progress=False, out_dir=str(tmp_path), head=small_head())
+    pyclr.train(model(), images(), **options)
+    assert (tmp_path / "checkpoint.pt").exists()
+
+    def stop(info):
+        raise RuntimeError("stopped before the first checkpoint")
+
+    with pytest.raises(RuntimeError, match="stopped before the first checkpoint"):
+        pyclr.train(model(), images(), **options | {"resume": False, "callbacks": [stop]})
+    assert not (tmp_path / "checkpoint.pt").exists()
