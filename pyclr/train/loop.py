@@ -467,7 +467,13 @@ def _restore(path, config, encoder, head, opt, scaler, moco, loss_fn):
     if moco is not None:
         moco.load_state_dict(saved["moco"])
     partial = saved.get("partial")  # absent in checkpoints written before it was kept
-    return saved["step"], saved["history"], partial if isinstance(partial, dict) else None
+    step, history = saved["step"], saved["history"]
+    total = config["epochs"] * (config["dataset_size"] // config["batch_size"])
+    if (not is_int(step) or not 0 <= step <= total or not isinstance(history, list)
+            or not all(isinstance(record, dict) for record in history)):  # a hand-edited or foreign file
+        raise ValueError(f"resume: {path} holds no step in 0..{total} and list of epoch records (step {step!r}); "
+                         "use another out_dir or resume=False")
+    return step, history, partial if isinstance(partial, dict) else None
 
 
 def _plain_values(metrics: dict) -> dict:

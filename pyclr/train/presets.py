@@ -29,7 +29,7 @@ import re
 import torch
 from torch import nn
 
-from .._checks import check_device, check_options
+from .._checks import check_device, check_options, shown
 
 SECTIONS = ("encoder", "dataset", "augment", "head", "train", "eval", "description", "preset")
 DESCRIPTION_MAX = 10_000  # characters: a note about the run, written into config.json and report.json
@@ -266,7 +266,10 @@ def apply_overrides(config: dict, assignments) -> dict:
         section, keys, value = parse_assignment(assignment)
         by_section.setdefault(section, []).append((keys, value))
     for section, values in by_section.items():
-        current = config.get(section) if isinstance(config.get(section), dict) else {}
+        existing = config.get(section)
+        if existing is not None and not isinstance(existing, dict):  # was replaced by the assignments, silently
+            raise ValueError(f"{section}: expected a section of key: value options, got {shown(existing)}")
+        current = existing or {}
         if _renames(section, current, {keys[0]: value for keys, value in values if len(keys) == 1}):
             current = {}
         for keys, value in values:

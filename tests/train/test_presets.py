@@ -138,3 +138,12 @@ def test_eval_sets_of_the_same_dataset_read_its_root():
     own = resolve_config("simclr_cifar10", ["dataset.root=/data/cifar", "eval.test.root=/other"])
     assert own["eval"]["train"]["root"] == "/data/cifar" and own["eval"]["test"]["root"] == "/other"
     assert resolve_config("simclr_cifar10")["eval"]["train"]["root"] is None  # nothing to inherit
+
+
+def test_a_malformed_section_is_not_replaced_by_assignments():
+    # 'train: 5' in a config file was dropped without a word when any --set train.* was given
+    from pyclr.train.presets import apply_overrides
+
+    with pytest.raises(ValueError, match=r"train: expected a section of key: value options, got 5"):
+        apply_overrides({"train": 5}, ["train.epochs=2"])
+    assert apply_overrides({"train": None}, ["train.epochs=2"]) == {"train": {"epochs": 2}}

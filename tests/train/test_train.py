@@ -478,6 +478,19 @@ def test_resume_refuses_another_model(tmp_path):
         pyclr.train(other, images(), epochs=1, batch_size=32, head=small_head(), progress=False, out_dir=str(tmp_path))
 
 
+@pytest.mark.parametrize("step,history", [(4, [1]), ("4", []), (4.5, []), (-5, []), (10 ** 6, [])])
+def test_resume_refuses_a_checkpoint_with_a_bad_step_or_history(tmp_path, step, history):
+    # a hand-edited checkpoint: AttributeError deep in the loop (a full traceback from the CLI),
+    # or a 'resumed' run with a bogus history
+    options = dict(epochs=2, batch_size=32, head=small_head(), progress=False, out_dir=str(tmp_path))
+    pyclr.train(model(), images(), **options)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    saved["step"], saved["history"] = step, history
+    save_atomic(saved, str(tmp_path / "checkpoint.pt"))
+    with pytest.raises(ValueError, match=r"resume: .*checkpoint.pt holds no step in 0..6 and list of epoch records"):
+        pyclr.train(model(), images(), **options)
+
+
 def test_unwritable_out_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
