@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ class Hierarchy(Dataset):
             branching = (branching,) * levels
         if isinstance(branching, np.ndarray) and branching.ndim == 1:
             branching = branching.tolist()
-        if not isinstance(branching, (list, tuple)):  # a dict gave its keys, a set any order
+        if not isinstance(branching, Sequence) or isinstance(branching, str):  # a dict gave its keys, a set any order
             raise TypeError(f"branching: expected an int or a sequence of {levels} ints, "
                             f"got {type(branching).__name__}")
         branching = tuple(branching)

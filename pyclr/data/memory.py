@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from .._checks import check_int, describe
 from ._util import check_index
@@ -22,22 +22,21 @@ class InMemory(Dataset):
         if len(dataset) == 0:
             raise ValueError("dataset: expected at least one item, got an empty dataset")
         images, labels = [], []
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                collate_fn=_collate):
+            # a batch of two bare images unpacked as (images, labels), silently
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                raise ValueError(f"dataset: expected (image, labels) items, got batches of {describe(batch)}")
+            images.append(batch[0])
+            labels.append(batch[1])
         try:
-            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers):
-                # a batch of two bare images unpacked as (images, labels), silently
-                if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-                    raise ValueError(f"expected (image, labels) items, got batches of {describe(batch)}")
-                images.append(batch[0])
-                labels.append(batch[1])
             self.images = torch.cat(images)
             if isinstance(labels[0], dict):
                 self.labels = {k: torch.cat([torch.as_tensor(part[k]) for part in labels]) for k in labels[0]}
             else:
                 self.labels = torch.cat([torch.as_tensor(part) for part in labels])
-        except (RuntimeError, TypeError, ValueError, KeyError) as exc:  # collate's and cat's own name no argument
-            raise ValueError(f"dataset: its items could not be kept as one tensor of images and tensors of "
-                             f"labels ({type(exc).__name__}: {exc}); expected images of one shape (ImageFolder "
-                             f"and NaturalImages: pass size=) and numeric labels with the same keys, in (image, labels) items") from exc
+        except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+            raise _unstackable(exc) from exc
 
     def __len__(self) -> int:
         return len(self.images)
@@ -47,3 +46,18 @@ class InMemory(Dataset):
         if isinstance(self.labels, dict):
             return self.images[index], {k: v[index] for k, v in self.labels.items()}
         return self.images[index], self.labels[index]
+
+
+def _collate(items):
+    """default_collate, whose own errors (items of mixed sizes, string labels) name nothing;
+    errors of the dataset's own __getitem__ pass as they are."""
+    try:
+        return default_collate(items)
+    except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+        raise _unstackable(exc) from exc
+
+
+def _unstackable(exc: Exception) -> ValueError:
+    return ValueError(f"dataset: its items could not be kept as one tensor of images and tensors of labels "
+                      f"({type(exc).__name__}: {exc}); expected images of one shape (ImageFolder and NaturalImages: "
+                      f"pass size=) and numeric labels with the same keys, in (image, labels) items")

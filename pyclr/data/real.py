@@ -9,6 +9,7 @@ import os
 import pickle
 import urllib.error
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -124,9 +125,10 @@ def _check_size(size) -> tuple[int, int] | None:
 
 
 def _open_image(path: Path) -> torch.Tensor:
-    """``path`` as a (3, H, W) float image in [0, 1]. Single-channel 16-bit, 32-bit integer
-    and float images are read at their own depth: PIL's convert("RGB") clips 16-bit values
-    to 255 (a white image) and turns float ones into zeros."""
+    """``path`` as a (3, H, W) float image in [0, 1]. Single-channel 16-bit images (PIL mode
+    I;16*) are read at their depth, /65535: PIL's convert("RGB") clips them to 255 (a white
+    image). 32-bit integer and float ones (modes I and F) have no depth of their own: they are
+    read in PIL's 0..255 convention, and refused with values outside it, which it clipped."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -140,10 +142,10 @@ def _open_image(path: Path) -> torch.Tensor:
 
 
 def _deep_grey(path: Path, mode: str, values: np.ndarray) -> torch.Tensor:
-    """A single-channel image of PIL mode I;16*, I (16-bit data: 0..65535) or F (0..1) as
-    (3, H, W) float32 in [0, 1]; values outside the mode's range are refused."""
+    """A single-channel image of PIL mode I;16* (0..65535), I or F (0..255) as (3, H, W)
+    float32 in [0, 1]; values outside the mode's range are refused."""
     values = values.astype(np.float64)
-    top = 1.0 if mode == "F" else 65535.0
+    top = 65535.0 if mode.startswith("I;16") else 255.0
     if values.ndim != 2 or not np.isfinite(values).all() or values.min() < 0 or values.max() > top:
         raise ValueError(f"{path}: a {mode} image with values outside 0..{top:g} (or not one channel); "
                          "convert it to 8 or 16 bits first")
@@ -152,8 +154,8 @@ def _deep_grey(path: Path, mode: str, values: np.ndarray) -> torch.Tensor:
 
 
 class ImageFolder(Dataset):
-    """Any folder of images (read with PIL as RGB): ``(image (3, H, W) float in [0, 1],
-    {"label": int})``.
+    """Any folder of images (read with PIL as RGB; single-channel 16-bit images at their depth):
+    ``(image (3, H, W) float in [0, 1], {"label": int})``.
 
     As torchvision's ``ImageFolder``, each immediate subfolder of ``root`` (but hidden ones,
     named ``.*``) is a class (sorted names in ``classes``), searched recursively; images lying
@@ -254,7 +256,9 @@ def natural_images(names=None) -> dict[str, torch.Tensor]:
         warnings.warn(f"natural_images: without {', '.join(missing)}, only "
                       f"{', '.join(images)} are available", stacklevel=2)
     if names is not None:
-        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names) \
+        if isinstance(names, np.ndarray) and names.ndim == 1:
+            names = names.tolist()
+        if not isinstance(names, Sequence) or isinstance(names, str) or not all(isinstance(n, str) for n in names) \
                 or any(n not in images for n in names) or not names \
                 or len(set(names)) != len(names):  # [] gave an empty dataset, repeats collapsed
             raise ValueError(f"names: expected a non-empty list of distinct names from {', '.join(images)}, "

@@ -138,10 +138,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                       "ranks (loss='nt_xent' gathers its negatives from every rank)", UserWarning, stacklevel=2)
     if batch_size % dist.world_size:
         raise ValueError(f"batch_size: expected a multiple of the world size {dist.world_size}, got {batch_size}")
-    check_batch_size(batch_size, dataset)
-    if method == "simclr" and loss == "nt_xent" and batch_size // dist.world_size < 2:
-        raise ValueError(f"batch_size: expected at least 2 per rank for NT-Xent, got {batch_size} (with one pair "
-                         "a row's only other row is its positive: the loss is 0 and nothing is learned)")
+    check_batch_size(batch_size, dataset, method=method, loss=loss)
     steps_per_epoch = len(dataset) // batch_size
     check_channels(encoder, dataset, "dataset")
     total_steps = epochs * steps_per_epoch
@@ -195,6 +192,7 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                 "partial": {"losses": list(losses), "seconds": time.perf_counter() - started}}
 
     autocast = autocast_for(device, precision)
+    watched = _finite_tensors(encoder=encoder, head=head, loss=trained_loss)
     net.train()
     bar = _ProgressBar(progress and dist.is_main, total_steps, step, batch_size, epochs)
     try:
@@ -251,9 +249,9 @@ def train(encoder: nn.Module, dataset, *, loss: str | nn.Module = "nt_xent", met
                     record["loss"] = mean_over_ranks(record["loss"], device)
                 if on_epoch_end is not None:
                     record.update(_plain_values(on_epoch_end(epoch, encoder) or {}))
+                _check_finite_state(epoch, step, watched)
                 history.append(record)
                 log.write(record)
-                _check_finite_state(epoch, step, encoder=encoder, head=head, loss=trained_loss)
                 if path and dist.is_main:
                     ckpt.save_atomic(state(), path)
     except KeyboardInterrupt:
@@ -369,10 +367,16 @@ def _check_choices(method, optimizer, precision, loss, schedule):
         raise ValueError("loss: MoCo uses its own InfoNCE with the queue; leave loss='nt_xent'")
 
 
-def check_batch_size(batch_size: int, dataset, name: str = "batch_size") -> None:
-    """An epoch is ``len(dataset) // batch_size`` steps: at least one."""
+def check_batch_size(batch_size: int, dataset, name: str = "batch_size", method: str = "simclr",
+                     loss="nt_xent") -> None:
+    """An epoch is ``len(dataset) // batch_size`` steps: at least one; and NT-Xent in the batch
+    (SimCLR) needs two pairs: with one, a row's only other row is its positive, the loss is 0
+    and nothing is learned (under torchrun the negatives are gathered: the global batch counts)."""
     if batch_size > len(dataset):
         raise ValueError(f"{name}: {batch_size} is larger than the dataset ({len(dataset)} items)")
+    if method == "simclr" and (loss == "nt_xent" or isinstance(loss, NTXentLoss)) and batch_size < 2:
+        raise ValueError(f"{name}: expected at least 2 for NT-Xent, got {batch_size} (with one pair a row's only "
+                         "other row is its positive: the loss is 0 and nothing is learned)")
 
 
 def check_channels(encoder: nn.Module, dataset, name: str, hint: str = "") -> None:
@@ -453,6 +457,12 @@ def _restore(path, config, encoder, head, opt, scaler, moco, loss_fn):
     if changed:
         raise ValueError(f"resume: {path} was written by a run with other settings ({', '.join(changed)}); "
                          "use another out_dir or resume=False")
+    step, history = saved["step"], saved["history"]
+    total = config["epochs"] * (config["dataset_size"] // config["batch_size"])
+    if (not is_int(step) or not 0 <= step <= total or not isinstance(history, list)
+            or not all(isinstance(record, dict) for record in history)):  # a hand-edited or foreign file
+        raise ValueError(f"resume: {path} holds no step in 0..{total} and list of epoch records (step {step!r}); "
+                         "use another out_dir or resume=False")
     modules = [("encoder", encoder), ("head", head)]
     if isinstance(loss_fn, nn.Module) and saved.get("loss") is not None:  # None: written before it was kept
         modules.append(("loss", loss_fn))
@@ -467,12 +477,6 @@ def _restore(path, config, encoder, head, opt, scaler, moco, loss_fn):
     if moco is not None:
         moco.load_state_dict(saved["moco"])
     partial = saved.get("partial")  # absent in checkpoints written before it was kept
-    step, history = saved["step"], saved["history"]
-    total = config["epochs"] * (config["dataset_size"] // config["batch_size"])
-    if (not is_int(step) or not 0 <= step <= total or not isinstance(history, list)
-            or not all(isinstance(record, dict) for record in history)):  # a hand-edited or foreign file
-        raise ValueError(f"resume: {path} holds no step in 0..{total} and list of epoch records (step {step!r}); "
-                         "use another out_dir or resume=False")
     return step, history, partial if isinstance(partial, dict) else None
 
 
@@ -548,17 +552,29 @@ def _check_views(x1, x2, images) -> None:
         raise ValueError(f"augment: expected both views of one shape, got {tuple(x1.shape)} and {tuple(x2.shape)}")
 
 
-def _check_finite_state(epoch, step, **modules) -> None:
-    """Before a checkpoint: every floating-point weight and buffer finite. A diverged run can
-    keep a finite loss (collapsed features, BatchNorm running variances of inf): it would be
-    saved, reported and resumed as a success."""
+def _finite_tensors(**modules) -> list:
+    """``(name, key, tensor)`` for the floating-point parameters, and the buffers finite at the
+    start (a mask of -inf is one by design), of ``modules`` (a module or a list of them)."""
+    watched = []
     for name, parts in modules.items():
         for part in parts if isinstance(parts, (list, tuple)) else [parts]:
-            for key, value in part.state_dict().items():
-                if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all()):
-                    raise FloatingPointError(
-                        f"{name}: {key} is not finite after epoch {epoch} (step {step}); the run diverged "
-                        "(lower the learning rate); no checkpoint was written for this epoch")
+            params = {id(p) for p in part.parameters()}
+            for key, value in part.state_dict(keep_vars=True).items():
+                if isinstance(value, torch.Tensor) and value.is_floating_point() and (
+                        id(value) in params or bool(value.isfinite().all())):
+                    watched.append((name, key, value))
+    return watched
+
+
+def _check_finite_state(epoch, step, watched) -> None:
+    """Before an epoch's record and checkpoint: the ``watched`` weights and buffers finite. A
+    diverged run can keep a finite loss (collapsed features, BatchNorm running variances of
+    inf): it would be saved, reported and resumed as a success."""
+    for name, key, value in watched:
+        if not bool(value.detach().isfinite().all()):
+            raise FloatingPointError(
+                f"{name}: {key} is not finite after epoch {epoch} (step {step}); the run diverged "
+                "(lower the learning rate); no record or checkpoint was written for this epoch")
 
 
 def _finite_value(value, step) -> float:

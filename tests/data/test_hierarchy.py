@@ -85,6 +85,7 @@ def test_bad_arguments(tree):
                                             f"{type(bad).__name__}"):
             Hierarchy(levels=2, branching=bad)
     assert Hierarchy(levels=2, branching=np.array([3, 2])).branching == (3, 2)
+    assert Hierarchy(levels=2, branching=range(2, 4)).branching == (2, 3)
     with pytest.raises(ValueError, match="levels"):
         Hierarchy(levels=0)
     with pytest.raises(ValueError, match="levels: expected an int in 1..64, got 1000000"):

@@ -58,7 +58,6 @@ def test_empty_and_bad_arguments():
     [(torch.zeros(3, 4, 4), 0), (torch.zeros(3, 5, 4), 1)],  # ImageFolder without size=
     [(torch.zeros(3, 4, 4), {"label": 0, "name": "a"})] * 2,  # a string label
     [(torch.zeros(3, 4, 4), None)] * 2,
-    [torch.zeros(3, 4, 4)] * 2,  # bare images
 ])
 def test_items_that_do_not_stack_are_named(items):
     # collate's and cat's own errors ('stack expects each tensor to be equal size', 'too many
@@ -66,3 +65,20 @@ def test_items_that_do_not_stack_are_named(items):
     with pytest.raises(ValueError, match=r"dataset: its items could not be kept as one tensor of images .* "
                                          r"expected images of one shape \(ImageFolder and NaturalImages: pass size=\)"):
         InMemory(items)
+
+
+def test_bare_images_are_not_unpacked_as_images_and_labels():
+    with pytest.raises(ValueError, match=r"dataset: expected \(image, labels\) items, got batches of Tensor"):
+        InMemory([torch.zeros(3, 4, 4)] * 2)  # the batch of two was unpacked as (images, labels), silently
+
+
+def test_the_datasets_own_errors_pass_as_they_are():
+    class Broken(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            raise KeyError("label")
+
+    with pytest.raises(KeyError, match="label"):
+        InMemory(Broken())

@@ -125,27 +125,28 @@ def test_image_folder_grey_image_becomes_rgb(tmp_path):
 
 
 @needs_pillow
-@needs_pillow
-def test_image_folder_reads_16_bit_and_float_images_at_their_depth(tmp_path):
-    # PIL's convert("RGB") clipped 16-bit values to 255 (mean 0.998 for a 0..65535 ramp) and
-    # turned float images into zeros
+def test_image_folder_reads_16_bit_images_at_their_depth(tmp_path):
+    # PIL's convert("RGB") clipped 16-bit values to 255: a 0..65535 ramp came back white (mean
+    # 0.998). 32-bit integer and float images keep PIL's 0..255 convention, refused outside it
     from PIL import Image
 
     (tmp_path / "c").mkdir()
     ramp = np.round(np.linspace(0, 65535, 32 * 32)).reshape(32, 32)
     Image.fromarray(ramp.astype(np.uint16)).save(tmp_path / "c" / "a.png")  # I;16
-    Image.fromarray((ramp / 65535).astype(np.float32)).save(tmp_path / "c" / "b.tif")  # F
-    Image.fromarray(ramp.astype(np.int32)).save(tmp_path / "c" / "c.tif")  # I
+    grey = np.round(ramp / 257)
+    Image.fromarray(grey.astype(np.float32)).save(tmp_path / "c" / "b.tif")  # F, 0..255
+    Image.fromarray(grey.astype(np.int32)).save(tmp_path / "c" / "c.tif")  # I, 0..255
     data = ImageFolder(tmp_path)
-    for i in range(3):
+    for i, expected in enumerate((ramp / 65535, grey / 255, grey / 255)):
         image = data[i][0]
         assert image.shape == (3, 32, 32) and image.dtype == torch.float32
-        torch.testing.assert_close(image[0].double(), torch.from_numpy(ramp / 65535), atol=1e-6, rtol=0)
-    Image.fromarray(np.full((4, 4), 2.0, np.float32)).save(tmp_path / "c" / "d.tif")
-    with pytest.raises(ValueError, match=r"d.tif: a F image with values outside 0..1"):
+        torch.testing.assert_close(image[0].double(), torch.from_numpy(expected), atol=1e-6, rtol=0)
+    Image.fromarray(ramp.astype(np.int32)).save(tmp_path / "c" / "d.tif")  # was clipped to 255
+    with pytest.raises(ValueError, match=r"d.tif: a I image with values outside 0..255"):
         ImageFolder(tmp_path)[3]
 
 
+@needs_pillow
 def test_image_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
         ImageFolder(tmp_path / "missing")
@@ -189,11 +190,12 @@ def test_natural_images():
         assert image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
         assert image.std() > 0.05, name  # a photograph, not a flat field
     assert list(natural_images(["flower", "astronaut"])) == ["flower", "astronaut"]
+    assert list(natural_images(np.array(["astronaut"]))) == ["astronaut"]
     with pytest.raises(ValueError, match="names: expected a non-empty list of distinct names from astronaut"):
         natural_images(["lena"])
     # an empty dataset; repeats collapsed to one image; an int, a generator and a nested list
     # failed inside the checks ("'int' object is not iterable", "unhashable type: 'list'")
-    for names in ([], ["chelsea", "chelsea"], 5, (n for n in ["chelsea"]), [["chelsea"]]):
+    for names in ([], ["chelsea", "chelsea"], 5, (n for n in ["chelsea"]), [["chelsea"]], "chelsea"):
         with pytest.raises(ValueError, match=r"names: expected a non-empty list of distinct names"):
             NaturalImages(names=names)
     with pytest.raises(ValueError, match="size: expected an int in 1..8192, got 100000"):

@@ -487,8 +487,11 @@ def test_resume_refuses_a_checkpoint_with_a_bad_step_or_history(tmp_path, step, 
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     saved["step"], saved["history"] = step, history
     save_atomic(saved, str(tmp_path / "checkpoint.pt"))
+    encoder = model()
+    before = weights(encoder)
     with pytest.raises(ValueError, match=r"resume: .*checkpoint.pt holds no step in 0..6 and list of epoch records"):
-        pyclr.train(model(), images(), **options)
+        pyclr.train(encoder, images(), **options)
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())  # refused before loading
 
 
 def test_unwritable_out_dir(tmp_path):
@@ -512,7 +515,8 @@ def test_unwritable_out_dir(tmp_path):
     ({"lr": 1e300}, r"lr: expected a finite number in \[0, 10000000000.0\], got 1e\+300"),
     ({"weight_decay": 1e300}, r"weight_decay: expected a finite number in \[0, 10000000000.0\]"),
     ({"method": "moco", "queue_size": 10 ** 12}, r"queue_size: expected an int in 1..2\*\*24"),
-    ({"batch_size": 1}, "batch_size: expected at least 2 per rank for NT-Xent, got 1"),
+    ({"batch_size": 1}, "batch_size: expected at least 2 for NT-Xent, got 1"),
+    ({"batch_size": 1, "loss": NTXentLoss()}, "batch_size: expected at least 2 for NT-Xent, got 1"),
     ({"head": {"foo": 1}}, r"head: unknown options \['foo'\]; it takes in_dim"),
 ])
 def test_bad_arguments(kwargs, match):
@@ -832,13 +836,26 @@ def test_a_diverged_run_is_not_saved_as_a_success(tmp_path):
     torch.manual_seed(0)
     encoder = SmallConvNet(in_channels=1, input_size=12, feature_dim=16, global_pool=True)
     head = ProjectionHead(16, 16, 8, num_layers=2)  # with batch norm
-    with torch.no_grad():  # a diverged update, as lr=1e3 gives: a BatchNorm statistic overflowed
-        head.layers[0][1].running_var.fill_(float("inf"))
+
+    def diverge(info):  # as lr=1e3 does: a BatchNorm statistic overflows, the loss stays finite
+        if info["step"] == 2:
+            head.layers[0][1].running_var.fill_(float("inf"))
+
     with pytest.raises(FloatingPointError, match=r"head: layers.0.1.running_var is not finite after epoch 0 "
                                                   r"\(step 3\); the run diverged"):
         pyclr.train(encoder, images(), head=head, epochs=1, batch_size=32, optimizer="adam", lr=1e-3,
-                    progress=False, out_dir=str(tmp_path))
+                    progress=False, out_dir=str(tmp_path), callbacks=[diverge])
     assert not (tmp_path / "checkpoint.pt").exists()
+    assert (tmp_path / "metrics.jsonl").read_text() == ""  # nor the epoch's record
+
+
+def test_buffers_infinite_by_design_are_not_taken_for_divergence(tmp_path):
+    # a mask buffer of -inf (attention-style) stopped the run as 'diverged' after epoch 0
+    encoder = model()
+    encoder.register_buffer("mask", torch.full((4, 4), float("-inf")).triu(1))
+    result = pyclr.train(encoder, images(), head=small_head(), epochs=1, batch_size=32, progress=False,
+                         out_dir=str(tmp_path))
+    assert len(result.history) == 1 and (tmp_path / "checkpoint.pt").exists()
 
 
 def test_starting_over_removes_the_old_checkpoint(tmp_path):
