@@ -386,7 +386,7 @@ def check_channels(encoder: nn.Module, dataset, name: str, hint: str = "") -> No
     if expected is None or len(dataset) == 0:
         return
     item = dataset[0]
-    image = item[0] if isinstance(item, (tuple, list)) else item
+    image = item[0] if isinstance(item, (tuple, list)) and item else item
     if isinstance(image, torch.Tensor) and image.dim() == 3 and image.shape[0] != expected:
         raise ValueError(f"{name}: items have {image.shape[0]} channels, but the encoder takes {expected} "
                          f"(its in_channels){hint}")
@@ -527,9 +527,15 @@ def autocast_for(device: torch.device, precision: str):
 
 def _images(items):
     first = items[0]
-    images = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
+    images = [item[0] if isinstance(item, (tuple, list)) and item else item for item in items]
     if not isinstance(images[0], torch.Tensor):
         raise TypeError(f"dataset: expected items that are an image tensor or (image, labels), got {type(first).__name__}")
+    for image in images[1:]:  # torch.stack's own message names no argument
+        if not isinstance(image, torch.Tensor) or image.shape != images[0].shape or image.dtype != images[0].dtype:
+            got = f"{image.dtype} of shape {tuple(image.shape)}" if isinstance(image, torch.Tensor) else type(image).__name__
+            raise ValueError(f"dataset: expected images of one shape and dtype to batch, got "
+                             f"{images[0].dtype} of shape {tuple(images[0].shape)} and {got} (ImageFolder and "
+                             f"NaturalImages: pass size=)")
     return torch.stack(images)
 
 
@@ -659,6 +665,13 @@ class _ProgressBar:
             self.bar.close()
 
 
+def _json_line(record: dict) -> str:
+    """One line of strict JSON: a metric that is NaN or infinite (an on_epoch_end's) is null;
+    json.dumps wrote bare NaN tokens, which strict JSON readers refuse."""
+    plain = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    return json.dumps(plain) + "\n"
+
+
 class _MetricsLog:
     """metrics.jsonl (one line per epoch) and TensorBoard scalars when it is installed. The
     file starts from ``history`` (a resumed run's epochs so far, from its checkpoint), so it
@@ -672,7 +685,7 @@ class _MetricsLog:
         os.makedirs(out_dir, exist_ok=True)
         self.file = open(os.path.join(out_dir, "metrics.jsonl"), "w")
         for record in history:
-            self.file.write(json.dumps(record) + "\n")
+            self.file.write(_json_line(record))
         self.file.flush()
         with contextlib.suppress(Exception):  # tensorboard is optional
             from torch.utils.tensorboard import SummaryWriter
@@ -680,7 +693,7 @@ class _MetricsLog:
 
     def write(self, record):
         if self.file:
-            self.file.write(json.dumps(record) + "\n")
+            self.file.write(_json_line(record))
             self.file.flush()
         if self.writer:
             for k, v in record.items():

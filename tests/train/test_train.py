@@ -403,6 +403,14 @@ def test_numpy_metrics_resume(tmp_path):
     assert result.history == saved["history"]
 
 
+def test_metrics_log_is_strict_json(tmp_path):
+    # a NaN metric was written as a bare NaN token, which strict JSON readers refuse
+    options = dict(epochs=1, batch_size=32, head=small_head(), progress=False, out_dir=str(tmp_path))
+    pyclr.train(model(), images(), on_epoch_end=lambda epoch, encoder: {"knn": float("nan")}, **options)
+    line = (tmp_path / "metrics.jsonl").read_text()
+    assert json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in {line}"))["knn"] is None
+
+
 @pytest.mark.parametrize("returned,error,match", [
     # an array failed inside json.dumps after the epoch; "loss" replaced the epoch's loss silently
     ({"acc": __import__("numpy").zeros(3)}, TypeError, "on_epoch_end: 'acc' is a ndarray, which metrics.jsonl"),
@@ -544,6 +552,11 @@ def test_bad_arguments(kwargs, match):
     ({"augment": lambda x, g: x[2:]}, ValueError, r"augment: expected a tensor of the batch's 32 images, got shape "
                                                   r"\(30, 1, 12, 12\)"),
     ({"augment": lambda x, g: x.numpy()}, ValueError, "augment: expected a tensor of the batch's 32 images, got ndarray"),
+    # torch.stack's 'stack expects each tensor to be equal size', and an IndexError for ()
+    ({"dataset": images(48) + [(torch.rand(1, 13, 12), 0) for _ in range(48)]}, ValueError,
+     r"dataset: expected images of one shape and dtype to batch, got torch.float32 of shape \(1, 12, 12\) and "
+     r"torch.float32 of shape \(1, 13, 12\)"),
+    ({"dataset": [()] * 64}, TypeError, "dataset: expected items that are an image tensor or .image, labels., got tuple"),
 ])
 def test_bad_argument_types_are_named(kwargs, error, match):
     options = {"encoder": model(), "dataset": images(), "epochs": 1, "batch_size": 32, "progress": False,
