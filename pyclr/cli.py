@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import time
+import warnings
 
 import torch
 
@@ -273,10 +274,20 @@ def _after_interrupt(args) -> str:
     return ""
 
 
+def _one_line_warning(command: str):
+    """A warning as one line, ``pyclr COMMAND: Category: message``, not Python's file, line
+    number and source line (which read as a crash to someone at a shell)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"pyclr {command}: {category.__name__}: {message}", file=sys.stderr if file is None else file)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        code = args.run(args)
+        with warnings.catch_warnings():  # restores showwarning afterwards
+            warnings.showwarning = _one_line_warning(args.command)
+            code = args.run(args)
         from .train.distributed import end_process_group
 
         end_process_group()  # under torchrun: once every rank is done, the group it started ends

@@ -451,3 +451,12 @@ def test_starting_over_leaves_no_report_or_checkpoint_of_the_old_run(tmp_path, m
     assert main(["train", write_config(tmp_path), "--out", str(out), "--quiet", "--no-baseline", "--no-resume",
                  "--set", "dataset.seed=7"]) != 0  # the CLI reports the interrupt
     assert not (out / "report.json").exists()
+
+
+def test_warnings_are_one_line_at_the_shell(tmp_path, capsys):
+    # Python's format printed the file, line number and source line of the warnings.warn call
+    out = str(tmp_path / "run")
+    assert main(["train", write_config(tmp_path), "--out", out, "--quiet", "--no-baseline", "--set", "train.lr=0"]) == 0
+    err = capsys.readouterr().err
+    assert "pyclr train: UserWarning: lr=0: the weights never change" in err
+    assert "warnings.warn(" not in err and ".py:" not in err
