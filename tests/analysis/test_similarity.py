@@ -82,6 +82,10 @@ def test_preference_follows_the_weight_of_the_shared_channel():
     assert torch.allclose(result.mean, expected, atol=0.02)
     assert result.similarity.shape == (40, 5)
     assert (result.sem > 0).all() and (result.sem < 0.02).all()
+    # the standard error of the mean over the 40 references (the raw std passed the bound above)
+    sims = result.similarity.double()
+    torch.testing.assert_close(result.sem.double(), sims.std(0) / 40 ** 0.5, rtol=1e-5, atol=0)
+    torch.testing.assert_close(result.mean.double(), sims.mean(0), rtol=1e-6, atol=1e-9)
 
 
 def test_preference_bad_inputs():

@@ -493,3 +493,16 @@ def test_pixel_features_need_channels():
     # zero channels failed inside the norm: "cannot compute the inf norm on the dimension 1"
     with pytest.raises(ValueError, match=r"feature_map: expected a \(B, C, H, W\) tensor with C >= 1, got"):
         pixel_features(torch.randn(2, 0, 4, 4))
+
+
+def test_kmeans_plusplus_keeps_the_best_of_its_candidates():
+    # keeping the worst D^2-sampled candidate (argmax for argmin) passed every test through
+    # Lloyd's iterations and n_init, which repair a poor start on easy blobs. Points 0, 1, 10,
+    # 11, 100; first centre 0; the uniforms draw candidates 10 and 100 (cumulative D^2: 0, 1,
+    # 101, 222, 10222): 100 leaves a potential of 222, 10 one of 8102
+    x = torch.tensor([[[0.0], [1.0], [10.0], [11.0], [100.0]]])
+    uniforms = torch.tensor([[0.0, 50 / 10222, 5000 / 10222]], dtype=torch.float64)
+    assert _lloyd.local_trials(2) == 2
+    assert torch.equal(_lloyd.kmeans_plusplus(x, 2, uniforms), torch.tensor([[[0.0], [100.0]]]))
+    swapped = uniforms[:, [0, 2, 1]]  # the candidates' order does not matter
+    assert torch.equal(_lloyd.kmeans_plusplus(x, 2, swapped), torch.tensor([[[0.0], [100.0]]]))

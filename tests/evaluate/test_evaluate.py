@@ -474,3 +474,13 @@ def test_labels_of_wide_unsigned_and_complex_dtypes():
         linear_probe(x, y.to(torch.complex64))
     with pytest.raises(ValueError, match="device: expected a device such as 'cpu'"):
         linear_probe(x, y, device="nope")
+
+
+def test_knn_votes_are_weighted_by_similarity_over_temperature():
+    # blobs so far apart that every vote agreed let an unweighted vote or a temperature of 1
+    # pass: here one very near class-0 neighbour faces two farther class-1 ones
+    x = torch.tensor([[1.0, 0.0], [0.5, 1.0], [0.5, -1.0]])
+    y, test, label = torch.tensor([0, 1, 1]), torch.tensor([[1.0, 0.01]]), torch.tensor([0])
+    # cosines 1.0 against 0.45 twice: exp(1/T) outweighs 2 exp(0.45/T) below T ~ 0.8
+    assert knn_accuracy(x, y, test, label, k=3, temperature=0.01) == 1.0
+    assert knn_accuracy(x, y, test, label, k=3, temperature=10.0) == 0.0  # nearly a plain majority

@@ -335,3 +335,29 @@ def test_float16_alignment_accumulates_in_float32():
                                    generator=torch.Generator().manual_seed(1))
     assert half.alignment.dtype == torch.float32 and torch.isfinite(half.total)
     torch.testing.assert_close(half.alignment, expected.alignment, rtol=2e-3, atol=0)
+
+
+@pytest.mark.parametrize("prior,distribution", [("hypersphere", "swd"), ("gaussian", "swd"), ("hypercube", "swd"),
+                                                ("hypersphere", "logsumexp")])
+@pytest.mark.parametrize("fn", [generalized_contrastive, pyclr.losses.reference.generalized_contrastive])
+def test_the_composed_loss_follows_spec_written_out(fn, prior, distribution):
+    # the fused loss and the reference share the composition: a distribution term fed one view
+    # twice, or a temperature left out, passed every comparison of the one with the other.
+    # SPEC.md section 2, written out in float64 from the formulas
+    gen = torch.Generator().manual_seed(3)
+    z1, z2 = (torch.randn(10, 6, generator=gen, dtype=torch.float64) for _ in range(2))
+    w = random_projections(6, 4, gen, dtype=torch.float64)
+    p = sample_prior(prior, 20, 6, gen, dtype=torch.float64)
+    h1, h2 = (torch.nn.functional.normalize(z, dim=1) if prior == "hypersphere" else z for z in (z1, z2))
+    h = torch.cat([h1, h2])
+    align = ((h1 - h2) ** 2).sum() / (2 * 10 * 6)
+    if distribution == "logsumexp":
+        dist = torch.logsumexp(h @ h.T / 0.3, dim=1).mean()
+    else:
+        dist = ((torch.sort(h @ w, dim=0).values - torch.sort(p @ w, dim=0).values) ** 2).sum() / (20 * 4)
+    options = dict(prior=prior, distribution=distribution, lam=0.7, return_parts=True)
+    options |= {"temperature": 0.3} if distribution == "logsumexp" else {"projections": w, "prior_samples": p}
+    parts = fn(z1, z2, **options)
+    torch.testing.assert_close(parts.alignment, align)
+    torch.testing.assert_close(parts.distribution, dist)
+    torch.testing.assert_close(parts.total, align + 0.7 * dist)

@@ -223,10 +223,13 @@ def test_ctrl_c_during_a_save_lets_it_finish_then_interrupts(tmp_path):
         signal.signal(signal.SIGINT, previous)
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco"])
+@pytest.mark.parametrize("method", ["simclr", "moco", "generalized"])
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, method):
+    # "generalized": SimCLR with the SWD loss, whose projections and prior samples each step
+    # draws from the run's seed (drawn from the global RNG, the resumed run differed)
+    extra = {"moco": {"queue_size": 64}, "generalized": {"method": "simclr", "loss": "generalized"}}.get(method, {})
     options = dict(epochs=3, batch_size=32, augment=jitter, head=small_head(), progress=False, seed=3,
-                   method=method, lr=0.5, device="cpu", **({"queue_size": 64} if method == "moco" else {}))
+                   method=method, lr=0.5, device="cpu") | extra
     # bit for bit: the CPU's promise
     straight = pyclr.train(model(), images(), out_dir=str(tmp_path / "a"), **options)
 
@@ -884,3 +887,20 @@ def test_starting_over_removes_the_old_checkpoint(tmp_path):
     with pytest.raises(RuntimeError, match="stopped before the first checkpoint"):
         pyclr.train(model(), images(), **options | {"resume": False, "callbacks": [stop]})
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_the_generalized_loss_draws_each_step_from_the_runs_seed(monkeypatch):
+    # one seed for every step (the same projections all run long) passed the resume test
+    from pyclr.losses import GeneralizedContrastiveLoss
+    from pyclr.train import loop
+
+    seeds, forward = [], GeneralizedContrastiveLoss.forward
+
+    def spy(self, z1, z2, *args, generator=None, **kwargs):
+        seeds.append(generator.initial_seed())
+        return forward(self, z1, z2, *args, generator=generator, **kwargs)
+
+    monkeypatch.setattr(GeneralizedContrastiveLoss, "forward", spy)
+    pyclr.train(model(), images(), loss="generalized", head=small_head(), epochs=2, batch_size=32, seed=3,
+                progress=False)
+    assert seeds == [loop._step_seed(3, step, 0) for step in range(6)] and len(set(seeds)) == 6
