@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -145,6 +146,14 @@ def check_choice(name: str, value, choices) -> None:
     if not ok:
         got = repr(value) if value is None or isinstance(value, (str, numbers.Number)) else describe(value)
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {got}")
+
+
+def as_sequence(value):
+    """``value`` as a sequence where it is one (a 1-D numpy array as a list, np.logspace(...)
+    say; a string is not one, nor a dict or set, whose order is not the caller's), else None."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return value.tolist()
+    return value if isinstance(value, Sequence) and not isinstance(value, str) else None
 
 
 def widen_unsigned(name: str, value):

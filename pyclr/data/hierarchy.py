@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .._checks import check_int, check_side, is_int
+from .._checks import as_sequence, check_int, check_side, is_int
 from ._util import check_index, check_seed, salt
 
 
@@ -48,12 +47,11 @@ class Hierarchy(Dataset):
     def _check_branching(branching, levels: int) -> tuple[int, ...]:
         if is_int(branching):
             branching = (branching,) * levels
-        if isinstance(branching, np.ndarray) and branching.ndim == 1:
-            branching = branching.tolist()
-        if not isinstance(branching, Sequence) or isinstance(branching, str):  # a dict gave its keys, a set any order
+        values = as_sequence(branching)  # not a dict (its keys) or a set (any order)
+        if values is None:
             raise TypeError(f"branching: expected an int or a sequence of {levels} ints, "
                             f"got {type(branching).__name__}")
-        branching = tuple(branching)
+        branching = tuple(values)
         if len(branching) != levels:
             raise ValueError(f"branching: expected {levels} values (one per level), got {len(branching)}")
         return tuple(check_int("branching", b, 1) for b in branching)

@@ -9,14 +9,13 @@ import os
 import pickle
 import urllib.error
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .._checks import check_bool, check_side, check_size
+from .._checks import as_sequence, check_bool, check_side, check_size
 from ._util import check_index, optional_import, resize
 
 log = logging.getLogger(__name__)
@@ -256,14 +255,12 @@ def natural_images(names=None) -> dict[str, torch.Tensor]:
         warnings.warn(f"natural_images: without {', '.join(missing)}, only "
                       f"{', '.join(images)} are available", stacklevel=2)
     if names is not None:
-        if isinstance(names, np.ndarray) and names.ndim == 1:
-            names = names.tolist()
-        if not isinstance(names, Sequence) or isinstance(names, str) or not all(isinstance(n, str) for n in names) \
-                or any(n not in images for n in names) or not names \
-                or len(set(names)) != len(names):  # [] gave an empty dataset, repeats collapsed
+        listed = as_sequence(names)
+        if listed is None or not all(isinstance(n, str) for n in listed) or any(n not in images for n in listed) \
+                or not listed or len(set(listed)) != len(listed):  # [] gave an empty dataset, repeats collapsed
             raise ValueError(f"names: expected a non-empty list of distinct names from {', '.join(images)}, "
                              f"got {names!r}")
-        images = {n: images[n] for n in names}
+        images = {n: images[n] for n in listed}
     return {n: torch.from_numpy(np.array(im[..., :3])).permute(2, 0, 1).float() / 255.0
             for n, im in images.items()}
 

@@ -6,11 +6,10 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_device, check_int, check_real, is_real, shown
+from .._checks import as_sequence, check_device, check_int, check_real, is_real, shown
 from ..data._util import check_class_ids
 from .features import as_features
 
@@ -224,12 +223,11 @@ def _check_fraction(value) -> float:
 def _check_decays(weight_decay) -> list:
     if is_real(weight_decay):
         return [_check_decay(weight_decay)]
-    if isinstance(weight_decay, np.ndarray) and weight_decay.ndim == 1:  # np.logspace(...)
-        weight_decay = weight_decay.tolist()
-    if not isinstance(weight_decay, Sequence) or isinstance(weight_decay, str) or not weight_decay:
+    decays = as_sequence(weight_decay)  # np.logspace(...) too
+    if not decays:
         raise TypeError(f"weight_decay: expected a finite number >= 0 or a non-empty list of them, "
                         f"got {shown(weight_decay)}")
-    return [_check_decay(v) for v in weight_decay]
+    return [_check_decay(v) for v in decays]
 
 
 def _check_decay(value) -> float:

@@ -91,10 +91,8 @@ def check_float_dtype(dtype) -> None:
         raise TypeError(f"dtype: expected a floating-point torch.dtype, got {dtype!r}")
 
 
-def check_projections(projections: torch.Tensor, d: int, orthonormal: bool = True) -> None:
-    """``(d, L)`` with ``L <= d`` and, when ``orthonormal``, orthonormal columns:
-    ``|W^T W - I| <= 1e-3`` (``1e-2`` for 16-bit dtypes, whose rounding alone leaves about
-    ``2^-8``). That check reads a value back from the device: callers that drew W skip it."""
+def check_projections(projections: torch.Tensor, d: int) -> None:
+    """A floating-point ``(d, L)`` tensor with ``L <= d`` (its values: check_orthonormal_columns)."""
     if not isinstance(projections, torch.Tensor):
         raise TypeError(f"projections: expected a torch.Tensor, got {type(projections).__name__}")
     if projections.dim() != 2 or projections.shape[0] != d or not 1 <= projections.shape[1] <= d:
@@ -103,8 +101,12 @@ def check_projections(projections: torch.Tensor, d: int, orthonormal: bool = Tru
         )
     if not projections.is_floating_point():
         raise TypeError(f"projections: expected a floating-point tensor, got {projections.dtype}")
-    if not orthonormal:
-        return
+
+
+def check_orthonormal_columns(projections: torch.Tensor) -> None:
+    """Orthonormal columns: ``|W^T W - I| <= 1e-3`` (``1e-2`` for 16-bit dtypes, whose rounding
+    alone leaves about ``2^-8``). It reads a value back from the device: callers that drew W
+    skip it."""
     tol = 1e-2 if projections.element_size() == 2 else 1e-3
     w = projections.detach().double()
     error = (w.T @ w - torch.eye(w.shape[1], dtype=w.dtype, device=w.device)).abs().max().item()

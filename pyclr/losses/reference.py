@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 from .._checks import check_bool, check_choice, check_generator, check_int, check_nonnegative
 from ._checks import check_dense, check_temperature, check_views
 from ._gather import gather_views
-from .priors import (PRIORS, check_projections, normalize_rows,
+from .priors import (PRIORS, check_orthonormal_columns, check_projections, normalize_rows,
                      random_projections, sample_prior)
 
 NEGATIVES = ("all", "cross")
@@ -104,12 +104,12 @@ def check_swd_inputs(h, prior_samples, projections, check_orthonormal: bool = Tr
     check_bool("check_orthonormal", check_orthonormal)
     check_matrix("h", h)
     check_matrix("prior_samples", prior_samples, *h.shape)
-    check_projections(projections, h.shape[1], orthonormal=False)
+    check_projections(projections, h.shape[1])
     for name, t in (("prior_samples", prior_samples), ("projections", projections)):
         if t.device != h.device:
             raise ValueError(f"{name}: expected device {h.device} (that of h), got {t.device}")
     if check_orthonormal:  # after the device check: it reads a value back from the projections' device
-        check_projections(projections, h.shape[1])
+        check_orthonormal_columns(projections)
     if projections.requires_grad:
         raise ValueError("projections: expected a tensor that does not require grad (the loss "
                          "gives no gradient for the projection directions)")

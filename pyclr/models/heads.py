@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from .._checks import check_bool, check_int, is_int, shown
+from .._checks import as_sequence, check_bool, check_int, is_int, shown
 
 
 class ProjectionHead(nn.Module):
@@ -68,10 +67,9 @@ def _hidden_sizes(hidden_dim, num_layers) -> list:
     count = max(num_layers - 1, 0)
     if is_int(hidden_dim):
         return [check_int("hidden_dim", hidden_dim, 1)] * count
-    if isinstance(hidden_dim, np.ndarray) and hidden_dim.ndim == 1:  # np.array([120, 84]), as elsewhere
-        hidden_dim = hidden_dim.tolist()
-    if not isinstance(hidden_dim, Sequence) or isinstance(hidden_dim, str):
+    sizes = as_sequence(hidden_dim)  # np.array([120, 84]) too
+    if sizes is None:
         raise TypeError(f"hidden_dim: expected an int or {count} sizes (num_layers - 1), got {shown(hidden_dim)}")
-    if len(hidden_dim) != count:
-        raise ValueError(f"hidden_dim: expected an int or {count} sizes (num_layers - 1), got {hidden_dim!r}")
-    return [check_int("hidden_dim", value, 1) for value in hidden_dim]
+    if len(sizes) != count:
+        raise ValueError(f"hidden_dim: expected an int or {count} sizes (num_layers - 1), got {sizes!r}")
+    return [check_int("hidden_dim", value, 1) for value in sizes]

@@ -40,9 +40,8 @@ def run_experiment(config, out_dir: str, *, device=None, resume: bool = True, pr
     encoder = build_encoder(cfg["encoder"])
     dataset = build_dataset(cfg["dataset"])
     check_channels(encoder, dataset, "dataset", "; set encoder.in_channels to match")
-    default_batch = inspect.signature(train).parameters["batch_size"].default
     defaults = inspect.signature(train).parameters
-    check_batch_size(cfg["train"].get("batch_size", default_batch), dataset, "train.batch_size",
+    check_batch_size(cfg["train"].get("batch_size", defaults["batch_size"].default), dataset, "train.batch_size",
                      cfg["train"].get("method", defaults["method"].default),
                      cfg["train"].get("loss", defaults["loss"].default))
     eval_sets = eval_datasets(cfg, encoder)  # an eval set the probe cannot use fails now, not after training

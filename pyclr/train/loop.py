@@ -385,8 +385,7 @@ def check_channels(encoder: nn.Module, dataset, name: str, hint: str = "") -> No
     expected = getattr(encoder, "in_channels", None)
     if expected is None or len(dataset) == 0:
         return
-    item = dataset[0]
-    image = item[0] if isinstance(item, (tuple, list)) and item else item
+    image = _image_of(dataset[0])
     if isinstance(image, torch.Tensor) and image.dim() == 3 and image.shape[0] != expected:
         raise ValueError(f"{name}: items have {image.shape[0]} channels, but the encoder takes {expected} "
                          f"(its in_channels){hint}")
@@ -525,9 +524,14 @@ def autocast_for(device: torch.device, precision: str):
                           enabled=precision != "fp32")
 
 
+def _image_of(item):
+    """An item's image: the item itself, or the first of an (image, labels) pair."""
+    return item[0] if isinstance(item, (tuple, list)) and item else item
+
+
 def _images(items):
     first = items[0]
-    images = [item[0] if isinstance(item, (tuple, list)) and item else item for item in items]
+    images = [_image_of(item) for item in items]
     if not isinstance(images[0], torch.Tensor):
         raise TypeError(f"dataset: expected items that are an image tensor or (image, labels), got {type(first).__name__}")
     for image in images[1:]:  # torch.stack's own message names no argument

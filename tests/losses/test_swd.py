@@ -246,7 +246,7 @@ def test_opcheck(device):
 @pytest.mark.not_emulated("opcheck and torch.compile of torch.ops.pyclr itself")
 def test_torch_compile_op(device):
     # The op and its backward trace into one graph (the fake kernel, strides included).
-    # sliced_wasserstein itself breaks the graph: check_projections reads |W^T W - I| on the host.
+    # sliced_wasserstein itself breaks the graph: check_orthonormal_columns reads |W^T W - I| on the host.
     h, p, w = problem(64, 8, 8, "gaussian", torch.float32, device, seed=5)
 
     def loss(h):
